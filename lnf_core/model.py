@@ -1,0 +1,266 @@
+"""The latent-normalizing-flow VAE (Ziegler & Rush 2019) as the paper's code implements it.
+
+Generative story: T ~ p(T) (empirical length histogram), z_1..T ~ flow prior p(z | T), and every x_t
+independently from an inputless decoder that reads all of z (a BiLSTM over z: x_t sees z_t plus the left
+and right context states). Inference: q(z|x) = prod_t N(mu_t(x), diag sigma_t^2(x)) from a BiLSTM over x.
+
+Objectives (paper-notes §3), per sequence i with S samples z^s ~ q(z|x_i):
+
+    ELBO loss  l_i = (1/S) sum_s sum_t [ -log p(x_t|z^s) + beta (log q(z^s_t|x) - log p(z^s_t|z^s_<t)) ] - log p(T_i)
+    training   loss = mean_i l_i / (T_i + 1)
+    IW bound   log p(x_i) ~ logsumexp_s [ log p(x|z^s) + log p(z^s) - log q(z^s|x) ] - log S + log p(T_i)
+
+Reported NLL = -sum_i log p(x_i) / sum_i (T_i + 1) nats (bits for text: divide by ln 2).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from lnf_core.config import ModelConfig
+from lnf_core.position import position_dim, position_features
+from lnf_core.prior import HALF_LOG_2PI, FlowPrior
+
+
+@dataclass
+class ELBOOutput:
+    """``loss``: the training objective; ``recon``/``kl``: per-frame means for logging (nats);
+    ``per_sequence``: negative ELBO of each sequence at the given KL weight, incl. -log p(T), not normalised."""
+
+    loss: Tensor
+    recon: float
+    kl: float
+    per_sequence: Tensor
+
+
+@dataclass
+class Generation:
+    probs: Tensor
+    x: Tensor
+    lengths: Tensor
+    z: Tensor | None = None
+
+
+def sequence_mask(lengths: Tensor, steps: int) -> Tensor:
+    """``[B, steps]`` bool, True at real (unpadded) steps."""
+    return torch.arange(steps, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
+
+
+class LengthModel(nn.Module):
+    """p(T): the train+valid length histogram with add-one smoothing over [0, 1.25 * max] (paper-notes §5.4).
+
+    Lengths beyond the smoothed range get the probability of an unseen length, never zero.
+    """
+
+    def __init__(self, counts: Sequence[int] | None) -> None:
+        super().__init__()
+        counts = list(counts or [0, 1])
+        longest = max((t for t, c in enumerate(counts) if c > 0), default=1)
+        support = max(int(1.25 * longest), 1) + 1
+        padded = torch.zeros(support, dtype=torch.float64)
+        padded[: min(len(counts), support)] = torch.tensor(counts[:support], dtype=torch.float64)
+        smoothed = padded + 1.0
+        smoothed[0] = 0.0  # a sequence has at least one step
+        total = smoothed.sum()
+        self.register_buffer("log_probs", torch.log(smoothed / total).float())
+        self.register_buffer("counts", padded.float())
+        self.unseen_log_prob = float(math.log(1.0 / total))
+
+    def log_prob(self, lengths: Tensor) -> Tensor:
+        inside = lengths < self.log_probs.shape[0]
+        idx = lengths.clamp(max=self.log_probs.shape[0] - 1).to(self.log_probs.device)
+        return torch.where(inside.to(idx.device), self.log_probs[idx], torch.full_like(self.log_probs[idx],
+                                                                                     self.unseen_log_prob))
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Draw n lengths from the (unsmoothed) histogram of training lengths."""
+        weights = self.counts if self.counts.sum() > 0 else self.log_probs.exp()
+        return torch.multinomial(weights.cpu(), n, replacement=True, generator=generator)
+
+
+class Emission(nn.Module):
+    """Tied input embedding and output layer: multi-hot keys (music) or characters (text)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.kind = config.data_kind
+        self.weight = nn.Parameter(torch.empty(config.vocab_size, config.emb_dim).uniform_(-0.1, 0.1))
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def embed(self, x: Tensor) -> Tensor:
+        """Music: sum of the embeddings of the sounding keys (silence -> 0). Text: a lookup."""
+        return x @ self.weight if self.kind == "music" else F.embedding(x, self.weight)
+
+    def logits(self, h: Tensor) -> Tensor:
+        return F.linear(h, self.weight, self.bias)
+
+    def log_prob(self, logits: Tensor, x: Tensor) -> Tensor:
+        """Per-step log p(x_t | ...) ``[B, T]``: independent Bernoulli keys, or a categorical character."""
+        if self.kind == "music":
+            return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+        return -F.cross_entropy(logits.transpose(1, 2), x, reduction="none")
+
+    def probs(self, logits: Tensor) -> Tensor:
+        return torch.sigmoid(logits) if self.kind == "music" else torch.softmax(logits, -1)
+
+    def draw(self, probs: Tensor, decode: str, generator: torch.Generator | None) -> Tensor:
+        if decode not in ("threshold", "bernoulli"):
+            raise ValueError(f"decode must be 'threshold' or 'bernoulli', not {decode!r}")
+        if self.kind == "music":
+            if decode == "threshold":
+                return probs > 0.5
+            return torch.rand(probs.shape, generator=generator, device=probs.device) < probs
+        if decode == "threshold":
+            return probs.argmax(-1)
+        flat = probs.reshape(-1, probs.shape[-1])
+        return torch.multinomial(flat, 1, generator=generator).view(probs.shape[:-1])
+
+
+def run_rnn(rnn: nn.LSTM, inputs: Tensor, lengths: Tensor, init: tuple[Tensor, Tensor] | None = None) -> Tensor:
+    """A (bi)LSTM over padded inputs, packed so the backward direction starts at each sequence's end.
+
+    Outputs at padded steps are zero.
+    """
+    if int(lengths.min()) == inputs.shape[1] and inputs.shape[0] > 0:
+        out, _ = rnn(inputs, init)
+        return out
+    packed = pack_padded_sequence(inputs, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    out, _ = rnn(packed, init)
+    out, _ = pad_packed_sequence(out, batch_first=True, total_length=inputs.shape[1])
+    return out
+
+
+class LatentFlowVAE(nn.Module):
+    """Encoder q(z|x), flow prior p(z|T), inputless decoder p(x_t|z, T) and length model p(T)."""
+
+    def __init__(self, config: ModelConfig, length_counts: Sequence[int] | None = None) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.pos_dim = position_dim(c.pos_encoding, c.max_len)
+        self.length_model = LengthModel(length_counts)
+        self.emission = Emission(c)
+        self.encoder = nn.LSTM(c.emb_dim + self.pos_dim, c.hidden, c.enc_layers, batch_first=True, bidirectional=True)
+        self.posterior = nn.Linear(2 * c.hidden, 2 * c.z_dim)
+        nn.init.uniform_(self.posterior.weight, -0.07, 0.07)
+        nn.init.zeros_(self.posterior.bias)
+        self.prior = FlowPrior(
+            c.prior, c.z_dim, self.pos_dim, c.prior_units, c.prior_layers, c.flow_layers, c.flow_hidden,
+            c.flow_hidden_layers, c.transform, c.dropout,
+        )
+        self.decoder = nn.LSTM(c.z_dim + self.pos_dim, c.hidden, c.dec_layers, batch_first=True, bidirectional=True)
+        # No nonlinearity between the two output layers, as in the paper's code (paper-notes §1.3).
+        self.readout = nn.Linear(c.z_dim + 2 * c.hidden, c.emb_dim)
+
+    # -- pieces -------------------------------------------------------------------------------------------
+    def positions(self, lengths: Tensor, steps: int) -> Tensor:
+        """Position/length codes for t = 0..steps: ``[B, steps+1, pos_dim]``."""
+        return position_features(lengths, steps + 1, self.config.pos_encoding, self.config.max_len).to(
+            self.emission.weight.dtype
+        )
+
+    def encode(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """Posterior means and log-variances ``[B, T, H]``."""
+        steps = x.shape[1]
+        pos = self.positions(lengths, steps)[:, :steps]
+        h = run_rnn(self.encoder, torch.cat([self.emission.embed(x), pos], -1), lengths)
+        mu, logvar = self.posterior(h).chunk(2, dim=-1)
+        return mu, logvar.clamp(-30.0, 20.0)
+
+    def decode_logits(self, z: Tensor, lengths: Tensor) -> Tensor:
+        """Emission logits ``[B, T, V]``: x_t reads [z_t, forward state after t-1, backward state from t+1]."""
+        steps = z.shape[1]
+        pos = self.positions(lengths, steps)[:, :steps]
+        h = run_rnn(self.decoder, torch.cat([z, pos], -1), lengths)
+        fwd, bwd = h.chunk(2, dim=-1)
+        fwd = F.pad(fwd, (0, 0, 1, 0))[:, :steps]
+        bwd = F.pad(bwd, (0, 0, 0, 1))[:, 1:]
+        return self.emission.logits(self.readout(torch.cat([z, fwd, bwd], dim=-1)))
+
+    def decode_probs(self, z: Tensor, lengths: Tensor) -> Tensor:
+        with torch.no_grad():
+            return self.emission.probs(self.decode_logits(z, lengths))
+
+    def _sample_posterior(self, mu: Tensor, logvar: Tensor, n_samples: int, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """z ``[S*B, T, H]`` and per-step log q(z_t|x) ``[S*B, T]``; padded steps are zeroed."""
+        mu = mu.repeat(n_samples, 1, 1)
+        logvar = logvar.repeat(n_samples, 1, 1)
+        noise = torch.randn_like(mu)
+        z = mu + torch.exp(0.5 * logvar) * noise
+        log_q = -0.5 * (logvar + noise * noise).sum(-1) - mu.shape[-1] * HALF_LOG_2PI
+        m = mask.repeat(n_samples, 1)
+        return torch.where(m.unsqueeze(-1), z, torch.zeros_like(z)), log_q
+
+    def _joint_terms(self, x: Tensor, lengths: Tensor, n_samples: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Summed over steps, shape ``[S, B]``: log p(x|z), log p(z), log q(z|x)."""
+        batch, steps = x.shape[0], x.shape[1]
+        mask = sequence_mask(lengths, steps)
+        mu, logvar = self.encode(x, lengths)
+        z, log_q = self._sample_posterior(mu, logvar, n_samples, mask)
+        rep_lengths = lengths.repeat(n_samples)
+        m = mask.repeat(n_samples, 1)
+        x_rep = x.repeat(n_samples, *([1] * (x.dim() - 1)))
+        log_px = self.emission.log_prob(self.decode_logits(z, rep_lengths), x_rep)
+        log_pz, _ = self.prior.log_prob_steps(z, self.positions(rep_lengths, steps))
+        zero = torch.zeros_like(log_px)
+
+        def total(v: Tensor) -> Tensor:
+            return torch.where(m, v, zero).sum(1).view(n_samples, batch)
+
+        return total(log_px), total(log_pz), total(log_q)
+
+    # -- objectives ---------------------------------------------------------------------------------------
+    def elbo(self, x: Tensor, lengths: Tensor, kl_weight: float = 1.0, n_samples: int = 1) -> ELBOOutput:
+        log_px, log_pz, log_q = self._joint_terms(x, lengths, n_samples)
+        recon = -log_px.mean(0)
+        kl = (log_q - log_pz).mean(0)
+        log_pt = self.length_model.log_prob(lengths)
+        per_seq = recon + kl_weight * kl - log_pt
+        loss = (per_seq / (lengths.to(per_seq.dtype) + 1)).mean()
+        frames = float(lengths.sum())
+        return ELBOOutput(loss, float(recon.detach().sum()) / frames, float(kl.detach().sum()) / frames,
+                          per_seq.detach())
+
+    @torch.no_grad()
+    def iw_log_likelihood(self, x: Tensor, lengths: Tensor, n_samples: int = 30, chunk: int = 10) -> Tensor:
+        """Importance-weighted estimate of log p(x) incl. log p(T) ``[B]`` (nats), S = n_samples."""
+        weights = []
+        for start in range(0, n_samples, chunk):
+            s = min(chunk, n_samples - start)
+            log_px, log_pz, log_q = self._joint_terms(x, lengths, s)
+            weights.append(log_px + log_pz - log_q)
+        log_w = torch.cat(weights, 0)
+        return torch.logsumexp(log_w, 0) - math.log(n_samples) + self.length_model.log_prob(lengths)
+
+    # -- generation ---------------------------------------------------------------------------------------
+    def sample_lengths(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        return self.length_model.sample(n, generator)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        lengths: Tensor,
+        temperature: float = 1.0,
+        decode: str = "threshold",
+        generator: torch.Generator | None = None,
+    ) -> Generation:
+        """Sample pieces of the given lengths: eps ~ N(0, temperature^2 I) -> prior -> decoder -> keys."""
+        lengths = torch.as_tensor(lengths, dtype=torch.long).cpu()
+        if lengths.numel() == 0 or int(lengths.min()) < 1:
+            raise ValueError("every length must be at least 1")
+        steps = int(lengths.max())
+        pos = self.positions(lengths, steps)
+        z, _ = self.prior.sample(pos, temperature, generator)
+        mask = sequence_mask(lengths, steps)
+        z = torch.where(mask.unsqueeze(-1), z, torch.zeros_like(z))
+        probs = self.emission.probs(self.decode_logits(z, lengths))
+        x = self.emission.draw(probs, decode, generator)
+        x = torch.where(mask.unsqueeze(-1), x, torch.zeros_like(x)) if x.dim() == 3 else torch.where(mask, x, 0)
+        return Generation(probs=probs, x=x, lengths=lengths, z=z)

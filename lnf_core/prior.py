@@ -1,0 +1,164 @@
+"""Flow priors over the latent sequence z_1..T (paper-notes §1.4, §2.6).
+
+One time layer: a causal LSTM over an "input-side" sequence w gives a context h_{t-1} for step t, and a
+hidden flow (MADE or coupling, over the H dims) maps z_t <-> eps_t given that context::
+
+    log p(z | T) = sum_t [ log N(eps_t; 0, I) + log|det d eps_t / d z_t| ]
+
+=========  ======================  ===============================  ==================================
+prior      LSTM reads              density (z -> eps)               sampling (eps -> z)
+=========  ======================  ===============================  ==================================
+af-af      w = z                   parallel (one LSTM pass)         step by step, MADE inverted per step
+af-scf     w = z                   parallel                         step by step
+iaf-scf    w = eps                 step by step (LSTM eats eps_t)   parallel: one LSTM pass + coupling
+=========  ======================  ===============================  ==================================
+
+The LSTM input at step t is ``[w_t, pos_{t+1}]``; its initial state comes from a feed-forward net of
+``pos_0`` and the context for step t is the top-layer output after step t-1 (the initial top state for
+t = 0). So the context of step t depends on w_{<t} and positions <= t only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lnf_core.flows import HiddenFlow
+
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def standard_normal_log_prob(eps: Tensor) -> Tensor:
+    """log N(eps; 0, I) summed over the last dim."""
+    return -0.5 * (eps * eps).sum(-1) - eps.shape[-1] * HALF_LOG_2PI
+
+
+class FlowPrior(nn.Module):
+    """AF/AF, AF/SCF or IAF/SCF prior p(z_1..T | T)."""
+
+    def __init__(
+        self,
+        kind: str,
+        z_dim: int,
+        pos_dim: int,
+        units: int = 500,
+        layers: int = 2,
+        flow_layers: int = 5,
+        flow_hidden: int = 100,
+        flow_hidden_layers: int = 2,
+        transform: str = "nlsq",
+        dropout: float = 0.2,
+    ) -> None:
+        super().__init__()
+        if kind not in ("af-af", "af-scf", "iaf-scf"):
+            raise ValueError(f"unknown prior {kind!r}")
+        self.kind = kind
+        self.inverse_autoregressive = kind == "iaf-scf"
+        self.z_dim, self.units, self.layers = z_dim, units, layers
+        self.rnn = nn.LSTM(z_dim + pos_dim, units, layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
+        self.init_net = nn.Sequential(nn.Linear(pos_dim, units), nn.ReLU(), nn.Linear(units, 2 * layers * units))
+        self.drop = nn.Dropout(dropout)
+        self.between_drop = dropout if layers > 1 else 0.0
+        self.flow = HiddenFlow(
+            "af" if kind == "af-af" else "scf", z_dim, units, flow_layers, flow_hidden, flow_hidden_layers, transform
+        )
+
+    # -- recurrent pieces ---------------------------------------------------------------------------------
+    def initial_state(self, pos0: Tensor) -> tuple[Tensor, Tensor]:
+        """(h0, c0), each ``[layers, B, units]``, from the position/length code of step 0."""
+        hc = self.init_net(pos0).view(pos0.shape[0], 2, self.layers, self.units).permute(1, 2, 0, 3)
+        return hc[0].contiguous(), hc[1].contiguous()
+
+    def contexts(self, w: Tensor, pos: Tensor) -> Tensor:
+        """Context for every step in one LSTM pass over w: ``[B, T, units]`` (AF density, IAF sampling)."""
+        h0, c0 = self.initial_state(pos[:, 0])
+        out, _ = self.rnn(torch.cat([w, pos[:, 1:]], dim=-1), (h0, c0))
+        return self.drop(torch.cat([h0[-1].unsqueeze(1), out[:, :-1]], dim=1))
+
+    def _stepper(self, pos: Tensor) -> _LSTMStepper:
+        return _LSTMStepper(self.rnn, pos[:, 1:], self.initial_state(pos[:, 0]), self.between_drop, self.training)
+
+    # -- density ------------------------------------------------------------------------------------------
+    def log_prob_steps(self, z: Tensor, pos: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-step ``log p(z_t | z_<t)`` ``[B, T]`` and the noise eps ``[B, T, H]``.
+
+        ``pos`` is ``[B, T+1, pos_dim]``. Padded steps must hold finite values (callers zero them).
+        """
+        if not self.inverse_autoregressive:
+            eps, log_det = self.flow.to_noise(z, self.contexts(z, pos))
+            return standard_normal_log_prob(eps) + log_det, eps
+        stepper = self._stepper(pos)
+        eps_steps, log_dets = [], []
+        for t in range(z.shape[1]):
+            eps_t, log_det_t = self.flow.to_noise(z[:, t], self.drop(stepper.context))
+            stepper.advance(eps_t, t)
+            eps_steps.append(eps_t)
+            log_dets.append(log_det_t)
+        eps = torch.stack(eps_steps, dim=1)
+        return standard_normal_log_prob(eps) + torch.stack(log_dets, dim=1), eps
+
+    # -- sampling -----------------------------------------------------------------------------------------
+    def sample(
+        self, pos: Tensor, temperature: float = 1.0, generator: torch.Generator | None = None, eps: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Draw z ``[B, T, H]`` (T = pos.shape[1] - 1) with eps ~ N(0, temperature^2 I).
+
+        Returns z and the per-step model log-density ``log p(z_t | z_<t)`` ``[B, T]`` at the sample.
+        """
+        batch, steps = pos.shape[0], pos.shape[1] - 1
+        if eps is None:
+            eps = torch.randn(batch, steps, self.z_dim, generator=generator, device=pos.device) * temperature
+        if self.inverse_autoregressive:
+            z, log_det = self.flow.to_data(eps, self.contexts(eps, pos))
+            return z, standard_normal_log_prob(eps) + log_det
+        stepper = self._stepper(pos)
+        z_steps, log_dets = [], []
+        for t in range(steps):
+            z_t, log_det_t = self.flow.to_data(eps[:, t], self.drop(stepper.context))
+            stepper.advance(z_t, t)
+            z_steps.append(z_t)
+            log_dets.append(log_det_t)
+        return torch.stack(z_steps, dim=1), standard_normal_log_prob(eps) + torch.stack(log_dets, dim=1)
+
+
+class _LSTMStepper:
+    """Runs ``nn.LSTM``'s weights one step at a time, with the position part of the first layer's input
+    projection computed for all steps in one product up front (the IAF density loop and AF sampling)."""
+
+    def __init__(
+        self, rnn: nn.LSTM, pos_inputs: Tensor, state: tuple[Tensor, Tensor], dropout: float, training: bool
+    ) -> None:
+        self.layers = rnn.num_layers
+        self.dropout, self.training = dropout, training
+        w_dim = rnn.input_size - pos_inputs.shape[-1]
+        w_ih0 = rnn.weight_ih_l0
+        self.w_x = w_ih0[:, :w_dim].t()
+        self.pre = F.linear(pos_inputs, w_ih0[:, w_dim:], rnn.bias_ih_l0 + rnn.bias_hh_l0)
+        self.w_hh = [getattr(rnn, f"weight_hh_l{k}").t() for k in range(self.layers)]
+        self.w_ih = [None] + [getattr(rnn, f"weight_ih_l{k}").t() for k in range(1, self.layers)]
+        self.bias = [None] + [
+            getattr(rnn, f"bias_ih_l{k}") + getattr(rnn, f"bias_hh_l{k}") for k in range(1, self.layers)
+        ]
+        self.h = list(state[0].unbind(0))
+        self.c = list(state[1].unbind(0))
+
+    @property
+    def context(self) -> Tensor:
+        return self.h[-1]
+
+    def advance(self, w_t: Tensor, t: int) -> None:
+        x = w_t
+        for k in range(self.layers):
+            if k == 0:
+                gates = torch.addmm(torch.addmm(self.pre[:, t], x, self.w_x), self.h[0], self.w_hh[0])
+            else:
+                if self.dropout and self.training:
+                    x = F.dropout(x, self.dropout, True)
+                gates = torch.addmm(torch.addmm(self.bias[k], x, self.w_ih[k]), self.h[k], self.w_hh[k])
+            i, f, g, o = gates.chunk(4, dim=-1)
+            self.c[k] = torch.sigmoid(f) * self.c[k] + torch.sigmoid(i) * torch.tanh(g)
+            self.h[k] = torch.sigmoid(o) * torch.tanh(self.c[k])
+            x = self.h[k]
