@@ -48,7 +48,8 @@ class LSTMBaseline(nn.Module):
         nll = -self.log_prob_steps(x, lengths).sum(1)
         per_seq = nll - self.length_model.log_prob(lengths)
         loss = (per_seq / (lengths.to(per_seq.dtype) + 1)).mean()
-        return ELBOOutput(loss, float(nll.detach().sum()) / float(lengths.sum()), 0.0, per_seq.detach())
+        frames = lengths.sum().to(nll.device)
+        return ELBOOutput(loss, nll.detach().sum() / frames, torch.zeros((), device=nll.device), per_seq.detach())
 
     @torch.no_grad()
     def iw_log_likelihood(self, x: Tensor, lengths: Tensor, n_samples: int = 1, chunk: int = 10) -> Tensor:

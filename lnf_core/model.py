@@ -31,12 +31,13 @@ from lnf_core.prior import HALF_LOG_2PI, FlowPrior
 
 @dataclass
 class ELBOOutput:
-    """``loss``: the training objective; ``recon``/``kl``: per-frame means for logging (nats);
-    ``per_sequence``: negative ELBO of each sequence at the given KL weight, incl. -log p(T), not normalised."""
+    """``loss``: the training objective; ``recon``/``kl``: per-frame means for logging (nats, detached 0-d
+    tensors, so logging them costs no device sync until read); ``per_sequence``: negative ELBO of each sequence at
+    the given KL weight, incl. -log p(T), not normalised."""
 
     loss: Tensor
-    recon: float
-    kl: float
+    recon: Tensor
+    kl: Tensor
     per_sequence: Tensor
 
 
@@ -224,9 +225,8 @@ class LatentFlowVAE(nn.Module):
         log_pt = self.length_model.log_prob(lengths)
         per_seq = recon + kl_weight * kl - log_pt
         loss = (per_seq / (lengths.to(per_seq.dtype) + 1)).mean()
-        frames = float(lengths.sum())
-        return ELBOOutput(loss, float(recon.detach().sum()) / frames, float(kl.detach().sum()) / frames,
-                          per_seq.detach())
+        frames = lengths.sum().to(recon.device)
+        return ELBOOutput(loss, recon.detach().sum() / frames, kl.detach().sum() / frames, per_seq.detach())
 
     @torch.no_grad()
     def iw_log_likelihood(self, x: Tensor, lengths: Tensor, n_samples: int = 30, chunk: int = 10) -> Tensor:
