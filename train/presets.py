@@ -63,8 +63,17 @@ class TrainConfig:
 
 
 def _paper_model(dataset: str, prior: str, model: str) -> dict[str, Any]:
-    m: dict[str, Any] = dict(z_dim=50, emb_dim=500, hidden=500, prior_units=500, prior_layers=2, flow_layers=5,
-                             flow_hidden=100, flow_hidden_layers=2, dropout=0.2)
+    m: dict[str, Any] = dict(
+        z_dim=50,
+        emb_dim=500,
+        hidden=500,
+        prior_units=500,
+        prior_layers=2,
+        flow_layers=5,
+        flow_hidden=100,
+        flow_hidden_layers=2,
+        dropout=0.2,
+    )
     if model == "lstm":
         m["dropout"] = 0.1
     if dataset == "ptb" and prior == "iaf-scf":
@@ -81,36 +90,88 @@ def preset_settings(preset: str, dataset: str, prior: str, model: str) -> tuple[
     if preset == "paper":
         t: dict[str, Any] = dict(epochs=100, lr=1e-3, optimizer="adam", grad_clip=0.25, nll_every=5, nll_samples=30)
         if music:
-            t.update(kl_zero_epochs=20, kl_ramp_epochs=15, patience=2, elbo_samples=1, batch_size=5,
-                     eval_batch_size=64 if dataset == "jsb" else 1)
+            t.update(
+                kl_zero_epochs=20,
+                kl_ramp_epochs=15,
+                patience=2,
+                elbo_samples=1,
+                batch_size=5,
+                eval_batch_size=64 if dataset == "jsb" else 1,
+            )
             if long_music:
                 t.update(batch_size=1, eval_batch_size=1, grad_accum=8, nll_samples=4)
         else:
-            t.update(kl_zero_epochs=4, kl_ramp_epochs=10, patience=1, elbo_samples=10, batch_size=15,
-                     eval_batch_size=15)
+            t.update(
+                kl_zero_epochs=4, kl_ramp_epochs=10, patience=1, elbo_samples=10, batch_size=15, eval_batch_size=15
+            )
         if model == "lstm":
             t.update(optimizer="sgd", lr=20.0, patience=4, kl_zero_epochs=0, kl_ramp_epochs=0)
         return t, _paper_model(dataset, prior, model)
     if preset == "small":
-        t = dict(epochs=60, lr=2e-3, optimizer="adam", grad_clip=0.25, nll_every=5, nll_samples=30, patience=2,
-                 kl_zero_epochs=3, kl_ramp_epochs=12, elbo_samples=1, batch_size=8, eval_batch_size=32)
+        t = dict(
+            epochs=60,
+            lr=2e-3,
+            optimizer="adam",
+            grad_clip=0.25,
+            nll_every=5,
+            nll_samples=30,
+            patience=2,
+            kl_zero_epochs=3,
+            kl_ramp_epochs=12,
+            elbo_samples=1,
+            batch_size=8,
+            eval_batch_size=32,
+        )
         if long_music:
             t.update(batch_size=4, nll_samples=4)
         if not music:
             t.update(batch_size=32, epochs=10, kl_zero_epochs=1, kl_ramp_epochs=4)
         if model == "lstm":
             t.update(kl_zero_epochs=0, kl_ramp_epochs=0, lr=2e-3)
-        m = dict(z_dim=32, emb_dim=192, hidden=192, prior_units=192, prior_layers=2, flow_layers=5, flow_hidden=64,
-                 flow_hidden_layers=2, dropout=0.1)
+        m = dict(
+            z_dim=32,
+            emb_dim=192,
+            hidden=192,
+            prior_units=192,
+            prior_layers=2,
+            flow_layers=5,
+            flow_hidden=64,
+            flow_hidden_layers=2,
+            dropout=0.1,
+        )
         return t, m
     # tiny: seconds on a CPU, for tests and smoke runs
-    t = dict(epochs=2, lr=3e-3, optimizer="adam", grad_clip=1.0, nll_every=1, nll_samples=4, patience=1,
-             kl_zero_epochs=0, kl_ramp_epochs=1, elbo_samples=1, batch_size=4, eval_batch_size=8, crop=24,
-             train_subset=16, eval_subset=8, checkpoint_minutes=0.0)
+    t = dict(
+        epochs=2,
+        lr=3e-3,
+        optimizer="adam",
+        grad_clip=1.0,
+        nll_every=1,
+        nll_samples=4,
+        patience=1,
+        kl_zero_epochs=0,
+        kl_ramp_epochs=1,
+        elbo_samples=1,
+        batch_size=4,
+        eval_batch_size=8,
+        crop=24,
+        train_subset=16,
+        eval_subset=8,
+        checkpoint_minutes=0.0,
+    )
     if model == "lstm":
         t.update(kl_zero_epochs=0, kl_ramp_epochs=0)
-    m = dict(z_dim=8, emb_dim=32, hidden=32, prior_units=32, prior_layers=1, flow_layers=2, flow_hidden=16,
-             flow_hidden_layers=1, dropout=0.0)
+    m = dict(
+        z_dim=8,
+        emb_dim=32,
+        hidden=32,
+        prior_units=32,
+        prior_layers=1,
+        flow_layers=2,
+        flow_hidden=16,
+        flow_hidden_layers=1,
+        dropout=0.0,
+    )
     return t, m
 
 
