@@ -71,26 +71,32 @@ def _looks_like_path(value: str) -> bool:
     return os.sep in value or "/" in value or value.lower().endswith((".pickle", ".pkl", ".mid", ".midi"))
 
 
+def _load_ptb_kw(path: Path, kw: dict[str, Any]) -> TextDataset:
+    return load_ptb(path, max_len=kw.get("max_len", PTB_MAX_LEN), check_counts=kw.get("check_counts", True))
+
+
 def load_dataset(name_or_path: str | os.PathLike[str], data_dir: str | Path | None = None, **kw: Any) -> Dataset:
     """Load a dataset by name (``jsb``, ``nottingham``, ``musedata``, ``pianomidi``, ``ptb`` or an alias) or by
     path: a music ``.pickle`` file, a folder with ``ptb.char.*.txt``, or a user's folder of MIDI files.
 
     ``data_dir`` is where named datasets are looked up (see :func:`find_dataset_file`). Keyword arguments go to
     the loader that uses them: ``steps_per_beat``, ``seed``, ``cache``, ``progress`` to
-    :func:`train.midi_folder.build_midi_folder_dataset`; ``steps_per_beat`` to a custom pickle; ``max_len`` to
-    :func:`load_ptb`. Raises :class:`DataError` with a message for the user.
+    :func:`train.midi_folder.build_midi_folder_dataset`; ``steps_per_beat`` to a custom pickle; ``max_len`` and
+    ``check_counts`` to :func:`load_ptb`; a None value means the default. Raises :class:`DataError` with a
+    message for the user.
     """
+    kw = {k: v for k, v in kw.items() if v is not None}  # None = "use the default"
     if isinstance(name_or_path, str) and not _looks_like_path(name_or_path):
         spec = lookup_dataset(name_or_path)
         if spec is not None:
             found = find_dataset_file(spec.name, data_dir)
             if spec.kind == "text":
-                return load_ptb(found, max_len=kw.get("max_len", PTB_MAX_LEN))
+                return _load_ptb_kw(found, kw)
             return load_music_pickle(found, name=spec.name)
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         if (ptb_dir(path) / PTB_FILES["train"]).is_file():
-            return load_ptb(path, max_len=kw.get("max_len", PTB_MAX_LEN))
+            return _load_ptb_kw(path, kw)
         from train.midi_folder import build_midi_folder_dataset
 
         allowed = {"steps_per_beat", "seed", "cache", "progress"}

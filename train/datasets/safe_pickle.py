@@ -4,7 +4,8 @@ Those files are plain ``dict``/``list``/``tuple``/``int`` data, except that the 
 Chorales) store each note as a ``numpy.int64`` scalar. Unpickling that asks for two globals,
 ``numpy.core.multiarray.scalar`` (``numpy._core.multiarray.scalar`` in numpy 2) and ``numpy.dtype``. This
 unpickler admits exactly those two, and only as stand-ins written here: they decode a fixed-size integer
-from its raw bytes without calling into numpy. Every other global is refused before anything is built, so a
+from its raw bytes without calling into numpy (plus ``_codecs.encode`` restricted to latin-1, which Python 3
+uses to write those raw bytes at protocol 2). Every other global is refused before anything is built, so a
 pickle whose ``__reduce__`` would run ``os.system`` (or anything else) never executes.
 """
 
@@ -71,10 +72,18 @@ def _int_scalar(dtype: Any, data: Any = None) -> int:
     return int.from_bytes(data, dtype.byteorder, signed=dtype.signed)
 
 
+def _latin1_encode(text: Any, encoding: Any = "latin1") -> bytes:
+    """Stand-in for ``_codecs.encode(text, 'latin1')``: how Python 3 writes bytes at pickle protocol 2."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError("_codecs.encode is admitted only to rebuild latin-1 byte strings")
+    return text.encode("latin1")
+
+
 _ADMITTED: dict[tuple[str, str], Any] = {
     ("numpy.core.multiarray", "scalar"): _int_scalar,
     ("numpy._core.multiarray", "scalar"): _int_scalar,
     ("numpy", "dtype"): _IntDType,
+    ("_codecs", "encode"): _latin1_encode,  # raw bytes of those scalars in Python 3 protocol-2 pickles
     # Plain containers: a step may be stored as a set of notes. Building one runs no user code.
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
