@@ -1,0 +1,230 @@
+"""A user's own folder of MIDI files as a :class:`~train.datasets.types.MusicDataset`.
+
+Every ``.mid``/``.midi`` file under the folder (recursively; hidden files and folders skipped) becomes a piano
+roll ``bool [T, 88]`` on the file's beat grid (:func:`lnf_core.pianoroll.midi_to_roll`: pretty_midi's beat
+tracking, ``steps_per_beat`` steps per beat, drums skipped, pitches outside 21..108 dropped). Files that cannot
+be read, or hold no usable notes, are reported as ``(file, reason)`` in ``dataset.problems`` and skipped with a
+warning.
+
+Split: each file goes to train / valid / test by a hash of its relative path (and ``seed``), about 80/10/10,
+so adding a file does not move the others (except to fill a split that would be empty: with 3 or more
+files every split gets at least one, with 2 files train and valid get one each).
+
+Cache: the rolls are stored as ``.lnf-cache/rolls-spb{steps_per_beat}.npz`` inside the folder (or, when the
+folder is read-only, in the per-user cache dir). It is an ``.npz`` read with ``allow_pickle=False``, keyed by
+the file list, sizes, modification times and ``steps_per_beat``; any change rebuilds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from lnf_core.pianoroll import MidiReadError, midi_to_roll
+from train.datasets.locations import user_cache_dir
+from train.datasets.types import N_KEYS, SPLITS, DataError, MusicDataset
+
+MIDI_SUFFIXES = (".mid", ".midi")
+CACHE_DIR_NAME = ".lnf-cache"
+CACHE_VERSION = 1
+#: Fractions of files per split (train, valid, test).
+SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
+
+ProgressFn = Callable[[int, int, str], None]
+
+
+class MidiFolderWarning(UserWarning):
+    """A MIDI file in a user's folder was skipped."""
+
+
+def find_midi_files(folder: str | Path) -> list[str]:
+    """Relative POSIX paths of the MIDI files under ``folder``, sorted; hidden files/folders are skipped."""
+    folder = Path(folder)
+    found: list[str] = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for f in files:
+            if not f.startswith(".") and f.lower().endswith(MIDI_SUFFIXES):
+                found.append((Path(root) / f).relative_to(folder).as_posix())
+    return sorted(found)
+
+
+def _hash_unit(rel: str, seed: int) -> float:
+    """A number in [0, 1) fixed by the relative path and the seed."""
+    digest = hashlib.sha256(f"{seed}\0{rel}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def split_files(names: list[str], seed: int = 0) -> dict[str, list[str]]:
+    """Assign files to train/valid/test by a hash of the relative path: about 80/10/10.
+
+    Deterministic for a given ``seed``; a file keeps its split when others are added. With 3 or more files
+    no split is empty (the files nearest a split boundary move into an empty split); with 2 files one goes to
+    valid, with 1 file it is train only.
+    """
+    u = {n: _hash_unit(n, seed) for n in names}
+    a, b = SPLIT_FRACTIONS[0], SPLIT_FRACTIONS[0] + SPLIT_FRACTIONS[1]
+    out = {s: [] for s in SPLITS}
+    for n in names:
+        out["train" if u[n] < a else "valid" if u[n] < b else "test"].append(n)
+
+    def take(dst: str, boundary: float, spare: int = 1) -> None:
+        # Move the file nearest to ``boundary`` out of a split that keeps at least ``spare`` files.
+        donors = [n for s in SPLITS if s != dst and len(out[s]) > spare for n in out[s]]
+        if not donors:
+            return
+        pick = min(donors, key=lambda n: (abs(u[n] - boundary), n))
+        for s in SPLITS:
+            if pick in out[s]:
+                out[s].remove(pick)
+        out[dst].append(pick)
+
+    if len(names) == 2 and not (out["train"] and out["valid"]):
+        low, high = sorted(names, key=lambda n: (u[n], n))
+        out = {"train": [low], "valid": [high], "test": []}
+    if names and not out["train"]:
+        take("train", a / 2, spare=0)
+    if len(names) >= 3 and not out["valid"]:
+        take("valid", (a + b) / 2)
+    if len(names) >= 3 and not out["test"]:
+        take("test", (b + 1.0) / 2)
+    return {s: sorted(v) for s, v in out.items()}
+
+
+def _cache_key(folder: Path, names: list[str], steps_per_beat: int) -> str:
+    entries = []
+    for n in names:
+        st = (folder / n).stat()
+        entries.append([n, st.st_size, st.st_mtime_ns])
+    blob = json.dumps({"v": CACHE_VERSION, "steps_per_beat": steps_per_beat, "files": entries}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def cache_paths(folder: str | Path, steps_per_beat: int) -> list[Path]:
+    """Where the cache for ``folder`` may live: inside the folder, then the per-user cache dir."""
+    folder = Path(folder).resolve()
+    fname = f"rolls-spb{steps_per_beat}.npz"
+    tag = hashlib.sha256(str(folder).encode()).hexdigest()[:16]
+    return [folder / CACHE_DIR_NAME / fname, user_cache_dir() / "midi-folders" / f"{tag}-{fname}"]
+
+
+def _read_cache(path: Path, key: str) -> tuple[dict[str, np.ndarray], list[tuple[str, str]]] | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if str(z["key"]) != key:
+                return None
+            names = [str(n) for n in z["names"]]
+            offsets = z["offsets"]
+            rolls = z["rolls"]
+            if rolls.ndim != 2 or rolls.shape[1] != N_KEYS or len(offsets) != len(names) + 1:
+                return None
+            pieces = {n: rolls[offsets[i] : offsets[i + 1]].astype(bool) for i, n in enumerate(names)}
+            problems = [(str(f), str(r)) for f, r in zip(z["problem_files"], z["problem_reasons"])]
+    except Exception:  # noqa: BLE001 - a missing, stale or damaged cache is simply rebuilt
+        return None
+    return pieces, problems
+
+
+def _write_cache(
+    paths: list[Path], key: str, pieces: dict[str, np.ndarray], problems: list[tuple[str, str]]
+) -> Path | None:
+    names = list(pieces)
+    lengths = [pieces[n].shape[0] for n in names]
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    rolls = np.concatenate([pieces[n] for n in names]) if names else np.zeros((0, N_KEYS), bool)
+    arrays = {
+        "key": np.array(key),
+        "names": np.array(names, dtype=str),
+        "offsets": offsets,
+        "rolls": rolls,
+        "problem_files": np.array([p[0] for p in problems], dtype=str),
+        "problem_reasons": np.array([p[1] for p in problems], dtype=str),
+    }
+    for path in paths:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".rolls-", suffix=".tmp", dir=path.parent)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    np.savez_compressed(f, **arrays)
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            return path
+        except OSError:
+            continue  # read-only folder: try the next place
+    return None
+
+
+def build_midi_folder_dataset(
+    folder: str | Path,
+    steps_per_beat: int = 2,
+    seed: int = 0,
+    cache: bool = True,
+    progress: ProgressFn | None = None,
+) -> MusicDataset:
+    """Turn a folder of MIDI files into a :class:`MusicDataset` (see the module doc for the rules).
+
+    ``progress(done, total, file)`` is called after each file converted (not when the cache is used).
+    ``dataset.piece_names[split]`` gives the relative path of each piece; ``dataset.problems`` the skipped
+    files with reasons. Raises :class:`DataError` when the folder does not exist or yields no usable piece.
+    """
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise DataError(f"{folder}: not a folder of MIDI files (it does not exist or is not a folder).", folder)
+    if not (isinstance(steps_per_beat, (int, np.integer)) and 1 <= steps_per_beat <= 96):
+        raise ValueError(f"steps_per_beat must be an integer in 1..96, got {steps_per_beat!r}")
+    steps_per_beat = int(steps_per_beat)
+    names = find_midi_files(folder)
+    if not names:
+        raise DataError(f"{folder}: no .mid or .midi files found in this folder or its subfolders.", folder)
+
+    key = _cache_key(folder, names, steps_per_beat)
+    places = cache_paths(folder, steps_per_beat)
+    cached = None
+    if cache:
+        for p in places:
+            cached = _read_cache(p, key)
+            if cached is not None:
+                break
+    if cached is not None:
+        pieces, problems = cached
+    else:
+        pieces, problems = {}, []
+        for i, n in enumerate(names):
+            try:
+                roll = midi_to_roll(folder / n, steps_per_beat=steps_per_beat)
+                if roll.shape[0] == 0 or not roll.any():
+                    raise MidiReadError(folder / n, "it has no notes in the piano range")
+                pieces[n] = roll
+            except MidiReadError as e:
+                problems.append((n, e.reason))
+            except Exception as e:  # noqa: BLE001 - a user's file must never crash the whole folder
+                problems.append((n, f"{type(e).__name__}: {e}"))
+            if progress is not None:
+                progress(i + 1, len(names), n)
+        if cache:
+            _write_cache(places, key, pieces, problems)
+    for n, reason in problems:
+        warnings.warn(f"skipped {folder / n}: {reason}", MidiFolderWarning, stacklevel=2)
+    if not pieces:
+        listing = "; ".join(f"{n}: {r}" for n, r in problems[:5])
+        raise DataError(f"{folder}: none of the {len(names)} MIDI files could be used ({listing}).", folder)
+
+    assignment = split_files(list(pieces), seed=seed)
+    return MusicDataset(
+        name=folder.resolve().name or "midi",
+        splits={s: [pieces[n] for n in assignment[s]] for s in SPLITS},
+        steps_per_beat=steps_per_beat,
+        source=folder,
+        piece_names=assignment,
+        problems=problems,
+    )
