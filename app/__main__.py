@@ -1,0 +1,150 @@
+"""``python -m app``: start LNF Studio.
+
+Options: ``--model CKPT`` opens a checkpoint instead of the default model; ``--screenshot FILE
+[--generate N]`` opens the window, generates N pieces, saves the window as a PNG and exits (used by the
+tests and the README); ``--theme light|dark|system``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+_T0 = time.perf_counter()
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m app", description="LNF Studio: music from latent normalizing flows")
+    ap.add_argument("--model", metavar="CKPT", help="checkpoint (.lnf) to open instead of the default model")
+    ap.add_argument("--models-dir", metavar="DIR", help="folder of shipped models (default: assets/models)")
+    ap.add_argument("--screenshot", metavar="FILE", help="save the window as a PNG and exit")
+    ap.add_argument("--generate", metavar="N", type=int, default=0, help="with --screenshot: generate N pieces first")
+    ap.add_argument("--seed", type=int, default=None, help="seed for --generate (default: a fixed one)")
+    ap.add_argument("--length", type=int, default=None, help="length in steps for --generate")
+    ap.add_argument("--theme", choices=("system", "light", "dark"), help="colour theme (saved in settings)")
+    ap.add_argument("--size", default="1280x820", metavar="WxH", help="window size (default 1280x820)")
+    ap.add_argument("--exit-when-shown", action="store_true", help=argparse.SUPPRESS)
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    if args.screenshot and not os.environ.get("QT_QPA_PLATFORM") and not os.environ.get("DISPLAY") \
+            and sys.platform.startswith("linux"):
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"  # a screenshot needs no display
+    from PySide6.QtCore import QCoreApplication, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from app.ui.settings import APPLICATION, ORGANISATION, AppSettings
+    from app.ui.theme import apply_theme
+
+    QCoreApplication.setOrganizationName(ORGANISATION)
+    QCoreApplication.setApplicationName(APPLICATION)
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    settings = AppSettings()
+    if args.theme:
+        settings.theme = args.theme
+    apply_theme(app, settings.theme)
+
+    from app import session
+    from app.ui.main_window import MainWindow
+
+    models_dir = Path(args.models_dir) if args.models_dir else session.MODELS_DIR
+    window = MainWindow(settings, models_dir=models_dir, interactive=not args.screenshot)
+    try:
+        w, h = (int(v) for v in args.size.lower().split("x"))
+        window.resize(w, h)
+    except ValueError:
+        print(f"ignoring --size {args.size!r}: expected WIDTHxHEIGHT such as 1280x820", file=sys.stderr)
+    window.show()
+
+    if args.exit_when_shown:
+        def shown() -> None:
+            print(f"window shown after {time.perf_counter() - _T0:.3f} s in-process", flush=True)
+            app.quit()
+
+        QTimer.singleShot(0, shown)
+        return app.exec()
+
+    model_path = _initial_model(args, settings, window)
+    exit_code = [0]
+
+    if args.screenshot:
+        _drive_screenshot(app, window, model_path, args, exit_code)
+    else:
+        if model_path is not None:
+            QTimer.singleShot(0, lambda: window.load_model(model_path))
+        else:
+            window.status("No model found in assets/models: open a checkpoint with File ▸ Open Checkpoint…")
+        QTimer.singleShot(150, window.check_audio)
+    rc = app.exec()
+    return exit_code[0] or rc
+
+
+def _initial_model(args: argparse.Namespace, settings, window) -> Path | None:
+    if args.model:
+        return Path(args.model)
+    last = settings.last_model
+    if last and Path(last).is_file() and not args.screenshot:
+        return Path(last)
+    return window.default_model()
+
+
+def _drive_screenshot(app, window, model_path: Path | None, args: argparse.Namespace, exit_code: list[int]) -> None:
+    """Load the model, generate, select the first piece, save the window, quit (exit 2 on errors)."""
+    from PySide6.QtCore import QTimer
+
+    from app.session import GenerationSettings
+
+    def fail(message: str, code: int = 2) -> None:
+        print(f"error: {message}", file=sys.stderr)
+        exit_code[0] = code
+        app.quit()
+
+    def save() -> None:
+        app.processEvents()
+        pix = window.grab()
+        path = Path(args.screenshot)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not pix.save(str(path), "PNG"):
+            fail(f"could not write the screenshot {path}")
+            return
+        print(f"wrote {path} ({pix.width()}x{pix.height()})")
+        app.quit()
+
+    def after_batch(_result) -> None:
+        gallery = window.gallery
+        if len(window.gallery.pieces()) >= 2:
+            gallery.selectionModel().clearSelection()
+            gallery.setCurrentIndex(gallery.piece_model.index(0))
+        QTimer.singleShot(50, save)
+
+    def on_loaded(loaded) -> None:
+        if args.generate > 0:
+            n = min(64, args.generate)
+            length = args.length or min(64, loaded.max_len or 64)
+            seed = 1234 if args.seed is None else args.seed
+            window.batch_ready.connect(after_batch)
+            window.generate_panel.apply_settings(GenerationSettings(n=n, length=length, temperature=1.0, seed=seed))
+            window.generate_panel.request(window.generate_panel.settings())
+        else:
+            QTimer.singleShot(50, save)
+
+    window.model_loaded.connect(on_loaded)
+    window.model_failed.connect(lambda msg: fail(msg))
+    window.check_audio()
+    if model_path is None:
+        if args.generate:
+            fail("no model to generate with: put a .lnf in assets/models or pass --model")
+            return
+        QTimer.singleShot(50, save)
+    else:
+        QTimer.singleShot(0, lambda: window.load_model(model_path))
+    QTimer.singleShot(120_000, lambda: fail("timed out after 120 s", 3))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

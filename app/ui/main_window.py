@@ -1,0 +1,907 @@
+"""The main window: wires the panels, the workers, playback and export together through signals.
+
+Layout: a sidebar (model panel, generate panel) beside a vertical splitter holding the large piano-roll
+view with its transport bar above the gallery of the current batch. Long work (loading a model,
+sampling, scoring a MIDI file, variations, interpolation) runs on :class:`app.workers.Worker` threads; the
+UI thread only reacts to their signals.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from PySide6.QtCore import QEvent, QSize, Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QFont, QKeySequence, QPalette
+from PySide6.QtWidgets import (
+    QApplication,
+    QFileDialog,
+    QFrame,
+    QGroupBox,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QScrollArea,
+    QSizePolicy,
+    QSplitter,
+    QStyle,
+    QToolBar,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app import session
+from app.session import GenerationResult, GenerationSettings, LoadedModel, ModelInfo, Piece
+from app.ui import icons
+from app.ui.playback import PlaybackController
+from app.ui.settings import AppSettings
+from app.ui.theme import apply_theme
+from app.ui.widgets.elided_label import ElidedLabel
+from app.ui.widgets.gallery import GalleryView
+from app.ui.widgets.generate_panel import GeneratePanel
+from app.ui.widgets.model_panel import ModelPanel
+from app.ui.widgets.pianoroll_view import PianoRollView
+from app.ui.widgets.transport import TransportBar
+from app.workers import Worker, WorkerPool
+
+APP_NAME = "LNF Studio"
+
+
+def format_ms(seconds: float) -> str:
+    """``0.0843`` -> ``"84 ms"``, ``2.5`` -> ``"2.50 s"``."""
+    return f"{seconds * 1000:.0f} ms" if seconds < 1.0 else f"{seconds:.2f} s"
+
+
+class MainWindow(QMainWindow):
+    """LNF Studio's window. Public methods mirror the menu actions so tests and scripts can drive it."""
+
+    model_loaded = Signal(object)  # LoadedModel
+    model_failed = Signal(str)
+    batch_ready = Signal(object)  # GenerationResult
+    pieces_added = Signal(list)  # list[Piece] (variations, interpolations, MIDI files)
+    error_shown = Signal(str)
+
+    def __init__(
+        self,
+        settings: AppSettings | None = None,
+        models_dir: Path | str = session.MODELS_DIR,
+        interactive: bool = True,
+    ) -> None:
+        super().__init__()
+        self.settings = settings or AppSettings()
+        self.models_dir = Path(models_dir)
+        self.interactive = interactive  # False: errors go to the status bar/log only (scripts, screenshots)
+        self.loaded: LoadedModel | None = None
+        self.last_error: str | None = None
+        self.last_status: str = ""
+        self.last_result: GenerationResult | None = None
+        self.workers = WorkerPool(self)
+        self._gen_worker: Worker | None = None
+        self._loading: Path | None = None
+        self._playing_uid: int | None = None
+        self.audio_status = None
+
+        self.setWindowTitle(APP_NAME)
+        self.setObjectName("mainWindow")
+        self.playback = PlaybackController(self)
+        self.playback.set_soundfont(self.settings.soundfont or None)
+        self._build_widgets()
+        self._build_actions()
+        self._build_menus_and_toolbar()
+        self._connect()
+        self._apply_icons()
+        self._restore_preferences()
+        self.refresh_model_list()
+        self._update_actions()
+        self.resize(1280, 820)
+
+    # ================================================================================== construction
+    def _build_widgets(self) -> None:
+        self.model_panel = ModelPanel()
+        self.generate_panel = GeneratePanel()
+        self.roll_view = PianoRollView()
+        self.transport = TransportBar()
+        self.gallery = GalleryView()
+        self.gallery.piece_model.midi_writer = self._write_piece_midi
+
+        sidebar = QWidget()
+        sidebar.setObjectName("sidebar")
+        side = QVBoxLayout(sidebar)
+        side.setContentsMargins(10, 10, 6, 10)
+        side.setSpacing(10)
+        model_box = QGroupBox("Model")
+        QVBoxLayout(model_box).addWidget(self.model_panel)
+        gen_box = QGroupBox("Generate")
+        QVBoxLayout(gen_box).addWidget(self.generate_panel)
+        side.addWidget(model_box)
+        side.addWidget(gen_box)
+        side.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidget(sidebar)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(300)
+        scroll.setMaximumWidth(420)
+        self.sidebar = scroll
+
+        # Roll area: title line with zoom buttons, the view, the transport.
+        roll_area = QWidget()
+        ra = QVBoxLayout(roll_area)
+        ra.setContentsMargins(6, 10, 10, 4)
+        ra.setSpacing(6)
+        head = QHBoxLayout()
+        head.setSpacing(8)
+        self.piece_title = QLabel("No piece selected")
+        self.piece_title.setObjectName("pieceTitle")
+        tf = QFont(self.piece_title.font())
+        tf.setPointSizeF(tf.pointSizeF() * 1.25)
+        tf.setBold(True)
+        self.piece_title.setFont(tf)
+        self.piece_info = ElidedLabel("")
+        self.piece_info.setObjectName("pieceInfo")
+        self.piece_info.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        head.addWidget(self.piece_title)
+        head.addWidget(self.piece_info, 1)
+        self.zoom_out_button = self._tool_button("−", "Zoom out (Ctrl+−, Ctrl+wheel)", self.roll_view.zoom_out)
+        self.zoom_fit_button = self._tool_button("Fit", "Fit the piece to the view (Ctrl+0)", self.roll_view.fit)
+        self.zoom_in_button = self._tool_button("+", "Zoom in (Ctrl++, Ctrl+wheel)", self.roll_view.zoom_in)
+        for b in (self.zoom_out_button, self.zoom_fit_button, self.zoom_in_button):
+            head.addWidget(b)
+        ra.addLayout(head)
+        ra.addWidget(self.roll_view, 1)
+        ra.addWidget(self.transport)
+
+        gallery_area = QWidget()
+        ga = QVBoxLayout(gallery_area)
+        ga.setContentsMargins(6, 4, 10, 8)
+        ga.setSpacing(4)
+        self.batch_label = ElidedLabel("Batch")
+        self.batch_label.setObjectName("batchLabel")
+        self.batch_label.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+        bf = QFont(self.batch_label.font())
+        bf.setBold(True)
+        self.batch_label.setFont(bf)
+        self.batch_hint = ElidedLabel("Ctrl-click two pieces to interpolate · drag a piece out to save a .mid")
+        self.batch_hint.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        self.batch_hint.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        gh = QHBoxLayout()
+        gh.addWidget(self.batch_label, 3)
+        gh.addWidget(self.batch_hint, 2)
+        ga.addLayout(gh)
+        ga.addWidget(self.gallery, 1)
+
+        self.center_split = QSplitter(Qt.Orientation.Vertical)
+        self.center_split.setObjectName("centerSplit")
+        self.center_split.addWidget(roll_area)
+        self.center_split.addWidget(gallery_area)
+        self.center_split.setStretchFactor(0, 3)
+        self.center_split.setStretchFactor(1, 2)
+        self.center_split.setChildrenCollapsible(False)
+        self.center_split.setSizes([470, 300])
+
+        self.main_split = QSplitter(Qt.Orientation.Horizontal)
+        self.main_split.setObjectName("mainSplit")
+        self.main_split.addWidget(self.sidebar)
+        self.main_split.addWidget(self.center_split)
+        self.main_split.setStretchFactor(1, 1)
+        self.main_split.setChildrenCollapsible(False)
+        self.main_split.setSizes([320, 960])
+        self.setCentralWidget(self.main_split)
+
+        sb = self.statusBar()
+        self.model_status = QLabel("")
+        self.model_status.setObjectName("modelStatus")
+        self.audio_label = QLabel("Audio: checking…")
+        self.audio_label.setObjectName("audioLabel")
+        sb.addPermanentWidget(self.model_status)
+        sb.addPermanentWidget(self.audio_label)
+
+    def _tool_button(self, text: str, tip: str, slot) -> QToolButton:
+        b = QToolButton()
+        b.setText(text)
+        b.setToolTip(tip)
+        b.setMinimumSize(QSize(30, 26))
+        b.clicked.connect(slot)
+        return b
+
+    def _action(self, text: str, slot, shortcut=None, tip: str = "", icon=None) -> QAction:
+        act = QAction(text, self)
+        if shortcut is not None:
+            act.setShortcut(QKeySequence(shortcut))
+        if tip:
+            act.setToolTip(tip)
+            act.setStatusTip(tip)
+        if icon is not None:
+            act.setIcon(self.style().standardIcon(icon))
+        act.triggered.connect(lambda checked=False: slot())
+        return act
+
+    def _build_actions(self) -> None:
+        SP = QStyle.StandardPixmap
+        self.act_open_model = self._action(
+            "Open Checkpoint…", self.open_checkpoint_dialog, QKeySequence.StandardKey.Open,
+            "Load a model checkpoint (.lnf)", SP.SP_DialogOpenButton,
+        )
+        self.act_open_midi = self._action(
+            "Open MIDI…", self.open_midi_dialog, "Ctrl+M",
+            "Show a MIDI file as a roll and score it under the model (NLL per step)", SP.SP_FileIcon,
+        )
+        self.act_generate = self._action(
+            "Generate", self.generate_panel._generate_clicked, "Ctrl+G", "Sample a new batch", SP.SP_MediaPlay,
+        )
+        self.act_reproduce = self._action(
+            "Reproduce", self.generate_panel.reproduce, "Ctrl+R", "Generate the last batch again (same seed)",
+            SP.SP_BrowserReload,
+        )
+        self.act_cancel = self._action("Cancel", self.cancel_generation, "Esc", "Stop sampling", SP.SP_BrowserStop)
+        self.act_variations = self._action(
+            "Variations", self.make_variations, "Ctrl+Shift+V",
+            "Sample pieces near the selected one: z = μ + t·σ·ε from its posterior",
+        )
+        self.act_interpolate = self._action(
+            "Interpolate…", self.interpolate_dialog, "Ctrl+I",
+            "Morph between two selected pieces through latent space",
+        )
+        self.act_score = self._action(
+            "Score Selected (NLL)", self.score_current, "Ctrl+L",
+            "How likely is the selected piece under the model? (nats per step)",
+        )
+        self.act_play = self._action("Play", self.play, "Space", "Play the selected piece", SP.SP_MediaPlay)
+        self.act_stop = self._action("Stop", self.stop, "Shift+Space", "Stop playback", SP.SP_MediaStop)
+        self.act_loop = QAction("Loop", self)
+        self.act_loop.setCheckable(True)
+        self.act_loop.toggled.connect(self.transport.loop_button.setChecked)
+        self.transport.loop_button.toggled.connect(self.act_loop.setChecked)
+        self.act_export_midi = self._action(
+            "Export Selected as MIDI…", self.export_selected_midi_dialog, "Ctrl+E",
+            "Save the selected pieces as .mid files", SP.SP_DialogSaveButton,
+        )
+        self.act_export_all = self._action(
+            "Export All as MIDI…", lambda: self.export_dialog(all_pieces=True, kinds=("mid",)), "Ctrl+Shift+E",
+            "Save every piece of the gallery as numbered .mid files",
+        )
+        self.act_export_wav = self._action(
+            "Export Selected as WAV…", lambda: self.export_dialog(all_pieces=False, kinds=("wav",)), None,
+            "Render the selected pieces to .wav audio",
+        )
+        self.act_export_all_wav = self._action(
+            "Export All as WAV…", lambda: self.export_dialog(all_pieces=True, kinds=("wav",)), None,
+            "Render every piece of the gallery to numbered .wav files",
+        )
+        self.act_export_png = self._action(
+            "Export Roll as PNG…", self.export_png_dialog, "Ctrl+Shift+P", "Save the large roll as an image",
+        )
+        self.act_settings = self._action("Settings…", self.settings_dialog, QKeySequence.StandardKey.Preferences)
+        self.act_quit = self._action("Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.act_zoom_in = self._action("Zoom In", self.roll_view.zoom_in, QKeySequence.StandardKey.ZoomIn)
+        self.act_zoom_out = self._action("Zoom Out", self.roll_view.zoom_out, QKeySequence.StandardKey.ZoomOut)
+        self.act_fit = self._action("Fit Piece", self.roll_view.fit, "Ctrl+0")
+        self.act_theme = {}
+        for label, mode in (("Follow System", "system"), ("Light", "light"), ("Dark", "dark")):
+            act = QAction(label, self)
+            act.setCheckable(True)
+            act.triggered.connect(lambda checked=False, m=mode: self.set_theme(m))
+            self.act_theme[mode] = act
+        self.act_about = self._action("About LNF Studio", self.about)
+
+    def _build_menus_and_toolbar(self) -> None:
+        mb = self.menuBar()
+        m = mb.addMenu("&File")
+        m.addActions([self.act_open_model, self.act_open_midi])
+        m.addSeparator()
+        m.addActions([self.act_export_midi, self.act_export_all, self.act_export_wav, self.act_export_all_wav,
+                      self.act_export_png])
+        m.addSeparator()
+        m.addAction(self.act_settings)
+        m.addSeparator()
+        m.addAction(self.act_quit)
+        m = mb.addMenu("&Generate")
+        m.addActions([self.act_generate, self.act_reproduce, self.act_cancel])
+        m.addSeparator()
+        m.addActions([self.act_variations, self.act_interpolate, self.act_score])
+        m = mb.addMenu("&Playback")
+        m.addActions([self.act_play, self.act_stop, self.act_loop])
+        m = mb.addMenu("&View")
+        m.addActions([self.act_zoom_in, self.act_zoom_out, self.act_fit])
+        m.addSeparator()
+        tm = m.addMenu("Theme")
+        for act in self.act_theme.values():
+            tm.addAction(act)
+        m = mb.addMenu("&Help")
+        m.addAction(self.act_about)
+
+        tb = QToolBar("Main")
+        tb.setObjectName("mainToolbar")
+        tb.setMovable(False)
+        tb.setIconSize(QSize(18, 18))
+        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        tb.addAction(self.act_open_model)
+        tb.addAction(self.act_open_midi)
+        tb.addSeparator()
+        tb.addAction(self.act_generate)
+        tb.addAction(self.act_variations)
+        tb.addAction(self.act_interpolate)
+        tb.addAction(self.act_score)
+        tb.addSeparator()
+        self._toolbar_proxies: list[tuple[QAction, QAction]] = []
+        for source, text in ((self.act_export_midi, "MIDI…"), (self.act_export_wav, "WAV…"),
+                             (self.act_export_png, "PNG…")):
+            proxy = QAction(text, self)
+            proxy.setToolTip(source.toolTip())
+            proxy.setIcon(source.icon())
+            proxy.triggered.connect(source.trigger)
+            source.enabledChanged.connect(proxy.setEnabled)
+            proxy.setEnabled(source.isEnabled())
+            self._toolbar_proxies.append((source, proxy))
+            tb.addAction(proxy)
+        export_label = QLabel(" Export: ")
+        export_label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        tb.insertWidget(self._toolbar_proxies[0][1], export_label)
+        self.addToolBar(tb)
+        self.toolbar = tb
+
+    def _connect(self) -> None:
+        mp, gp = self.model_panel, self.generate_panel
+        mp.load_requested.connect(self.load_model)
+        mp.open_requested.connect(self.open_checkpoint_dialog)
+        gp.generate_requested.connect(self.generate)
+        gp.cancel_requested.connect(self.cancel_generation)
+        self.gallery.piece_selected.connect(self._show_piece)
+        self.gallery.selection_changed.connect(lambda _p: self._update_actions())
+        self.roll_view.hovered.connect(self._hover)
+        tr = self.transport
+        tr.play_requested.connect(self.play)
+        tr.stop_requested.connect(self.stop)
+        tr.loop_toggled.connect(self.playback.set_loop)
+        tr.program_changed.connect(self._program_changed)
+        tr.tempo_changed.connect(self._tempo_changed)
+        pb = self.playback
+        pb.position_changed.connect(self._playback_position)
+        pb.stopped.connect(self._playback_stopped)
+        pb.started.connect(lambda d: self.transport.set_playing(True))
+        pb.unavailable.connect(self._audio_unavailable)
+        pb.error.connect(lambda m: self.show_error("Playback", m))
+
+    def _apply_icons(self) -> None:
+        """Tint the vector icons with the current palette (called again when the theme changes)."""
+        color = self.palette().color(QPalette.ColorRole.ButtonText)
+        accent = self.palette().color(QPalette.ColorRole.Highlight)
+        for act, name in ((self.act_generate, "generate"), (self.act_variations, "variations"),
+                          (self.act_interpolate, "interpolate"), (self.act_score, "score"),
+                          (self.act_play, "play"), (self.act_stop, "stop")):
+            act.setIcon(icons.icon(name, color))
+        self.generate_panel.generate_button.setIcon(icons.icon("generate", accent.lighter(110)))
+        self.transport.play_button.setIcon(icons.icon("play", color))
+        self.transport.stop_button.setIcon(icons.icon("stop", color))
+        self.transport.loop_button.setIcon(icons.icon("loop", color))
+
+    def changeEvent(self, event) -> None:  # noqa: N802
+        if event.type() == QEvent.Type.PaletteChange:
+            self._apply_icons()
+        super().changeEvent(event)
+
+    def _restore_preferences(self) -> None:
+        self.transport.tempo.setValue(self.settings.tempo)
+        self.transport.set_program(self.settings.program)
+        theme = self.settings.theme
+        for mode, act in self.act_theme.items():
+            act.setChecked(mode == theme)
+        geometry, state = self.settings.window_state()
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+
+    # ================================================================================== messages
+    def status(self, text: str, timeout_ms: int = 0) -> None:
+        self.last_status = text
+        self.statusBar().showMessage(text, timeout_ms)
+
+    def show_error(self, title: str, text: str) -> None:
+        """Tell the user what went wrong (a non-blocking message box) and keep going."""
+        self.last_error = text
+        self.status(text.splitlines()[0] if text else title, 15000)
+        self.error_shown.emit(text)
+        if self.interactive:
+            box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok, self)
+            box.setObjectName("errorBox")
+            box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            box.open()
+
+    def _hover(self, text: str) -> None:
+        if text:
+            self.statusBar().showMessage(text, 3000)
+
+    # ================================================================================== models
+    def refresh_model_list(self) -> None:
+        shipped = session.discover_models(self.models_dir)
+        recent = []
+        for p in self.settings.recent_models:
+            if Path(p).is_file():
+                recent.append(session.read_model_info(p))
+        self.model_panel.set_models(shipped, recent)
+
+    def default_model(self) -> Path | None:
+        return session.default_model_path(self.models_dir)
+
+    def load_model(self, path: Path | str) -> Worker | None:
+        """Load a checkpoint in the background; on failure the previous model stays in use."""
+        path = Path(path)
+        if self._loading is not None:
+            return None
+        self._loading = path
+        self.model_panel.set_busy(True)
+        self.status(f"Loading {path.name}…")
+        worker = Worker(session.load_music_model, path)
+        worker.signals.result.connect(self._model_ready)
+        worker.signals.error.connect(lambda msg, p=path: self._model_error(p, msg))
+        worker.signals.finished.connect(self._model_load_finished)
+        self.workers.start(worker)
+        return worker
+
+    def _model_load_finished(self) -> None:
+        self._loading = None
+        self.model_panel.set_busy(False)
+        self._update_actions()
+
+    def _model_ready(self, loaded: LoadedModel) -> None:
+        self.set_model(loaded)
+
+    def set_model(self, loaded: LoadedModel) -> None:
+        """Use ``loaded`` from now on (also callable directly with a model loaded elsewhere)."""
+        self.loaded = loaded
+        info: ModelInfo = loaded.info
+        self.model_panel.set_current(info)
+        self.generate_panel.set_model_limits(loaded.steps_per_beat, loaded.max_len)
+        self.gallery.set_steps_per_beat(loaded.steps_per_beat)
+        self.model_status.setText(f"Model: {info.label}")
+        self.model_status.setToolTip(str(loaded.path))
+        self.settings.last_model = str(loaded.path)
+        if not info.shipped:
+            self.settings.add_recent_model(str(loaded.path))
+            self.refresh_model_list()
+            self.model_panel.set_current(info)
+        self.setWindowTitle(f"{info.label} — {APP_NAME}")
+        self.status(f"Loaded {info.label} ({format_ms(loaded.load_seconds)})", 6000)
+        self._update_actions()
+        self.model_loaded.emit(loaded)
+
+    def _model_error(self, path: Path, message: str) -> None:
+        keep = f"\n\nStill using {self.loaded.label}." if self.loaded else ""
+        self.show_error("Cannot open model", message + keep)
+        self.model_failed.emit(message)
+
+    def open_checkpoint_dialog(self) -> None:
+        start = str(self.models_dir if self.models_dir.is_dir() else Path.home())
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open checkpoint", start, "LNF checkpoints (*.lnf);;All files (*)"
+        )
+        if path:
+            self.load_model(path)
+
+    # ================================================================================== generation
+    def generate(self, settings: GenerationSettings | None = None) -> Worker | None:
+        """Sample a batch in a worker; the gallery fills when it is done."""
+        if settings is None:
+            settings = self.generate_panel.settings()
+        if self.loaded is None:
+            self.show_error("No model", "Load a model first (File ▸ Open Checkpoint…).")
+            return None
+        if self._gen_worker is not None:
+            return None
+        try:
+            settings.validated(self.loaded.max_len)
+        except ValueError as exc:
+            self.show_error("Cannot generate", str(exc))
+            return None
+        self._gen_started = time.perf_counter()
+        worker = Worker(session.run_generation, self.loaded, settings)
+        worker.signals.progress.connect(self._gen_progress)
+        worker.signals.result.connect(self._gen_result)
+        worker.signals.error.connect(lambda m: self.show_error("Generation failed", m))
+        worker.signals.cancelled.connect(lambda: self.status("Generation cancelled", 5000))
+        worker.signals.finished.connect(self._gen_finished)
+        self._gen_worker = worker
+        self.generate_panel.set_running(True)
+        self._update_actions()
+        self.status(f"Sampling {settings.n} pieces…")
+        self.workers.start(worker)
+        return worker
+
+    def cancel_generation(self) -> None:
+        if self._gen_worker is not None:
+            self._gen_worker.cancel()
+            self.status("Cancelling…")
+
+    def _gen_progress(self, done: int, total: int, message: str) -> None:
+        self.generate_panel.set_progress(done, total)
+
+    def _gen_result(self, result: GenerationResult) -> None:
+        self.last_result = result
+        s = result.settings
+        self.gallery.set_pieces(result.pieces)
+        length = "lengths from p(T)" if s.length is None else f"{s.length} steps"
+        self.batch_label.setText(
+            f"Batch · {len(result.pieces)} pieces · {length} · temperature {s.temperature:g} · seed {s.seed}"
+        )
+        noun = "piece" if len(result.pieces) == 1 else "pieces"
+        self.status(f"Generated {len(result.pieces)} {noun} in {format_ms(result.seconds)}")
+        self.batch_ready.emit(result)
+
+    def _gen_finished(self) -> None:
+        self._gen_worker = None
+        self.generate_panel.set_running(False)
+        self._update_actions()
+
+    @property
+    def is_generating(self) -> bool:
+        return self._gen_worker is not None
+
+    # ================================================================================== pieces
+    def _show_piece(self, piece: Piece | None) -> None:
+        if self.playback.is_playing and (piece is None or piece.uid != self._playing_uid):
+            self.stop()
+        spb = self.loaded.steps_per_beat if self.loaded else 1
+        if piece is None:
+            self.roll_view.set_roll(None)
+            self.piece_title.setText("No piece selected")
+            self.piece_info.setText("")
+        else:
+            self.roll_view.set_roll(piece.roll, spb)
+            self.piece_title.setText(piece.title)
+            self.piece_info.setText(self._describe(piece, spb))
+        self.transport.set_has_piece(piece is not None)
+        dur = piece.length * self.step_seconds() if piece is not None else 0.0
+        self.transport.set_position(0.0, dur)
+        self._update_actions()
+
+    def _describe(self, piece: Piece, spb: int) -> str:
+        bars = piece.length / (4 * spb)
+        parts = [f"{piece.length} steps ({bars:g} bars)", f"{session.note_count(piece.roll)} notes"]
+        if piece.seed is not None and piece.source == "generated":
+            parts.append(f"seed {piece.seed}")
+        if piece.nll_per_step is not None:
+            parts.append(f"NLL {piece.nll_per_step:.2f} nats/step")
+        return " · ".join(parts)
+
+    def current_piece(self) -> Piece | None:
+        return self.gallery.current_piece()
+
+    def _selected_or_current(self) -> list[Piece]:
+        sel = self.gallery.selected_pieces()
+        if sel:
+            return sel
+        cur = self.current_piece()
+        return [cur] if cur else []
+
+    def add_pieces(self, pieces: Sequence[Piece], label: str | None = None) -> None:
+        """Append pieces (variations, interpolations, MIDI files) to the gallery and select the first."""
+        self.gallery.append_pieces(list(pieces))
+        if label:
+            self.batch_label.setText(label)
+        self.pieces_added.emit(list(pieces))
+
+    def _update_actions(self) -> None:
+        has_model = self.loaded is not None
+        busy = self._gen_worker is not None
+        piece = self.current_piece()
+        sel = self.gallery.selected_pieces()
+        latent = has_model and self.loaded.has_latent
+        self.act_generate.setEnabled(has_model and not busy)
+        self.act_reproduce.setEnabled(has_model and not busy and self.generate_panel.last_settings is not None)
+        self.act_cancel.setEnabled(busy)
+        self.act_variations.setEnabled(latent and piece is not None)
+        self.act_interpolate.setEnabled(latent and len(sel) == 2)
+        self.act_score.setEnabled(has_model and piece is not None)
+        has_pieces = bool(self.gallery.pieces())
+        self.act_export_midi.setEnabled(piece is not None)
+        self.act_export_all.setEnabled(has_pieces)
+        can_render = self.audio_status is None or self.audio_status.can_render
+        self.act_export_wav.setEnabled(piece is not None and can_render)
+        self.act_export_all_wav.setEnabled(has_pieces and can_render)
+        self.act_export_png.setEnabled(piece is not None)
+        self.act_play.setEnabled(piece is not None and self.transport.audio_available)
+        self.generate_panel.set_model_limits(
+            self.loaded.steps_per_beat if has_model else 1, self.loaded.max_len if has_model else None, has_model
+        )
+
+    # ================================================================================== latent edits
+    def _run_job(self, title: str, fn, *args, on_result=None) -> Worker:
+        worker = Worker(fn, *args)
+        worker.signals.error.connect(lambda m: self.show_error(title, m))
+        if on_result is not None:
+            worker.signals.result.connect(on_result)
+        self.workers.start(worker)
+        return worker
+
+    def make_variations(self, n: int | None = None, temperature: float | None = None) -> Worker | None:
+        """Pieces near the selected one, sampled around its posterior mean."""
+        piece = self.current_piece()
+        if self.loaded is None or piece is None:
+            return None
+        if not self.loaded.has_latent:
+            self.show_error("Variations", f"{self.loaded.label} has no latent space (it is an LSTM baseline).")
+            return None
+        s = self.generate_panel.settings()
+        n = n or s.n
+        temperature = s.temperature if temperature is None else temperature
+        seed = s.seed
+        self.status(f"Sampling {n} variations of {piece.title}…")
+        model = self.loaded.model
+
+        def done(rolls) -> None:
+            pieces = [
+                Piece(r, f"{piece.title} var {i + 1}", "variation", seed=seed, index=i + 1)
+                for i, r in enumerate(rolls)
+            ]
+            self.add_pieces(pieces, f"Variations of {piece.title} · temperature {temperature:g} · seed {seed}")
+            self.status(f"{n} variations of {piece.title}")
+
+        return self._run_job("Variations", session.variations, model, piece.roll, n, temperature, seed,
+                             s.decode, on_result=done)
+
+    def interpolate_dialog(self) -> None:
+        steps, ok = QInputDialog.getInt(self, "Interpolate", "Number of steps (including both ends):", 8, 3, 32)
+        if ok:
+            self.interpolate(steps)
+
+    def interpolate(self, steps: int = 8, spherical: bool = False) -> Worker | None:
+        """Decode a path through latent space between the two selected pieces."""
+        sel = self.gallery.selected_pieces()
+        if self.loaded is None or len(sel) != 2:
+            self.show_error("Interpolate", "Select exactly two pieces in the gallery (Ctrl-click).")
+            return None
+        a, b = sel
+        self.status(f"Interpolating {a.title} → {b.title}…")
+
+        def done(rolls) -> None:
+            pieces = [
+                Piece(r, f"{a.title}→{b.title} {i + 1}/{steps}", "interpolation", index=i + 1)
+                for i, r in enumerate(rolls)
+            ]
+            note = "" if a.length == b.length else f" (cropped to {min(a.length, b.length)} steps)"
+            self.add_pieces(pieces, f"Interpolation {a.title} → {b.title} in {steps} steps{note}")
+            self.status(f"Interpolated {a.title} → {b.title} in {steps} steps{note}")
+
+        return self._run_job("Interpolate", session.interpolate, self.loaded.model, a.roll, b.roll, steps,
+                             spherical, on_result=done)
+
+    def score_current(self) -> Worker | None:
+        piece = self.current_piece()
+        if piece is None or self.loaded is None:
+            return None
+        return self._score(piece)
+
+    def _score(self, piece: Piece) -> Worker:
+        self.status(f"Scoring {piece.title} under {self.loaded.label}…")
+        label = self.loaded.label
+
+        def done(score: session.Score) -> None:
+            piece.nll_per_step = score.nll_per_step
+            cropped = f" (first {score.steps} of {score.cropped_from} steps)" if score.cropped_from else ""
+            ref = ""
+            if self.loaded and self.loaded.info.test_nll is not None:
+                ref = f"; the model's test-set average is {self.loaded.info.test_nll:.2f}"
+            self.status(
+                f"{piece.title}: NLL {score.nll_per_step:.2f} nats/step under {label}{cropped}{ref} "
+                "(lower = more like the training music)"
+            )
+            self.gallery.viewport().update()
+            if self.current_piece() is piece:
+                self.piece_info.setText(self._describe(piece, self.loaded.steps_per_beat if self.loaded else 1))
+
+        return self._run_job("Score", session.score_roll, self.loaded.model, piece.roll, 30, on_result=done)
+
+    # ================================================================================== MIDI files
+    def open_midi_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open MIDI file", str(Path.home()), "MIDI files (*.mid *.midi);;All files (*)"
+        )
+        if path:
+            self.open_midi(path)
+
+    def open_midi(self, path: str | Path) -> Piece | None:
+        """Show a MIDI file as a roll and score it under the current model."""
+        from lnf_core.pianoroll import MidiReadError, midi_to_roll
+
+        path = Path(path)
+        spb = self.loaded.steps_per_beat if self.loaded else 1
+        try:
+            roll = midi_to_roll(path, steps_per_beat=spb)
+        except (MidiReadError, ValueError) as exc:
+            self.show_error("Cannot open MIDI file", str(exc))
+            return None
+        piece = Piece(roll, path.stem, "midi")
+        self.add_pieces([piece], f"MIDI file {path.name}")
+        self.status(f"Opened {path.name}: {roll.shape[0]} steps")
+        if self.loaded is not None:
+            self._score(piece)
+        return piece
+
+    # ================================================================================== playback
+    def step_seconds(self) -> float:
+        spb = self.loaded.steps_per_beat if self.loaded else 1
+        return 60.0 / (self.transport.current_tempo() * spb)
+
+    def midi_options(self) -> dict:
+        return {
+            "tempo_bpm": float(self.transport.current_tempo()),
+            "steps_per_beat": self.loaded.steps_per_beat if self.loaded else 1,
+            "program": self.transport.current_program(),
+        }
+
+    def play(self) -> bool:
+        piece = self.current_piece()
+        if piece is None:
+            return False
+        if not self.transport.audio_available:
+            self.status(f"Playback unavailable: {self.transport.play_button.toolTip()}", 10000)
+            return False
+        from lnf_core.pianoroll import roll_to_midi
+
+        midi = roll_to_midi(piece.roll, **self.midi_options())
+        self._playing_uid = piece.uid
+        ok = self.playback.play(
+            midi, piece.length, self.step_seconds(), self.transport.current_program(),
+            loop=self.transport.loop_button.isChecked(),
+        )
+        if ok:
+            self.status(f"Playing {piece.title} (rendered in {format_ms(self.playback.last_render_seconds)})", 4000)
+        return ok
+
+    def stop(self) -> None:
+        self.playback.stop()
+
+    def _playback_position(self, step: float, seconds: float, duration: float) -> None:
+        self.roll_view.set_playhead(step)
+        self.transport.set_position(seconds, duration)
+
+    def _playback_stopped(self) -> None:
+        self.roll_view.set_playhead(None)
+        self.transport.set_playing(False)
+        self._playing_uid = None
+
+    def _program_changed(self, program: int) -> None:
+        self.settings.program = program
+
+    def _tempo_changed(self, tempo: int) -> None:
+        self.settings.tempo = tempo
+        piece = self.current_piece()
+        if piece is not None and not self.playback.is_playing:
+            self.transport.set_position(0.0, piece.length * self.step_seconds())
+
+    def check_audio(self) -> None:
+        """Find out whether sound works; disable what cannot work and say how to fix it."""
+        try:
+            status = self.playback.check()
+        except Exception as exc:  # the check itself must never take the app down
+            self._audio_unavailable(f"Audio check failed: {exc}")
+            return
+        self.audio_status = status
+        if status.can_play:
+            font = status.soundfont_path.name if status.soundfont_path else "SoundFont"
+            self.audio_label.setText(f"Audio: {font}")
+            self.audio_label.setToolTip(status.summary())
+            self.transport.set_audio_available(True)
+        else:
+            missing = next(c.message for c in (status.fluidsynth, status.soundfont, status.output) if not c.ok)
+            self._audio_unavailable(missing, status.summary())
+        self._update_actions()
+
+    def _audio_unavailable(self, message: str, detail: str | None = None) -> None:
+        self.transport.set_audio_available(False, message)
+        self.transport.set_playing(False)
+        self.audio_label.setText("Audio: unavailable")
+        self.audio_label.setToolTip(detail or message)
+        self.act_play.setEnabled(False)
+        self.status(f"Playback unavailable: {message}", 20000)
+        self.last_error = message
+
+    # ================================================================================== export
+    def _write_piece_midi(self, piece: Piece, path: Path) -> Path:
+        from app.export import write_midi
+
+        return write_midi(piece.roll, path, **self.midi_options())
+
+    def export_pieces(self, pieces: Sequence[Piece], folder: str | Path, kinds: Sequence[str] = ("mid",)) -> list[Path]:
+        """Write pieces as numbered files in ``folder`` (MIDI and/or WAV); returns the paths."""
+        from app.export import export_batch
+
+        synth = self.playback.synthesizer() if "wav" in kinds else None
+        return export_batch([p.roll for p in pieces], folder, "lnf", kinds, synth, **self.midi_options())
+
+    def export_selected_midi_dialog(self) -> None:
+        pieces = self._selected_or_current()
+        if len(pieces) == 1:
+            start = str(Path(self.settings.output_dir) / f"{_safe_name(pieces[0].title)}.mid")
+            path, _ = QFileDialog.getSaveFileName(self, "Export MIDI", start, "MIDI files (*.mid)")
+            if path:
+                try:
+                    written = self._write_piece_midi(pieces[0], Path(path))
+                except Exception as exc:
+                    self.show_error("Export failed", str(exc))
+                    return
+                self.settings.output_dir = str(Path(path).parent)
+                self.status(f"Wrote {written}", 8000)
+        elif pieces:
+            self.export_dialog(all_pieces=False, kinds=("mid",))
+
+    def export_dialog(self, all_pieces: bool, kinds: Sequence[str]) -> None:
+        pieces = self.gallery.pieces() if all_pieces else self._selected_or_current()
+        if not pieces:
+            return
+        folder = QFileDialog.getExistingDirectory(self, "Export to folder", self.settings.output_dir)
+        if not folder:
+            return
+        self.settings.output_dir = folder
+        try:
+            written = self.export_pieces(pieces, folder, kinds)
+        except Exception as exc:  # AudioUnavailable, ExportError, ...
+            self.show_error("Export failed", str(exc))
+            return
+        self.status(f"Wrote {len(written)} files to {folder}", 8000)
+
+    def export_png(self, path: str | Path) -> Path:
+        img = self.roll_view.render_image()
+        if not img.save(str(path), "PNG"):
+            raise OSError(f"Could not write {path}: check that the folder exists and is writable")
+        return Path(path)
+
+    def export_png_dialog(self) -> None:
+        piece = self.current_piece()
+        if piece is None:
+            return
+        start = str(Path(self.settings.output_dir) / f"{_safe_name(piece.title)}.png")
+        path, _ = QFileDialog.getSaveFileName(self, "Export roll as PNG", start, "PNG images (*.png)")
+        if path:
+            try:
+                self.export_png(path)
+            except OSError as exc:
+                self.show_error("Export failed", str(exc))
+                return
+            self.status(f"Wrote {path}", 8000)
+
+    # ================================================================================== settings, theme
+    def settings_dialog(self) -> None:
+        from app.ui.settings_dialog import SettingsDialog
+
+        dlg = SettingsDialog(self.settings, self)
+        if dlg.exec():
+            dlg.apply()
+            self.playback.set_soundfont(self.settings.soundfont or None)
+            self.set_theme(self.settings.theme)
+            self.check_audio()
+
+    def set_theme(self, mode: str) -> None:
+        self.settings.theme = mode
+        app = QApplication.instance()
+        if app is not None:
+            apply_theme(app, mode)
+        for m, act in self.act_theme.items():
+            act.setChecked(m == mode)
+
+    def about(self) -> None:
+        QMessageBox.about(
+            self, "About LNF Studio",
+            "<h3>LNF Studio</h3><p>Polyphonic music from latent normalizing flows "
+            "(Ziegler &amp; Rush, <i>Latent Normalizing Flows for Discrete Sequences</i>, ICML 2019).</p>"
+            "<p>A piece is a piano roll x<sub>1..T</sub>; the app samples T from p(T), z from the flow prior "
+            "and every frame from the decoder p(x<sub>t</sub> | z, T).</p>",
+        )
+
+    # ================================================================================== lifetime
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        self.playback.shutdown()
+        if self._gen_worker is not None:
+            self._gen_worker.cancel()
+        self.workers.shutdown(3000)
+        self.settings.save_window_state(self.saveGeometry(), self.saveState())
+        self.settings.sync()
+        super().closeEvent(event)
+
+
+def _safe_name(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_ " else "-" for c in text).strip() or "piece"

@@ -1,0 +1,271 @@
+"""The generate panel: how many pieces, how long, temperature, seed and decoding; Generate and Cancel."""
+
+from __future__ import annotations
+
+import secrets
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.session import MAX_BATCH, GenerationSettings
+
+SEED_MAX = 2**31 - 1
+LENGTH_STEPS, LENGTH_BARS, LENGTH_MODEL = "steps", "bars", "model"
+BEATS_PER_BAR = 4
+
+
+def new_seed() -> int:
+    """A fresh random seed (what "New seed" puts in the box)."""
+    return secrets.randbelow(SEED_MAX)
+
+
+class GeneratePanel(QWidget):
+    """Sampling settings. Emits :attr:`generate_requested` with a :class:`GenerationSettings`."""
+
+    generate_requested = Signal(object)  # GenerationSettings
+    cancel_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("generatePanel")
+        self._steps_per_beat = 1
+        self._max_len: int | None = None
+        self._last: GenerationSettings | None = None
+        self._running = False
+
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.setSpacing(8)
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        form.setHorizontalSpacing(10)
+        form.setVerticalSpacing(7)
+
+        self.count = QSpinBox()
+        self.count.setObjectName("countSpin")
+        self.count.setRange(1, MAX_BATCH)
+        self.count.setValue(8)
+        self.count.setToolTip(f"How many pieces to sample in one batch (1–{MAX_BATCH})")
+        form.addRow("Pieces", self.count)
+
+        self.length_mode = QComboBox()
+        self.length_mode.setObjectName("lengthMode")
+        self.length_mode.addItem("steps", LENGTH_STEPS)
+        self.length_mode.addItem("bars (4/4)", LENGTH_BARS)
+        self.length_mode.addItem("from the model", LENGTH_MODEL)
+        self.length_mode.setToolTip(
+            "Length of each piece: a number of time steps, of 4/4 bars, or drawn from the model's length "
+            "distribution p(T) learned from the training pieces"
+        )
+        self.length = QSpinBox()
+        self.length.setObjectName("lengthSpin")
+        self.length.setRange(1, 1000)
+        self.length.setValue(64)
+        self.length.setMinimumWidth(70)
+        row = QHBoxLayout()
+        row.setSpacing(6)
+        row.addWidget(self.length, 1)
+        row.addWidget(self.length_mode, 1)
+        form.addRow("Length", row)
+        self.length_mode.currentIndexChanged.connect(self._length_mode_changed)
+
+        self.temperature = QDoubleSpinBox()
+        self.temperature.setObjectName("temperatureSpin")
+        self.temperature.setRange(0.0, 2.0)
+        self.temperature.setSingleStep(0.05)
+        self.temperature.setDecimals(2)
+        self.temperature.setValue(1.0)
+        self.temperature.setToolTip(
+            "Scale of the prior noise ε ~ N(0, t²I) fed through the flow: below 1 gives safer, more typical "
+            "pieces; above 1 more adventurous ones"
+        )
+        form.addRow("Temperature", self.temperature)
+
+        self.seed = QSpinBox()
+        self.seed.setObjectName("seedSpin")
+        self.seed.setRange(0, SEED_MAX)
+        self.seed.setValue(new_seed())
+        self.seed.setToolTip("Same seed and settings on the same model give the same pieces")
+        self.new_seed_button = QToolButton()
+        self.new_seed_button.setObjectName("newSeedButton")
+        self.new_seed_button.setText("New")
+        self.new_seed_button.setToolTip("Pick a new random seed")
+        self.new_seed_button.clicked.connect(lambda: self.seed.setValue(new_seed()))
+        srow = QHBoxLayout()
+        srow.setSpacing(6)
+        srow.addWidget(self.seed, 1)
+        srow.addWidget(self.new_seed_button)
+        form.addRow("Seed", srow)
+        self.auto_seed = QCheckBox("New seed for every batch")
+        self.auto_seed.setObjectName("autoSeed")
+        self.auto_seed.setChecked(True)
+        self.auto_seed.setToolTip("Untick to keep the seed, e.g. to compare temperatures on the same noise")
+        form.addRow("", self.auto_seed)
+
+        self.decode = QComboBox()
+        self.decode.setObjectName("decodeCombo")
+        self.decode.addItem("Threshold (p > 0.5)", "threshold")
+        self.decode.addItem("Bernoulli sample", "bernoulli")
+        self.decode.setToolTip(
+            "How keys are read from the decoder's per-key probabilities: sound every key with p > 0.5, or "
+            "sample each key independently"
+        )
+        form.addRow("Decoding", self.decode)
+        outer.addLayout(form)
+
+        buttons = QHBoxLayout()
+        buttons.setSpacing(6)
+        self.generate_button = QPushButton("Generate")
+        self.generate_button.setObjectName("generateButton")
+        self.generate_button.setDefault(True)
+        self.generate_button.setMinimumHeight(34)
+        f = self.generate_button.font()
+        f.setBold(True)
+        self.generate_button.setFont(f)
+        self.generate_button.setToolTip("Sample a new batch (Ctrl+G)")
+        self.generate_button.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.generate_button.clicked.connect(self._generate_clicked)
+        self.reproduce_button = QPushButton("Reproduce")
+        self.reproduce_button.setObjectName("reproduceButton")
+        self.reproduce_button.setMinimumHeight(34)
+        self.reproduce_button.setToolTip("Generate the last batch again: same seed and settings (Ctrl+R)")
+        self.reproduce_button.setEnabled(False)
+        self.reproduce_button.clicked.connect(self.reproduce)
+        buttons.addWidget(self.generate_button, 2)
+        buttons.addWidget(self.reproduce_button, 1)
+        outer.addLayout(buttons)
+
+        prow = QHBoxLayout()
+        prow.setSpacing(6)
+        self.progress = QProgressBar()
+        self.progress.setObjectName("generateProgress")
+        self.progress.setTextVisible(False)
+        self.progress.setMaximumHeight(10)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setObjectName("cancelButton")
+        self.cancel_button.clicked.connect(self.cancel_requested)
+        prow.addWidget(self.progress, 1)
+        prow.addWidget(self.cancel_button)
+        self._progress_row = QWidget()
+        self._progress_row.setLayout(prow)
+        prow.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(self._progress_row)
+        self._progress_row.setVisible(False)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
+
+    # -- model-dependent limits
+    def set_model_limits(self, steps_per_beat: int, max_len: int | None, enabled: bool = True) -> None:
+        """Adapt the length controls to a model (steps per beat for bars, its maximum length)."""
+        self._steps_per_beat = max(1, steps_per_beat)
+        self._max_len = max_len
+        self._apply_length_range()
+        self.generate_button.setEnabled(enabled and not self._running)
+
+    def _apply_length_range(self) -> None:
+        limit = self._max_len or 1000
+        if self.length_mode.currentData() == LENGTH_BARS:
+            self.length.setRange(1, max(1, limit // (BEATS_PER_BAR * self._steps_per_beat)))
+            self.length.setSuffix(" bars")
+        else:
+            self.length.setRange(1, limit)
+            self.length.setSuffix("")
+
+    def _length_mode_changed(self) -> None:
+        mode = self.length_mode.currentData()
+        old_steps = self._current_steps_guess()
+        self._apply_length_range()
+        bar = BEATS_PER_BAR * self._steps_per_beat
+        if mode == LENGTH_BARS:
+            self.length.setValue(max(1, round(old_steps / bar)))
+        elif mode == LENGTH_STEPS:
+            self.length.setValue(old_steps)
+        self.length.setEnabled(mode != LENGTH_MODEL)
+        self._mode = mode
+
+    def _current_steps_guess(self) -> int:
+        prev = getattr(self, "_mode", LENGTH_STEPS)
+        if prev == LENGTH_BARS:
+            return self.length.value() * BEATS_PER_BAR * self._steps_per_beat
+        return self.length.value()
+
+    # -- settings
+    def length_steps(self) -> int | None:
+        """The requested length in time steps (None: drawn from the model)."""
+        mode = self.length_mode.currentData()
+        if mode == LENGTH_MODEL:
+            return None
+        if mode == LENGTH_BARS:
+            return self.length.value() * BEATS_PER_BAR * self._steps_per_beat
+        return self.length.value()
+
+    def settings(self) -> GenerationSettings:
+        return GenerationSettings(
+            n=self.count.value(),
+            length=self.length_steps(),
+            temperature=round(self.temperature.value(), 4),
+            seed=self.seed.value(),
+            decode=self.decode.currentData(),
+        )
+
+    def apply_settings(self, s: GenerationSettings) -> None:
+        """Put a batch's settings back into the controls (used by Reproduce)."""
+        self.count.setValue(s.n)
+        if s.length is None:
+            self.length_mode.setCurrentIndex(self.length_mode.findData(LENGTH_MODEL))
+        else:
+            self.length_mode.setCurrentIndex(self.length_mode.findData(LENGTH_STEPS))
+            self.length.setValue(s.length)
+        self.temperature.setValue(s.temperature)
+        self.seed.setValue(s.seed)
+        self.decode.setCurrentIndex(self.decode.findData(s.decode))
+
+    @property
+    def last_settings(self) -> GenerationSettings | None:
+        return self._last
+
+    def _generate_clicked(self) -> None:
+        if self._running:
+            return
+        if self.auto_seed.isChecked() and self._last is not None:
+            self.seed.setValue(new_seed())
+        self.request(self.settings())
+
+    def request(self, s: GenerationSettings) -> None:
+        self._last = s
+        self.reproduce_button.setEnabled(True)
+        self.generate_requested.emit(s)
+
+    def reproduce(self) -> None:
+        """Generate again with exactly the last batch's seed and settings."""
+        if self._last is None or self._running:
+            return
+        self.apply_settings(self._last)
+        self.request(self._last)
+
+    # -- running state
+    def set_running(self, running: bool) -> None:
+        self._running = running
+        self.generate_button.setEnabled(not running)
+        self.reproduce_button.setEnabled(not running and self._last is not None)
+        self._progress_row.setVisible(running)
+        self.cancel_button.setEnabled(running)
+        if running:
+            self.progress.setRange(0, 0)  # busy until the first progress report
+
+    def set_progress(self, done: int, total: int) -> None:
+        self.progress.setRange(0, max(1, total))
+        self.progress.setValue(done)
