@@ -201,6 +201,25 @@ def test_malicious_pickle_is_refused_and_not_executed(tmp_path, evil):
     assert not marker.exists()
 
 
+def _binunicode(text: str) -> bytes:
+    raw = text.encode()
+    return b"X" + len(raw).to_bytes(4, "little") + raw
+
+
+@pytest.mark.parametrize("target", [b"c_codecs\nencode\n", b"cnumpy\ndtype\n", b"cnumpy._core.multiarray\nscalar\n"])
+def test_crafted_build_cannot_alter_admitted_globals(tmp_path, target):
+    # GLOBAL <admitted>; BUILD (None, {"__defaults__": ("utf8",)}): tries to setattr on the stand-in.
+    state = b"N}" + _binunicode("__defaults__") + _binunicode("utf8") + b"\x85s\x86"
+    path = tmp_path / "crafted.pickle"
+    path.write_bytes(b"\x80\x02" + target + state + b"b.")
+    with pytest.raises(DataError, match="crafted.pickle: damaged.*cannot be modified"):
+        safe_load_pickle(path)
+    # The stand-ins still work as before for an honest protocol-2 file.
+    honest = tmp_path / "honest.pickle"
+    honest.write_bytes(pickle.dumps({s: [[(np.int64(60),)]] for s in ("train", "valid", "test")}, protocol=2))
+    assert load_music_pickle(honest).splits["test"][0][0, 39]
+
+
 def test_non_integer_numpy_scalar_refused(tmp_path):
     data = {s: [[(np.float64(60.0),)]] for s in ("train", "valid", "test")}
     path = _dump(data, tmp_path / "floats.pickle")

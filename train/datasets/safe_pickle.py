@@ -79,12 +79,41 @@ def _latin1_encode(text: Any, encoding: Any = "latin1") -> bytes:
     return text.encode("latin1")
 
 
+class _Admitted:
+    """An admitted global as the unpickler hands it out: callable, but sealed.
+
+    The pickle ``BUILD`` opcode can set attributes on any object it is given (``__setstate__`` or the
+    instance dict). Handing out these wrappers, rather than the module's own functions and classes, means a
+    crafted file cannot alter the stand-ins for later loads.
+    """
+
+    __slots__ = ("_fn", "_label")
+
+    def __init__(self, fn: Any, label: str) -> None:
+        object.__setattr__(self, "_fn", fn)
+        object.__setattr__(self, "_label", label)
+
+    def __call__(self, *args: Any) -> Any:
+        return self._fn(*args)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise pickle.UnpicklingError(f"{self._label} cannot be modified")
+
+    def __setstate__(self, state: Any) -> None:
+        raise pickle.UnpicklingError(f"{self._label} cannot be modified")
+
+    def __reduce__(self) -> Any:
+        raise TypeError("not picklable")
+
+
+_SCALAR = _Admitted(_int_scalar, "numpy scalar")
 _ADMITTED: dict[tuple[str, str], Any] = {
-    ("numpy.core.multiarray", "scalar"): _int_scalar,
-    ("numpy._core.multiarray", "scalar"): _int_scalar,
-    ("numpy", "dtype"): _IntDType,
-    ("_codecs", "encode"): _latin1_encode,  # raw bytes of those scalars in Python 3 protocol-2 pickles
-    # Plain containers: a step may be stored as a set of notes. Building one runs no user code.
+    ("numpy.core.multiarray", "scalar"): _SCALAR,
+    ("numpy._core.multiarray", "scalar"): _SCALAR,
+    ("numpy", "dtype"): _Admitted(_IntDType, "numpy.dtype"),
+    ("_codecs", "encode"): _Admitted(_latin1_encode, "_codecs.encode"),  # raw bytes at protocol 2 (Python 3)
+    # Plain containers: a step may be stored as a set of notes. Building one runs no user code, and the
+    # builtin types are immutable.
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
     ("__builtin__", "set"): set,
