@@ -1,0 +1,442 @@
+"""``python -m train.musicstats CKPT``: do the model's samples look like the data, statistically?
+
+Draws N pieces from the model's generative story (T ~ p(T), z ~ p(z | T), x_t ~ p(x_t | z), paper section 5.2)
+and compares simple piano-roll statistics with the test split of the checkpoint's dataset.
+
+Statistics (all pure numpy functions on lists of rolls ``[T, 88]``, column k = MIDI pitch ``pitch_offset + k``;
+pooled over all pieces of a set unless said otherwise):
+
+* **polyphony**: mean number of active keys per frame, over all frames (empty frames count as 0);
+  ``polyphony_nonempty`` is the same over non-empty frames only (shown for information).
+* **empty fraction**: fraction of frames with no active key.
+* **pitch range**: per piece, highest minus lowest active MIDI pitch (semitones), averaged over pieces that have
+  at least one note; and the overall lowest / highest pitch of the set.
+* **pitch-class histogram**: 12 bins (C, C#, ..., B), weighted by duration: every active (frame, key) cell
+  counts once, so a note held for 4 frames weighs 4.
+* **note durations**: a held note is a run of consecutive active frames of one key
+  (:func:`lnf_core.pianoroll.roll_to_notes`); its duration in steps is binned as 1, 2, 3, 4, 5-6, 7-8, >8.
+  ``mean_duration`` is the mean duration in steps.
+* **Jensen-Shannon divergence** of two histograms, in **bits** (log base 2), so it lies in [0, 1]:
+  0 for identical histograms, 1 for disjoint ones.
+
+Targets (the ``pass`` column): every mean (polyphony, pitch range, note duration, empty fraction) within 10%
+of the data value, and JS divergence < 0.05 bits for both histograms. For the empty fraction, which is
+near 0 on chorales, a difference of at most 0.01 (one frame in a hundred) also passes, since a relative
+difference of a near-zero fraction says nothing. The lowest/highest pitch and ``polyphony_nonempty`` are
+shown for information only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from lnf_core.pianoroll import PITCH_OFFSET, note_name, roll_to_notes
+
+PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+DURATION_BIN_LABELS = ("1", "2", "3", "4", "5-6", "7-8", ">8")
+# upper edges (inclusive) of the duration bins; anything longer falls in the last bin
+_DURATION_EDGES = (1, 2, 3, 4, 6, 8)
+
+MEAN_TOLERANCE = 0.10
+"""A sample mean passes when it is within 10% of the data's."""
+EMPTY_FRACTION_ABS_TOLERANCE = 0.01
+"""The empty-frame fraction also passes within this absolute difference (data values are near 0)."""
+JS_TARGET = 0.05
+"""A histogram passes when its Jensen-Shannon divergence from the data's is below this (bits)."""
+
+
+def _rolls(rolls: Sequence[np.ndarray]) -> list[np.ndarray]:
+    out = []
+    for i, r in enumerate(rolls):
+        a = np.asarray(r)
+        if a.ndim != 2:
+            raise ValueError(f"roll {i} must be a 2-d array [T, keys], got shape {a.shape}")
+        out.append(a.astype(bool, copy=False))
+    return out
+
+
+def total_frames(rolls: Sequence[np.ndarray]) -> int:
+    """Number of frames (time steps) over all rolls."""
+    return int(sum(np.asarray(r).shape[0] for r in rolls))
+
+
+def polyphony(rolls: Sequence[np.ndarray]) -> float:
+    """Mean number of active keys per frame over all frames of all rolls (empty frames count as 0)."""
+    rolls = _rolls(rolls)
+    frames = total_frames(rolls)
+    return float(sum(int(r.sum()) for r in rolls) / frames) if frames else math.nan
+
+
+def polyphony_nonempty(rolls: Sequence[np.ndarray]) -> float:
+    """Mean number of active keys per non-empty frame (NaN when every frame is empty)."""
+    rolls = _rolls(rolls)
+    nonempty = sum(int(r.any(axis=1).sum()) for r in rolls)
+    return float(sum(int(r.sum()) for r in rolls) / nonempty) if nonempty else math.nan
+
+
+def empty_fraction(rolls: Sequence[np.ndarray]) -> float:
+    """Fraction of frames in which no key is active."""
+    rolls = _rolls(rolls)
+    frames = total_frames(rolls)
+    return float(sum(int((~r.any(axis=1)).sum()) for r in rolls) / frames) if frames else math.nan
+
+
+def pitch_range(rolls: Sequence[np.ndarray], pitch_offset: int = PITCH_OFFSET) -> dict[str, Any]:
+    """``mean_range``: mean over pieces with notes of (highest - lowest active MIDI pitch), in semitones;
+    ``lowest`` / ``highest``: the extreme active MIDI pitches of the whole set (None without any note)."""
+    ranges, lows, highs = [], [], []
+    for r in _rolls(rolls):
+        keys = np.flatnonzero(r.any(axis=0))
+        if keys.size:
+            lows.append(int(keys[0]) + pitch_offset)
+            highs.append(int(keys[-1]) + pitch_offset)
+            ranges.append(highs[-1] - lows[-1])
+    return {
+        "mean_range": float(np.mean(ranges)) if ranges else math.nan,
+        "lowest": min(lows) if lows else None,
+        "highest": max(highs) if highs else None,
+    }
+
+
+def pitch_class_counts(rolls: Sequence[np.ndarray], pitch_offset: int = PITCH_OFFSET) -> np.ndarray:
+    """Active (frame, key) cells per pitch class C..B: a duration-weighted 12-bin histogram (counts)."""
+    counts = np.zeros(12, dtype=np.float64)
+    for r in _rolls(rolls):
+        per_key = r.sum(axis=0)
+        classes = (np.arange(r.shape[1]) + pitch_offset) % 12
+        counts += np.bincount(classes, weights=per_key, minlength=12)
+    return counts
+
+
+def note_durations(rolls: Sequence[np.ndarray], pitch_offset: int = PITCH_OFFSET) -> np.ndarray:
+    """Durations (steps) of all held notes: runs of consecutive active frames of one key."""
+    durations = [end - start for r in _rolls(rolls)
+                 for _, start, end in roll_to_notes(r, merge_repeats=True, pitch_offset=pitch_offset)]
+    return np.asarray(durations, dtype=np.int64)
+
+
+def duration_counts(durations: np.ndarray) -> np.ndarray:
+    """Histogram of note durations over the bins ``DURATION_BIN_LABELS`` (1, 2, 3, 4, 5-6, 7-8, >8)."""
+    durations = np.asarray(durations, dtype=np.int64)
+    if durations.size and durations.min() < 1:
+        raise ValueError("a note lasts at least one step")
+    index = np.searchsorted(np.asarray(_DURATION_EDGES), durations, side="left")
+    return np.bincount(index, minlength=len(DURATION_BIN_LABELS)).astype(np.float64)
+
+
+def normalize(counts: np.ndarray) -> np.ndarray:
+    """Counts -> probabilities (all zeros stay all zeros)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    total = counts.sum()
+    return counts / total if total > 0 else np.zeros_like(counts)
+
+
+def js_divergence(p: np.ndarray, q: np.ndarray, base: float = 2.0) -> float:
+    """Jensen-Shannon divergence JS(p, q) = KL(p || m)/2 + KL(q || m)/2 with m = (p + q)/2.
+
+    ``p`` and ``q`` are histograms (normalised here); log base ``base`` (2: bits, range [0, 1]). NaN when
+    either histogram is empty, since there is no distribution to compare.
+    """
+    p, q = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
+    if p.shape != q.shape:
+        raise ValueError(f"histograms of different shapes {p.shape} and {q.shape}")
+    if (p < 0).any() or (q < 0).any():
+        raise ValueError("histograms must be non-negative")
+    if p.sum() <= 0 or q.sum() <= 0:
+        return math.nan
+    p, q = p / p.sum(), q / q.sum()
+    m = (p + q) / 2
+
+    def kl(a: np.ndarray) -> float:
+        nz = a > 0
+        return float(np.sum(a[nz] * np.log(a[nz] / m[nz])))
+
+    return max(0.0, (kl(p) + kl(q)) / 2 / math.log(base))
+
+
+@dataclass
+class RollStats:
+    """The statistics of one set of rolls (see the module docstring for the definitions)."""
+
+    pieces: int
+    frames: int
+    notes: int
+    polyphony: float
+    polyphony_nonempty: float
+    empty_fraction: float
+    mean_pitch_range: float
+    lowest_pitch: int | None
+    highest_pitch: int | None
+    mean_duration: float
+    pitch_class_hist: list[float]
+    duration_hist: list[float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def roll_statistics(rolls: Sequence[np.ndarray], pitch_offset: int = PITCH_OFFSET) -> RollStats:
+    """All statistics of a set of rolls."""
+    rolls = _rolls(rolls)
+    rng = pitch_range(rolls, pitch_offset)
+    durations = note_durations(rolls, pitch_offset)
+    return RollStats(
+        pieces=len(rolls),
+        frames=total_frames(rolls),
+        notes=int(durations.size),
+        polyphony=polyphony(rolls),
+        polyphony_nonempty=polyphony_nonempty(rolls),
+        empty_fraction=empty_fraction(rolls),
+        mean_pitch_range=rng["mean_range"],
+        lowest_pitch=rng["lowest"],
+        highest_pitch=rng["highest"],
+        mean_duration=float(durations.mean()) if durations.size else math.nan,
+        pitch_class_hist=normalize(pitch_class_counts(rolls, pitch_offset)).tolist(),
+        duration_hist=normalize(duration_counts(durations)).tolist(),
+    )
+
+
+@dataclass
+class Check:
+    """One row of the comparison: a statistic of the data and of the samples, and whether it meets its target."""
+
+    name: str
+    data: float | None
+    samples: float | None
+    rel_diff: float | None  # (samples - data) / data
+    target: str
+    passed: bool | None  # None: shown for information, no target
+
+
+def relative_difference(data: float, samples: float) -> float:
+    """(samples - data) / |data|; NaN when either is NaN, inf when data is 0 and samples differ."""
+    if math.isnan(data) or math.isnan(samples):
+        return math.nan
+    if data == 0:
+        return 0.0 if samples == 0 else math.inf
+    return (samples - data) / abs(data)
+
+
+def compare(data: RollStats, samples: RollStats) -> list[Check]:
+    """The comparison table: means against ``MEAN_TOLERANCE``, histograms against ``JS_TARGET``."""
+    checks: list[Check] = []
+    pct = f"within {MEAN_TOLERANCE:.0%}"
+    for name, attr, target in (
+        ("polyphony (keys per frame)", "polyphony", pct),
+        ("pitch range (semitones, mean per piece)", "mean_pitch_range", pct),
+        ("note duration (steps, mean)", "mean_duration", pct),
+        ("empty-frame fraction", "empty_fraction", f"{pct} or ±{EMPTY_FRACTION_ABS_TOLERANCE}"),
+    ):
+        d, s = getattr(data, attr), getattr(samples, attr)
+        rel = relative_difference(d, s)
+        ok = abs(rel) <= MEAN_TOLERANCE + 1e-12 if not math.isnan(rel) else False
+        if attr == "empty_fraction" and not math.isnan(rel):
+            ok = ok or abs(s - d) <= EMPTY_FRACTION_ABS_TOLERANCE + 1e-12
+        checks.append(Check(name, d, s, rel, target, bool(ok)))
+    for name, attr in (("pitch-class histogram", "pitch_class_hist"), ("note-duration histogram", "duration_hist")):
+        js = js_divergence(np.asarray(getattr(data, attr)), np.asarray(getattr(samples, attr)))
+        checks.append(Check(f"{name}: JS divergence (bits)", None, js, None, f"< {JS_TARGET}",
+                            bool(not math.isnan(js) and js < JS_TARGET)))
+    for name, attr in (("polyphony over non-empty frames", "polyphony_nonempty"),
+                       ("lowest pitch (MIDI)", "lowest_pitch"), ("highest pitch (MIDI)", "highest_pitch")):
+        d, s = getattr(data, attr), getattr(samples, attr)
+        rel = relative_difference(float(d), float(s)) if d is not None and s is not None else None
+        checks.append(Check(name, d, s, rel, "info", None))
+    return checks
+
+
+# ----------------------------------------------------------------------------------------------------------
+# sampling and the CLI
+
+
+class MusicStatsError(Exception):
+    """A problem the user can act on (wrong kind of checkpoint, bad option)."""
+
+
+def sample_rolls(model: Any, num: int, seed: int = 0, temperature: float = 1.0, decode: str | None = None,
+                 batch_size: int = 25) -> list[np.ndarray]:
+    """``num`` pieces from the model, lengths drawn from its length model p(T), deterministic for ``seed``.
+
+    ``decode=None`` uses the model's own default (threshold for the flow VAE, Bernoulli for the LSTM baseline).
+    """
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    lengths = model.sample_lengths(num, gen)
+    kwargs: dict[str, Any] = {"temperature": temperature, "generator": gen}
+    if decode is not None:
+        kwargs["decode"] = decode
+    rolls: list[np.ndarray] = []
+    for start in range(0, num, batch_size):
+        chunk = lengths[start:start + batch_size]
+        out = model.generate(chunk, **kwargs)
+        x = out.x.cpu().numpy().astype(bool)
+        rolls.extend(x[i, : int(n)] for i, n in enumerate(out.lengths.tolist()))
+    return rolls
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "n/a"
+        if math.isinf(v):
+            return "inf"
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def format_table(checks: Sequence[Check], data: RollStats, samples: RollStats) -> str:
+    """A plain-text table: statistic | data | samples | relative difference | target | pass, then histograms."""
+    rows = [("statistic", "data", "samples", "rel. diff", "target", "pass")]
+    for c in checks:
+        rel = "-" if c.rel_diff is None else ("n/a" if math.isnan(c.rel_diff) else f"{c.rel_diff:+.1%}")
+        if c.name.endswith("(MIDI)"):
+            d = f"{c.data} ({note_name(c.data)})" if c.data is not None else "-"
+            s = f"{c.samples} ({note_name(c.samples)})" if c.samples is not None else "-"
+        else:
+            d, s = _fmt(c.data), _fmt(c.samples, 4 if "JS" in c.name else 3)
+        passed = "-" if c.passed is None else ("PASS" if c.passed else "FAIL")
+        rows.append((c.name, d, s, rel, c.target, passed))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    for title, labels, attr in (("pitch class", PITCH_CLASSES, "pitch_class_hist"),
+                                ("duration (steps)", DURATION_BIN_LABELS, "duration_hist")):
+        hist = [(title, "data", "samples")] + [(lab, f"{d:.3f}", f"{s:.3f}") for lab, d, s in
+                                               zip(labels, getattr(data, attr), getattr(samples, attr))]
+        w = [max(len(h[i]) for h in hist) for i in range(3)]
+        lines.append("")
+        lines.extend(f"{h[0].ljust(w[0])}  {h[1].rjust(w[1])}  {h[2].rjust(w[2])}" for h in hist)
+    return "\n".join(lines)
+
+
+@dataclass
+class MusicStatsResult:
+    """Samples of one checkpoint compared with a data split."""
+
+    checkpoint: str
+    dataset: str
+    split: str
+    num: int
+    seed: int
+    temperature: float
+    decode: str
+    data: RollStats
+    samples: RollStats
+    checks: list[Check]
+
+    @property
+    def passed(self) -> bool:
+        """Every statistic with a target meets it."""
+        return all(c.passed for c in self.checks if c.passed is not None)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able dict (NaN and inf become null); the JS divergences are in bits (``js_log_base`` 2)."""
+        d = asdict(self)
+        d.update(passed=self.passed, js_log_base=2, mean_tolerance=MEAN_TOLERANCE, js_target=JS_TARGET)
+        return _json_safe(d)
+
+
+def run(checkpoint: str, num: int = 100, seed: int = 0, temperature: float = 1.0, decode: str | None = None,
+        split: str = "test", data_dir: str | None = None, limit: int | None = None) -> MusicStatsResult:
+    """Sample ``num`` pieces from ``checkpoint`` and compare them with its dataset's ``split``."""
+    import torch
+
+    from lnf_core.checkpoint import load_checkpoint
+    from train.data import load_dataset
+
+    if num < 1:
+        raise MusicStatsError("--num must be at least 1")
+    if temperature <= 0:
+        raise MusicStatsError("--temperature must be positive")
+    model, meta = load_checkpoint(checkpoint)
+    if meta.get("data_kind", "music") != "music":
+        raise MusicStatsError(f"{checkpoint}: a {meta.get('data_kind')} model; these statistics are for music "
+                              "(piano-roll) models")
+    if "dataset" not in meta:
+        raise MusicStatsError(f"{checkpoint}: the checkpoint does not say which dataset it was trained on")
+    dataset = load_dataset(meta["dataset"], data_dir)
+    if split not in dataset.splits:
+        raise MusicStatsError(f"dataset {meta['dataset']!r} has no {split!r} split")
+    reference = dataset.splits[split][:limit] if limit else dataset.splits[split]
+    offset = int(meta.get("pitch_offset") or PITCH_OFFSET)
+    with torch.no_grad():
+        rolls = sample_rolls(model, num, seed, temperature, decode)
+    data_stats = roll_statistics(reference, offset)
+    sample_stats = roll_statistics(rolls, offset)
+    model_decode = decode or ("bernoulli" if meta.get("config", {}).get("model_type") == "lstm" else "threshold")
+    return MusicStatsResult(str(checkpoint), meta["dataset"], split, num, seed, temperature, model_decode,
+                            data_stats, sample_stats, compare(data_stats, sample_stats))
+
+
+def _json_safe(v: Any) -> Any:
+    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
+        return None
+    if isinstance(v, dict):
+        return {k: _json_safe(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_json_safe(x) for x in v]
+    return v
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m train.musicstats", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", help="a music model checkpoint (.lnf)")
+    p.add_argument("--num", type=int, default=100, help="pieces to sample (default 100)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--temperature", type=float, default=1.0, help="prior temperature (default 1.0)")
+    p.add_argument("--decode", choices=["threshold", "bernoulli"],
+                   help="keys from probabilities: threshold at 0.5 or Bernoulli draws (default: the model's own, "
+                        "threshold for flow models, bernoulli for the LSTM baseline)")
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"],
+                   help="data split to compare with (default test)")
+    p.add_argument("--limit", type=int, help="compare with only the first N pieces of the split")
+    p.add_argument("--data-dir")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (NaN as null)")
+    args = p.parse_args(argv)
+
+    import torch
+
+    from lnf_core.checkpoint import CheckpointError
+    from train.data import DataError
+
+    torch.set_num_threads(max(1, args.threads))
+    try:
+        r = run(args.checkpoint, args.num, args.seed, args.temperature, args.decode, args.split, args.data_dir,
+                args.limit)
+    except (CheckpointError, DataError, MusicStatsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(r.to_json()))
+    else:
+        d, s = r.data, r.samples
+        print(f"{r.checkpoint}: {r.num} samples (T ~ p(T), seed {r.seed}, temperature {r.temperature}, "
+              f"decode {r.decode}) vs {r.dataset} {r.split} ({d.pieces} pieces)")
+        print(f"frames: data {d.frames}, samples {s.frames}; notes: data {d.notes}, samples {s.notes}; "
+              "JS divergence in bits (log base 2)\n")
+        print(format_table(r.checks, d, s))
+        print(f"\noverall: {'PASS' if r.passed else 'FAIL'} (every mean within {MEAN_TOLERANCE:.0%} of the data, "
+              f"JS divergence < {JS_TARGET})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
