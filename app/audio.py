@@ -332,12 +332,12 @@ class Synthesizer:
         normalize: bool = False,
         peak_dbfs: float = -1.0,
     ) -> np.ndarray:
-        """Stereo audio ``float32 [n, 2]`` in [-1, 1] for a MIDI piece.
+        """Stereo audio ``float32 [n, 2]`` (clipped to [-1, 1]) for a MIDI piece.
 
         ``midi`` is a PrettyMIDI (its length includes the end marker of :func:`roll_to_midi`, so trailing rests
         are rendered as silence) or an iterable of notes: :class:`pretty_midi.Note` or tuples
         ``(pitch, start_s, end_s[, velocity])`` played with GM ``program``. ``tail_seconds`` of release follow
-        the end. The level is the synth's own (a four-voice chorale is about -40 dBFS RMS) unless
+        the end. The level is the synth's own (a four-voice chorale is about -35 dBFS RMS) unless
         ``normalize`` scales the peak to ``peak_dbfs`` for export; silence is never amplified.
         """
         sr = int(sample_rate or self.sample_rate)

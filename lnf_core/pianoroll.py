@@ -70,9 +70,7 @@ def _as_roll(roll: np.ndarray, pitch_offset: int) -> np.ndarray:
             raise ValueError("a roll must hold 0/1 (or bool) values; threshold probabilities first")
         arr = arr.astype(bool)
     if pitch_offset < 0 or pitch_offset + arr.shape[1] > 128:
-        raise ValueError(
-            f"keys {pitch_offset}..{pitch_offset + arr.shape[1] - 1} fall outside the MIDI range 0..127"
-        )
+        raise ValueError(f"keys {pitch_offset}..{pitch_offset + arr.shape[1] - 1} fall outside the MIDI range 0..127")
     return arr
 
 
@@ -99,8 +97,7 @@ def roll_to_notes(
     s_order = np.lexsort((start_t, start_k))
     e_order = np.lexsort((end_t, end_k))
     notes = [
-        (int(k) + pitch_offset, int(s), int(e))
-        for k, s, e in zip(start_k[s_order], start_t[s_order], end_t[e_order])
+        (int(k) + pitch_offset, int(s), int(e)) for k, s, e in zip(start_k[s_order], start_t[s_order], end_t[e_order])
     ]
     notes.sort(key=lambda n: (n[1], n[0]))
     return notes
@@ -148,9 +145,7 @@ def roll_to_midi(
     steps_per_beat = int(steps_per_beat)
     pm = pretty_midi.PrettyMIDI(resolution=_resolution_for(steps_per_beat), initial_tempo=float(tempo_bpm))
     pm.time_signature_changes.append(pretty_midi.TimeSignature(4, 4, 0.0))
-    inst = pretty_midi.Instrument(
-        program=int(program), name=pretty_midi.program_to_instrument_name(int(program))
-    )
+    inst = pretty_midi.Instrument(program=int(program), name=pretty_midi.program_to_instrument_name(int(program)))
     step_s = 60.0 / (float(tempo_bpm) * steps_per_beat)
     notes = roll_to_notes(arr, merge_repeats=merge_repeats, pitch_offset=pitch_offset)
     if humanize > 0 and notes:
@@ -251,9 +246,7 @@ def midi_to_roll(
     lo, hi = pitch_offset, pitch_offset + n_keys
     in_range = [n for n in notes if lo <= n.pitch < hi]
     if not in_range:
-        raise MidiReadError(
-            label, f"none of its notes lie in the piano range {note_name(lo)}..{note_name(hi - 1)}"
-        )
+        raise MidiReadError(label, f"none of its notes lie in the piano range {note_name(lo)}..{note_name(hi - 1)}")
 
     end_time = max(pm.get_end_time(), max(n.end for n in in_range))
     grid = _step_grid(pm, int(steps_per_beat), end_time)
