@@ -140,7 +140,7 @@ def export_batch(
     formats: Sequence[str] = ("mid",),
     synth: Synthesizer | None = None,
     *,
-    sample_rate: int = DEFAULT_SAMPLE_RATE,
+    sample_rate: int | None = None,
     normalize: bool = True,
     **midi_kwargs: Any,
 ) -> list[Path]:
@@ -149,8 +149,9 @@ def export_batch(
     Numbering continues after the highest number already there; all formats of one roll share its number and
     nothing existing is overwritten. ``formats`` is any of ``"mid"`` and ``"wav"``; WAV needs a
     :class:`app.audio.Synthesizer` (one is created when ``synth`` is None, which raises
-    :class:`app.audio.AudioUnavailable` when sound cannot be rendered). ``midi_kwargs`` go to
-    :func:`lnf_core.pianoroll.roll_to_midi`. Returns the written paths in order (roll by roll, format by format).
+    :class:`app.audio.AudioUnavailable` when sound cannot be rendered) and is written at ``sample_rate`` (default:
+    the synth's). ``midi_kwargs`` go to :func:`lnf_core.pianoroll.roll_to_midi`. Returns the written paths in
+    order (roll by roll, format by format).
     """
     fmts = [f.lower().lstrip(".") for f in formats]
     fmts = list(dict.fromkeys("mid" if f in ("midi", "mid") else f for f in fmts))
@@ -163,7 +164,9 @@ def export_batch(
     if "wav" in fmts and synth is None:
         from app.audio import Synthesizer
 
-        synth = own_synth = Synthesizer(sample_rate=sample_rate)
+        synth = own_synth = Synthesizer(sample_rate=sample_rate or DEFAULT_SAMPLE_RATE)
+    if sample_rate is None:
+        sample_rate = synth.sample_rate if synth is not None else DEFAULT_SAMPLE_RATE
     try:
         return _export_numbered(rolls, Path(folder), stem, fmts, synth, sample_rate, normalize, midi_kwargs)
     finally:
