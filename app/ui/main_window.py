@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 from app import session
+from app.audio import AudioUnavailable
 from app.session import GenerationResult, GenerationSettings, LoadedModel, ModelInfo, Piece
 from app.ui import icons
 from app.ui.playback import PlaybackController
@@ -520,6 +521,7 @@ class MainWindow(QMainWindow):
         self.generate_panel.set_progress(done, total)
 
     def _gen_result(self, result: GenerationResult) -> None:
+        self._gen_finished()  # the batch is final: the UI is ready for the next one before ``finished``
         self.last_result = result
         s = result.settings
         self.gallery.set_pieces(result.pieces)
@@ -777,6 +779,9 @@ class MainWindow(QMainWindow):
         """Find out whether sound works; disable what cannot work and say how to fix it."""
         try:
             status = self.playback.check()
+        except AudioUnavailable as exc:
+            self._audio_unavailable(str(exc))
+            return
         except Exception as exc:  # the check itself must never take the app down
             self._audio_unavailable(f"Audio check failed: {exc}")
             return

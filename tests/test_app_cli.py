@@ -1,0 +1,108 @@
+"""Command lines: ``python -m app.generate`` (headless) and ``python -m app --screenshot`` (offscreen window)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+import pytest
+from PySide6.QtGui import QImage
+
+from app import generate as gen_cli
+from tests.app_helpers import make_checkpoint
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("cli") / "tiny.lnf", label="CLI tiny")
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["QT_QPA_PLATFORM"] = "offscreen"
+    env.setdefault("LNF_STUDIO_TEST", "1")
+    env["PYTHONPATH"] = str(REPO)
+    return env
+
+
+def test_generate_cli_writes_midi_wav_png(qapp, ckpt, tmp_path, capsys):
+    # qapp: one QApplication for the whole test process (the CLI reuses it for --png instead of making its own)
+    out = tmp_path / "out"
+    rc = gen_cli.main(["--model", str(ckpt), "--num", "3", "--length", "16", "--seed", "5", "--out", str(out),
+                       "--wav", "--png", "--tempo", "120", "--program", "19"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "sampled 3 pieces" in printed and "seed 5" in printed and " ms" in printed
+    mids = sorted(out.glob("*.mid"))
+    assert [p.name for p in mids] == ["lnf_001.mid", "lnf_002.mid", "lnf_003.mid"]
+    for p in mids:
+        assert f"wrote {p}" in printed
+        pm = pretty_midi.PrettyMIDI(str(p))
+        assert pm.instruments[0].program == 19
+        assert pm.get_end_time() == pytest.approx(16 * 0.5, abs=1e-3)  # 16 steps at 120 BPM, 1 step/beat
+    for p in sorted(out.glob("*.wav")):
+        with wave.open(str(p)) as wf:
+            assert wf.getnchannels() == 2 and wf.getnframes() > 44100 * 8
+            frames = np.frombuffer(wf.readframes(wf.getnframes()), dtype="<i2")
+            assert np.abs(frames).max() > 1000  # not silence
+    pngs = sorted(out.glob("*.png"))
+    assert len(pngs) == 3 and QImage(str(pngs[0])).width() > 100
+
+    # Same seed -> same files; a second run numbers on instead of overwriting.
+    rc = gen_cli.main(["--model", str(ckpt), "--num", "3", "--length", "16", "--seed", "5", "--out", str(out),
+                       "--tempo", "120", "--program", "19"])
+    assert rc == 0
+    again = sorted(out.glob("*.mid"))[3:]
+    assert [p.name for p in again] == ["lnf_004.mid", "lnf_005.mid", "lnf_006.mid"]
+    for a, b in zip(mids, again):
+        na = [(n.pitch, n.start, n.end) for n in pretty_midi.PrettyMIDI(str(a)).instruments[0].notes]
+        nb = [(n.pitch, n.start, n.end) for n in pretty_midi.PrettyMIDI(str(b)).instruments[0].notes]
+        assert na == nb
+
+
+def test_generate_cli_bad_checkpoint_exits_2_without_traceback(tmp_path):
+    bad = tmp_path / "junk.lnf"
+    bad.write_bytes(b"junk" * 100)
+    res = subprocess.run(
+        [sys.executable, "-m", "app.generate", "--model", str(bad), "--num", "2", "--out", str(tmp_path / "o")],
+        capture_output=True, text=True, env=_env(), cwd=REPO, timeout=120,
+    )
+    assert res.returncode == 2
+    assert "junk.lnf" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_generate_cli_rejects_bad_arguments(ckpt, tmp_path, capsys):
+    assert gen_cli.main(["--model", str(ckpt), "--num", "0", "--out", str(tmp_path)]) == 2
+    assert "between 1 and 64" in capsys.readouterr().err
+    assert gen_cli.main(["--model", str(ckpt), "--num", "1", "--length", "999", "--out", str(tmp_path)]) == 2
+
+
+def test_screenshot_option_writes_a_png(ckpt, tmp_path):
+    shot = tmp_path / "shot.png"
+    res = subprocess.run(
+        [sys.executable, "-m", "app", "--model", str(ckpt), "--screenshot", str(shot), "--generate", "4",
+         "--size", "1100x720"],
+        capture_output=True, text=True, env=_env(), cwd=REPO, timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    img = QImage(str(shot))
+    assert (img.width(), img.height()) == (1100, 720)
+    assert "wrote" in res.stdout
+
+
+def test_screenshot_with_a_damaged_model_exits_2(tmp_path):
+    bad = tmp_path / "bad.lnf"
+    bad.write_bytes(b"x" * 64)
+    res = subprocess.run(
+        [sys.executable, "-m", "app", "--model", str(bad), "--screenshot", str(tmp_path / "s.png"), "--generate", "2"],
+        capture_output=True, text=True, env=_env(), cwd=REPO, timeout=120,
+    )
+    assert res.returncode == 2 and "bad.lnf" in res.stderr and "Traceback" not in res.stderr

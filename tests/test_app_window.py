@@ -1,0 +1,322 @@
+"""The Qt app, offscreen: model loading, generation in a worker, gallery, export, playback, error paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+import pytest
+from PySide6.QtCore import QPointF, QSettings, Qt
+from PySide6.QtGui import QColor, QImage
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from app import audio, session
+from app.ui.main_window import MainWindow
+from app.ui.settings import AppSettings
+from app.ui.theme import apply_theme
+from lnf_core.pianoroll import roll_to_notes
+from tests.app_helpers import make_checkpoint
+
+WAIT = 20_000
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("models")
+    make_checkpoint(d / "default.lnf", label="Default JSB", seed=0)
+    make_checkpoint(d / "second.lnf", label="Second", seed=1, test_nll=None)
+    return d
+
+
+@pytest.fixture
+def settings(tmp_path) -> AppSettings:
+    return AppSettings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+
+
+@pytest.fixture
+def window(qtbot, models_dir, settings):
+    apply_theme(QApplication.instance(), "light")
+    w = MainWindow(settings, models_dir=models_dir)
+    qtbot.addWidget(w)
+    w.show()
+    with qtbot.waitSignal(w.model_loaded, timeout=WAIT):
+        w.load_model(w.default_model())
+    yield w
+    w.playback.shutdown()
+    w.workers.shutdown()
+
+
+def generate(qtbot, w: MainWindow, **kw) -> session.GenerationResult:
+    s = session.GenerationSettings(**{"n": 6, "length": 24, "temperature": 1.0, "seed": 7, **kw})
+    w.generate_panel.apply_settings(s)
+    with qtbot.waitSignal(w.batch_ready, timeout=WAIT) as blocker:
+        qtbot.mouseClick(w.generate_panel.generate_button, Qt.MouseButton.LeftButton)
+    return blocker.args[0]
+
+
+def test_window_opens_on_the_default_model(window, models_dir):
+    assert window.loaded is not None and window.loaded.label == "Default JSB"
+    assert window.model_panel.current_label.text() == "Default JSB"
+    assert "test NLL 8.25" in window.model_panel.current_details.text()
+    labels = [i.label for i in window.model_panel.items()]
+    assert labels == ["Default JSB", "Second"]
+    assert window.settings.last_model == str(models_dir / "default.lnf")
+    assert window.act_generate.isEnabled()
+
+
+def test_generate_fills_gallery_and_reproduce_gives_same_rolls(qtbot, window):
+    panel = window.generate_panel
+    panel.auto_seed.setChecked(False)
+    result = generate(qtbot, window, n=6, seed=1234)
+    pieces = window.gallery.pieces()
+    assert len(pieces) == 6 and all(p.roll.shape == (24, 88) for p in pieces)
+    assert result.settings.seed == 1234
+    assert window.last_status.startswith("Generated 6 pieces in ")
+    assert window.current_piece() is pieces[0]
+    assert np.array_equal(window.roll_view.roll(), pieces[0].roll)
+    qtbot.waitUntil(lambda: window.gallery.paint_count > 0, timeout=WAIT)  # thumbnails painted
+    first = [p.roll.copy() for p in pieces]
+
+    # "New seed for every batch": Generate draws a fresh seed; Reproduce re-runs the last seed and settings.
+    panel.auto_seed.setChecked(True)
+    with qtbot.waitSignal(window.batch_ready, timeout=WAIT):
+        qtbot.mouseClick(panel.generate_button, Qt.MouseButton.LeftButton)
+    new_seed = window.last_result.settings.seed
+    assert new_seed != 1234 and panel.seed.value() == new_seed
+    second = [p.roll.copy() for p in window.gallery.pieces()]
+    assert not all(np.array_equal(a, b) for a, b in zip(first, second))
+    panel.temperature.setValue(0.3)  # changed after the batch: Reproduce restores the batch's settings
+    with qtbot.waitSignal(window.batch_ready, timeout=WAIT):
+        qtbot.mouseClick(panel.reproduce_button, Qt.MouseButton.LeftButton)
+    assert window.last_result.settings.seed == new_seed and panel.temperature.value() == 1.0
+    assert all(np.array_equal(a, p.roll) for a, p in zip(second, window.gallery.pieces()))
+
+    # The same seed typed in again gives the first batch back.
+    panel.auto_seed.setChecked(False)
+    generate(qtbot, window, n=6, seed=1234)
+    assert all(np.array_equal(a, p.roll) for a, p in zip(first, window.gallery.pieces()))
+
+
+def test_lengths_in_bars_and_from_the_model(qtbot, window):
+    panel = window.generate_panel
+    panel.length_mode.setCurrentIndex(panel.length_mode.findData("bars"))
+    panel.length.setValue(3)
+    assert panel.length_steps() == 12  # JSB: 1 step per beat, 4/4
+    with qtbot.waitSignal(window.batch_ready, timeout=WAIT):
+        panel.request(panel.settings())
+    assert {p.length for p in window.gallery.pieces()} == {12}
+    panel.length_mode.setCurrentIndex(panel.length_mode.findData("model"))
+    assert panel.length_steps() is None and not panel.length.isEnabled()
+    with qtbot.waitSignal(window.batch_ready, timeout=WAIT):
+        panel.request(panel.settings())
+    assert {p.length for p in window.gallery.pieces()} <= {16, 24, 32, 48}
+
+
+def test_cancel_stops_a_large_batch(qtbot, window, monkeypatch):
+    import threading
+
+    gate = threading.Event()
+    real = session.iter_generate
+
+    def slow(model, settings):
+        for item in real(model, settings):
+            gate.wait(5)
+            yield item
+
+    monkeypatch.setattr(session, "iter_generate", slow)
+    window.generate_panel.apply_settings(session.GenerationSettings(n=64, length=8, seed=1))
+    worker = window.generate(window.generate_panel.settings())
+    assert window.is_generating and window.generate_panel.cancel_button.isVisible()
+    with qtbot.waitSignal(worker.signals.cancelled, timeout=WAIT):
+        qtbot.mouseClick(window.generate_panel.cancel_button, Qt.MouseButton.LeftButton)
+        gate.set()
+    qtbot.waitUntil(lambda: not window.is_generating, timeout=WAIT)
+    assert window.last_status == "Generation cancelled"
+    assert window.generate_panel.generate_button.isEnabled()
+
+
+def test_damaged_and_text_checkpoints_show_an_error_and_keep_the_model(qtbot, window, tmp_path):
+    bad = tmp_path / "broken.lnf"
+    bad.write_bytes(b"this is not a checkpoint at all" * 10)
+    with qtbot.waitSignal(window.model_failed, timeout=WAIT):
+        window.load_model(bad)
+    assert "broken.lnf" in window.last_error and "Still using Default JSB" in window.last_error
+    box = window.findChild(QMessageBox, "errorBox")
+    assert box is not None and "broken.lnf" in box.text()
+    box.close()
+    assert window.loaded.label == "Default JSB"
+    text = make_checkpoint(tmp_path / "chars.lnf", data_kind="text", label="Chars")
+    with qtbot.waitSignal(window.model_failed, timeout=WAIT):
+        window.load_model(text)
+    assert "text model" in window.last_error
+    generate(qtbot, window, n=2)  # the app still works
+    assert len(window.gallery.pieces()) == 2
+
+
+def test_opening_another_checkpoint_adds_it_to_recent(qtbot, window, tmp_path):
+    other = make_checkpoint(tmp_path / "mine.lnf", label="My model", seed=3)
+    with qtbot.waitSignal(window.model_loaded, timeout=WAIT):
+        window.load_model(other)
+    assert window.loaded.label == "My model"
+    assert window.settings.recent_models[0] == str(other)
+    assert "My model" in [i.label for i in window.model_panel.items()]
+    assert window.windowTitle().startswith("My model")
+
+
+def test_exported_midi_has_the_rolls_notes(qtbot, window, tmp_path):
+    generate(qtbot, window, n=3, length=16)
+    window.transport.tempo.setValue(90)
+    window.transport.set_program(40)  # violin
+    pieces = window.gallery.pieces()
+    paths = window.export_pieces(pieces, tmp_path / "out", kinds=("mid",))
+    assert [p.name for p in paths] == ["lnf_001.mid", "lnf_002.mid", "lnf_003.mid"]
+    step = 60.0 / 90
+    for piece, path in zip(pieces, paths):
+        pm = pretty_midi.PrettyMIDI(str(path))
+        assert pm.get_tempo_changes()[1][0] == pytest.approx(90.0, abs=0.01)  # MIDI stores µs per beat
+        (inst,) = pm.instruments
+        assert inst.program == 40
+        got = sorted((n.pitch, round(n.start / step), round(n.end / step)) for n in inst.notes)
+        assert got == sorted(roll_to_notes(piece.roll))
+        assert all(n.velocity > 0 for n in inst.notes)
+    assert window.settings.tempo == 90 and window.settings.program == 40
+
+
+def test_drag_out_offers_a_midi_file(qtbot, window):
+    generate(qtbot, window, n=2)
+    model = window.gallery.piece_model
+    mime = model.mimeData([model.index(1)])
+    (url,) = mime.urls()
+    path = Path(url.toLocalFile())
+    assert path.suffix == ".mid" and path.is_file()
+    notes = pretty_midi.PrettyMIDI(str(path)).instruments[0].notes
+    assert len(notes) == len(roll_to_notes(window.gallery.pieces()[1].roll))
+    assert model.mimeTypes() == ["text/uri-list"]
+    assert model.flags(model.index(0)) & Qt.ItemFlag.ItemIsDragEnabled
+
+
+def test_png_export_and_roll_view(qtbot, window, tmp_path):
+    generate(qtbot, window, n=2, length=32)
+    out = window.export_png(tmp_path / "roll.png")
+    img = QImage(str(out))
+    assert img.width() > 300 and img.height() > 200
+    view = window.roll_view
+    w0 = view.step_width
+    view.zoom_in()
+    assert view.step_width > w0
+    view.fit()
+    view.set_playhead(10.5)
+    assert view.playhead() == 10.5
+    pix = view.grab()
+    assert not pix.isNull()
+    # The accent note colour appears in the view where the roll has notes.
+    text = view.describe_point(QPointF(100, 100))
+    assert text == "" or "bar" in text
+
+
+def test_playback_through_the_null_device(qtbot, window):
+    window.check_audio()
+    assert window.audio_status is not None and window.audio_status.can_play, window.audio_status.summary()
+    assert window.audio_label.text().startswith("Audio: ")
+    generate(qtbot, window, n=1, length=16)
+    assert window.transport.play_button.isEnabled()
+    with qtbot.waitSignal(window.playback.started, timeout=WAIT):
+        assert window.play()
+    assert window.playback.last_render_seconds > 0
+    with qtbot.waitSignal(window.playback.stopped, timeout=WAIT):
+        window.stop()
+    assert not window.playback.is_playing
+    assert window.roll_view.playhead() is None
+    assert window.transport.play_button.isEnabled()
+    # Loop mode plays until stopped.
+    window.transport.loop_button.setChecked(True)
+    assert window.play()
+    qtbot.wait(150)
+    assert window.playback.is_playing
+    with qtbot.waitSignal(window.playback.stopped, timeout=WAIT):
+        qtbot.mouseClick(window.transport.stop_button, Qt.MouseButton.LeftButton)
+
+
+def test_missing_audio_is_reported_and_the_rest_works(qtbot, window, monkeypatch, tmp_path):
+    message = "The PortAudio library is not installed (PortAudio library not found). sudo apt install libportaudio2."
+
+    def broken(*_a, **_k):
+        raise audio.AudioUnavailable(message)
+
+    monkeypatch.setattr(audio, "audio_status", broken)
+    window.check_audio()
+    assert not window.transport.play_button.isEnabled()
+    assert "libportaudio2" in window.transport.play_button.toolTip()
+    assert "libportaudio2" in window.last_status and window.audio_label.text() == "Audio: unavailable"
+    assert not window.play()
+    generate(qtbot, window, n=2)  # generation and MIDI export still work
+    assert window.export_pieces(window.gallery.pieces(), tmp_path, ("mid",))
+
+    # A device that disappears later: the player raises when asked to play.
+    monkeypatch.setattr(window.transport, "_audio_ok", True)
+    monkeypatch.setattr(audio, "Player", lambda *a, **k: (_ for _ in ()).throw(audio.AudioUnavailable(message)))
+    window.playback._player = None
+    with qtbot.waitSignal(window.playback.unavailable, timeout=WAIT):
+        assert not window.play()
+    assert not window.transport.play_button.isEnabled()
+
+
+def test_open_midi_scores_it(qtbot, window, tmp_path):
+    roll = np.zeros((16, 88), dtype=bool)
+    for t in range(16):
+        roll[t, [39, 43, 46][t % 3]] = True
+    path = tmp_path / "chorale.mid"
+    pretty = __import__("lnf_core.pianoroll", fromlist=["roll_to_midi"]).roll_to_midi(roll, tempo_bpm=100)
+    pretty.write(str(path))
+    with qtbot.waitSignal(window.pieces_added, timeout=WAIT):
+        piece = window.open_midi(path)
+    assert piece is not None and np.array_equal(piece.roll, roll)
+    qtbot.waitUntil(lambda: piece.nll_per_step is not None, timeout=WAIT)
+    assert piece.nll_per_step > 0
+    assert "nats/step" in window.last_status and "chorale" in window.last_status
+    assert "nats/step" in window.piece_info.text()
+    bad = tmp_path / "bad.mid"
+    bad.write_bytes(b"MThd garbage")
+    assert window.open_midi(bad) is None
+    assert "bad.mid" in window.last_error
+
+
+def test_variations_and_interpolation(qtbot, window):
+    generate(qtbot, window, n=3, length=20)
+    pieces = window.gallery.pieces()
+    window.gallery.select_piece(pieces[0])
+    window.generate_panel.count.setValue(4)
+    with qtbot.waitSignal(window.pieces_added, timeout=WAIT) as blocker:
+        window.make_variations()
+    added = blocker.args[0]
+    assert len(added) == 4 and all(p.source == "variation" and p.length == 20 for p in added)
+    sel = window.gallery.selectionModel()
+    window.gallery.clearSelection()
+    for p in (pieces[0], pieces[2]):
+        sel.select(window.gallery.piece_model.index(window.gallery.piece_model.row_of(p)),
+                   sel.SelectionFlag.Select)
+    assert window.act_interpolate.isEnabled()
+    with qtbot.waitSignal(window.pieces_added, timeout=WAIT) as blocker:
+        window.interpolate(steps=5)
+    path = blocker.args[0]
+    assert len(path) == 5 and path[0].source == "interpolation"
+    assert len(window.gallery.pieces()) == 3 + 4 + 5
+
+
+def test_dark_theme_screenshot(qtbot, window, tmp_path):
+    generate(qtbot, window, n=4, length=32)
+    window.set_theme("dark")
+    try:
+        QApplication.processEvents()
+        img = window.grab().toImage()
+        img.save(str(tmp_path / "dark.png"))
+        bg = QColor(img.pixel(img.width() // 2, img.height() - 5))
+        assert bg.lightness() < 90  # the status bar is dark
+        roll_img = window.roll_view.grab().toImage()
+        # the view's lanes are dark and notes are drawn in the light accent colour
+        assert sum(QColor(roll_img.pixel(x, y)).lightness() < 60
+                   for x in range(60, roll_img.width(), 17) for y in range(30, roll_img.height(), 17)) > 50
+    finally:
+        window.set_theme("light")
+    assert window.settings.theme == "light"
