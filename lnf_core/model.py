@@ -124,18 +124,55 @@ class Emission(nn.Module):
         return torch.multinomial(flat, 1, generator=generator).view(probs.shape[:-1])
 
 
-def run_rnn(rnn: nn.LSTM, inputs: Tensor, lengths: Tensor, init: tuple[Tensor, Tensor] | None = None) -> Tensor:
-    """A (bi)LSTM over padded inputs, packed so the backward direction starts at each sequence's end.
+def _within_length_reversal(lengths: Tensor, steps: int) -> Tensor:
+    """``[B, steps]`` index that reverses each sequence's first T_i steps and leaves its padding in place
+    (an involution: applying it twice is the identity)."""
+    t = torch.arange(steps).unsqueeze(0)
+    lengths = lengths.cpu().unsqueeze(1)
+    return torch.where(t < lengths, lengths - 1 - t, t)
 
-    Outputs at padded steps are zero.
+
+def run_rnn(rnn: nn.LSTM, inputs: Tensor, lengths: Tensor, init: tuple[Tensor, Tensor] | None = None) -> Tensor:
+    """A (bi)LSTM over padded inputs in which the backward direction starts at each sequence's own end.
+
+    Outputs at padded steps are zero. The result equals running the LSTM on a packed sequence, but packed
+    sequences take PyTorch's slow per-step CPU path (about 3x slower per training step); instead, with
+    unequal lengths, each layer runs its forward direction over the padded batch (causal, so padding never
+    reaches a real step) and its backward direction over the batch reversed within each sequence's length,
+    both as fused (oneDNN) LSTM calls.
     """
-    if int(lengths.min()) == inputs.shape[1] and inputs.shape[0] > 0:
+    steps = inputs.shape[1]
+    if inputs.shape[0] == 0 or int(lengths.min()) == steps:
         out, _ = rnn(inputs, init)
         return out
-    packed = pack_padded_sequence(inputs, lengths.cpu(), batch_first=True, enforce_sorted=False)
-    out, _ = rnn(packed, init)
-    out, _ = pad_packed_sequence(out, batch_first=True, total_length=inputs.shape[1])
-    return out
+    mask = sequence_mask(lengths.to(inputs.device), steps).unsqueeze(-1)
+    if not rnn.bidirectional:
+        out, _ = rnn(inputs, init)
+        return torch.where(mask, out, torch.zeros_like(out))
+    if rnn.proj_size or not rnn.batch_first or not rnn.bias:
+        packed = pack_padded_sequence(inputs, lengths.cpu(), batch_first=rnn.batch_first, enforce_sorted=False)
+        out, _ = rnn(packed, init)
+        out, _ = pad_packed_sequence(out, batch_first=rnn.batch_first, total_length=steps)
+        return out
+    rev = _within_length_reversal(lengths, steps).to(inputs.device)
+    x = inputs
+    for k in range(rnn.num_layers):
+        if k > 0 and rnn.dropout and rnn.training:
+            x = F.dropout(x, rnn.dropout, True)
+        outs = []
+        for d, suffix in enumerate(("", "_reverse")):
+            names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+            weights = [getattr(rnn, f"{name}_l{k}{suffix}") for name in names]
+            if init is None:
+                h0 = x.new_zeros(1, x.shape[0], rnn.hidden_size)
+                state = (h0, h0)
+            else:
+                state = (init[0][2 * k + d : 2 * k + d + 1], init[1][2 * k + d : 2 * k + d + 1])
+            seq = x if d == 0 else x.gather(1, rev.unsqueeze(-1).expand_as(x))
+            out = torch.lstm(seq, state, weights, True, 1, 0.0, rnn.training, False, True)[0]
+            outs.append(out if d == 0 else out.gather(1, rev.unsqueeze(-1).expand_as(out)))
+        x = torch.where(mask, torch.cat(outs, dim=-1), 0.0)
+    return x
 
 
 class LatentFlowVAE(nn.Module):
