@@ -109,7 +109,7 @@ def preset_settings(preset: str, dataset: str, prior: str, model: str) -> tuple[
         return t, _paper_model(dataset, prior, model)
     if preset == "small":
         t = dict(
-            epochs=60,
+            epochs=80,
             lr=2e-3,
             optimizer="adam",
             grad_clip=0.25,
@@ -130,14 +130,14 @@ def preset_settings(preset: str, dataset: str, prior: str, model: str) -> tuple[
             t.update(kl_zero_epochs=0, kl_ramp_epochs=0, lr=2e-3)
         m = dict(
             z_dim=32,
-            emb_dim=192,
-            hidden=192,
-            prior_units=192,
+            emb_dim=256,
+            hidden=256,
+            prior_units=256,
             prior_layers=2,
             flow_layers=5,
             flow_hidden=64,
             flow_hidden_layers=2,
-            dropout=0.1,
+            dropout=0.2,
         )
         return t, m
     # tiny: seconds on a CPU, for tests and smoke runs
