@@ -220,7 +220,11 @@ class LatentFlowVAE(nn.Module):
         fwd, bwd = h.chunk(2, dim=-1)
         fwd = F.pad(fwd, (0, 0, 1, 0))[:, :steps]
         bwd = F.pad(bwd, (0, 0, 0, 1))[:, 1:]
-        return self.emission.logits(self.readout(torch.cat([z, fwd, bwd], dim=-1)))
+        # readout and the tied output layer are both linear (no nonlinearity between them, as in the paper's
+        # code), so they are applied as one V x (H + 2*hidden) product: same function, ~6x fewer flops.
+        weight = self.emission.weight @ self.readout.weight
+        bias = self.emission.weight @ self.readout.bias + self.emission.bias
+        return F.linear(torch.cat([z, fwd, bwd], dim=-1), weight, bias)
 
     def decode_probs(self, z: Tensor, lengths: Tensor) -> Tensor:
         with torch.no_grad():
