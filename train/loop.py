@@ -306,6 +306,30 @@ class Trainer:
         self._log({"event": "nan_recovery", "step": self.step, "lr": self.lr})
         self.nan_streak = 0
 
+    def forward_backward(self, idx: list[int], beta: float) -> Any:
+        """Loss and gradients of one training batch (indices into the train split); returns the ELBOOutput."""
+        batch = collate([self.splits["train"][j] for j in idx], idx)
+        x, lengths = batch.x.to(self.device, non_blocking=True), batch.lengths
+        with self._autocast():
+            out = self.train_module(x, lengths, beta, self.cfg.elbo_samples)
+        (out.loss / self.cfg.grad_accum).backward()
+        return out
+
+    def optimizer_step(self, loss: torch.Tensor) -> bool:
+        """Clip and step; a non-finite loss or gradient skips the step. Returns whether the step was taken."""
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        finite = bool(torch.isfinite(norm) & torch.isfinite(loss.detach()))  # the one host sync per step
+        if finite:
+            self.opt.step()
+            self.nan_streak = 0
+        else:
+            self.nan_streak += 1
+            self.nan_total += 1
+            log.warning("non-finite loss or gradient at step %d: step skipped", self.step)
+            self._log({"event": "nan_skip", "step": self.step})
+        self.opt.zero_grad(set_to_none=True)
+        return finite
+
     def train(self) -> dict[str, Any]:
         cfg = self.cfg
         from tqdm.auto import tqdm
@@ -319,38 +343,22 @@ class Trainer:
             batches = self._epoch_batches(self.epoch)
             bar = tqdm(total=len(batches), initial=self.batch_in_epoch, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
                        disable=not self.dist.main, dynamic_ncols=True, mininterval=1.0)
-            sums = torch.zeros(3)
+            sums = torch.zeros(3, device=self.device)
             count = 0
             for i in range(self.batch_in_epoch, len(batches)):
                 idx = batches[i]
                 beta = kl_weight(self.epoch + i / len(batches), cfg.kl_zero_epochs, cfg.kl_ramp_epochs, cfg.kl_start)
-                batch = collate([self.splits["train"][j] for j in idx], idx)
-                x, lengths = batch.x.to(self.device, non_blocking=True), batch.lengths
-                with self._autocast():
-                    out = self.train_module(x, lengths, beta, cfg.elbo_samples)
-                loss = out.loss / cfg.grad_accum
-                loss.backward()
+                out = self.forward_backward(idx, beta)
                 if (i + 1) % cfg.grad_accum and i + 1 < len(batches):
                     self.batch_in_epoch = i + 1
                     continue
-                norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-                finite = bool(torch.isfinite(norm) & torch.isfinite(loss.detach()))  # the one sync per step
-                if finite:
-                    self.opt.step()
-                    self.nan_streak = 0
-                else:
-                    self.nan_streak += 1
-                    self.nan_total += 1
-                    log.warning("non-finite loss or gradient at step %d: step skipped", self.step)
-                    self._log({"event": "nan_skip", "step": self.step})
-                self.opt.zero_grad(set_to_none=True)
+                finite = self.optimizer_step(out.loss)
                 if self.nan_streak >= cfg.nan_tolerance:
                     self._recover_from_nan()
                 self.step += 1
                 self.batch_in_epoch = i + 1
                 if finite:
-                    sums += torch.stack([out.loss.detach().float().cpu(), out.recon.float().cpu(),
-                                         out.kl.float().cpu()])
+                    sums += torch.stack([out.loss.detach().float(), out.recon.float(), out.kl.float()])
                     count += 1
                 bar.update(1)
                 if self.step % 10 == 0 and count:
