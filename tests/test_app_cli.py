@@ -106,3 +106,20 @@ def test_screenshot_with_a_damaged_model_exits_2(tmp_path):
         capture_output=True, text=True, env=_env(), cwd=REPO, timeout=120,
     )
     assert res.returncode == 2 and "bad.lnf" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_many_qt_calls_do_not_exhaust_none(tmp_path):
+    """PySide6 6.12 on CPython 3.11 drops a reference to None per void call; app.ui guards against it."""
+    code = (
+        "import sys\n"
+        "import app.ui\n"
+        "from PySide6.QtGui import QColor\n"
+        "c = QColor(1, 2, 3)\n"
+        "for _ in range(200_000):\n"
+        "    c.setAlpha(255)\n"
+        "print('ok', sys.getrefcount(None) > 1000)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), cwd=REPO,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip() == "ok True"
