@@ -25,7 +25,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=None, help="seed for --generate (default: a fixed one)")
     ap.add_argument("--length", type=int, default=None, help="length in steps for --generate")
     ap.add_argument("--theme", choices=("system", "light", "dark"), help="colour theme (saved in settings)")
-    ap.add_argument("--size", default="1280x820", metavar="WxH", help="window size (default 1280x820)")
+    ap.add_argument("--size", default=None, metavar="WxH",
+                    help="window size (default: the last size, or 1280x820; screenshots 1280x820)")
     ap.add_argument("--exit-when-shown", action="store_true", help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
@@ -54,11 +55,13 @@ def main(argv: list[str] | None = None) -> int:
 
     models_dir = Path(args.models_dir) if args.models_dir else session.MODELS_DIR
     window = MainWindow(settings, models_dir=models_dir, interactive=not args.screenshot)
-    try:
-        w, h = (int(v) for v in args.size.lower().split("x"))
-        window.resize(w, h)
-    except ValueError:
-        print(f"ignoring --size {args.size!r}: expected WIDTHxHEIGHT such as 1280x820", file=sys.stderr)
+    size = args.size or ("1280x820" if args.screenshot else None)
+    if size:
+        try:
+            w, h = (int(v) for v in size.lower().split("x"))
+            window.resize(w, h)
+        except ValueError:
+            print(f"ignoring --size {size!r}: expected WIDTHxHEIGHT such as 1280x820", file=sys.stderr)
     window.show()
 
     if args.exit_when_shown:

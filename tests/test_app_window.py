@@ -320,3 +320,29 @@ def test_dark_theme_screenshot(qtbot, window, tmp_path):
     finally:
         window.set_theme("light")
     assert window.settings.theme == "light"
+
+
+def test_settings_persist_and_stay_out_of_the_users_folder(qtbot, models_dir, tmp_path):
+    from app.ui.settings import make_qsettings
+
+    default_store = make_qsettings()
+    assert str(Path.home() / ".config") not in default_store.fileName()  # LNF_STUDIO_TEST (conftest)
+    path = tmp_path / "persist.ini"
+    s1 = AppSettings(QSettings(str(path), QSettings.Format.IniFormat))
+    w1 = MainWindow(s1, models_dir=models_dir, interactive=False)
+    qtbot.addWidget(w1)
+    with qtbot.waitSignal(w1.model_loaded, timeout=WAIT):
+        w1.load_model(models_dir / "second.lnf")
+    w1.transport.tempo.setValue(72)
+    w1.transport.set_program(73)  # flute
+    s1.soundfont = "/nonexistent/font.sf2"
+    w1.close()
+    s2 = AppSettings(QSettings(str(path), QSettings.Format.IniFormat))
+    assert (s2.tempo, s2.program, s2.last_model) == (72, 73, str(models_dir / "second.lnf"))
+    w2 = MainWindow(s2, models_dir=models_dir, interactive=False)
+    qtbot.addWidget(w2)
+    assert w2.transport.current_tempo() == 72 and w2.transport.current_program() == 73
+    # The chosen SoundFont is missing: the audio check says so, and playback is disabled.
+    w2.check_audio()
+    assert not w2.transport.audio_available and "font.sf2" in w2.transport.play_button.toolTip()
+    w2.close()

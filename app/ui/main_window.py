@@ -95,10 +95,10 @@ class MainWindow(QMainWindow):
         self._build_menus_and_toolbar()
         self._connect()
         self._apply_icons()
+        self.resize(1280, 820)
         self._restore_preferences()
         self.refresh_model_list()
         self._update_actions()
-        self.resize(1280, 820)
 
     # ================================================================================== construction
     def _build_widgets(self) -> None:
@@ -395,6 +395,10 @@ class MainWindow(QMainWindow):
         geometry, state = self.settings.window_state()
         if geometry is not None:
             self.restoreGeometry(geometry)
+        for key, split in (("ui/main_split", self.main_split), ("ui/center_split", self.center_split)):
+            value = self.settings.q.value(key)
+            if value is not None:
+                split.restoreState(value)
 
     # ================================================================================== messages
     def status(self, text: str, timeout_ms: int = 0) -> None:
@@ -904,6 +908,8 @@ class MainWindow(QMainWindow):
             self._gen_worker.cancel()
         self.workers.shutdown(3000)
         self.settings.save_window_state(self.saveGeometry(), self.saveState())
+        self.settings.q.setValue("ui/main_split", self.main_split.saveState())
+        self.settings.q.setValue("ui/center_split", self.center_split.saveState())
         self.settings.sync()
         super().closeEvent(event)
 
