@@ -99,6 +99,7 @@ class MADELayer(nn.Module):
         hid_deg = torch.arange(hidden) % dim
         self.register_buffer("order", order, persistent=False)
         self.register_buffer("sequence", torch.argsort(order), persistent=False)  # dims by increasing order
+        self.last_sweeps = 0
         self.inp = MaskedLinear(dim, hidden, hid_deg[:, None] >= order[None, :], bias=False)
         self.hidden = nn.ModuleList(
             MaskedLinear(hidden, hidden, hid_deg[:, None] >= hid_deg[None, :]) for _ in range(hidden_layers - 1)
@@ -120,23 +121,28 @@ class MADELayer(nn.Module):
         eps, log_det = self.transform.to_noise(z, self._params(z, ctx))
         return eps, log_det.sum(-1)
 
-    def to_data(self, eps: Tensor, ctx: Tensor, tol: float = 1e-6) -> tuple[Tensor, Tensor]:
+    def to_data(self, eps: Tensor, ctx: Tensor, tol: float | None = None) -> tuple[Tensor, Tensor]:
         """Invert the triangular system by fixed-point (Jacobi) sweeps.
 
         Each sweep recomputes all parameters from the current z and inverts every dim at once. After k
         sweeps the dims of order <= k are exact, so H sweeps give the exact answer; in practice the
         sweeps converge long before (the dependence between dims is a contraction), and we stop once no
-        value moves by more than ``tol``. This replaces the official code's H full MADE passes with one
-        inverted dim each.
+        value moves by more than ``tol`` relative to the largest value (default: 8 machine epsilons of
+        eps's dtype, i.e. ~1e-6 in float32). This replaces the official code's H full MADE passes with one
+        inverted dim each. ``last_sweeps`` records how many sweeps the latest call took.
         """
+        if tol is None:
+            tol = 8.0 * torch.finfo(eps.dtype).eps
         z = torch.zeros_like(eps)
         log_det = torch.zeros_like(eps)
-        for _ in range(self.dim):
+        sweeps = 0
+        for sweeps in range(1, self.dim + 1):  # noqa: B007 (the count is kept)
             z_new, log_det = self.transform.to_data(eps, self._params(z, ctx))
             delta = (z_new - z).abs().max()
             z = z_new
             if delta <= tol * (1.0 + z.abs().max()):
                 break
+        self.last_sweeps = sweeps
         return z, log_det.sum(-1)
 
 
