@@ -27,6 +27,11 @@ RAW_LOG_SCALE_CLAMP = 15.0
 NLSQ_LOG_A = math.log(8.0 * math.sqrt(3.0) / 9.0 - 0.05)
 
 
+def _at_least_float32(params: Tensor) -> Tensor:
+    """Conditioner outputs computed under bf16/fp16 autocast are upcast: exp/tanh of them need float32."""
+    return params.float() if params.dtype in (torch.float16, torch.bfloat16) else params
+
+
 class Affine:
     """``eps = (z - a) / b`` with ``a = o0``, ``b = exp(o1 / 2)``: two parameters per element."""
 
@@ -34,6 +39,7 @@ class Affine:
 
     @staticmethod
     def _unpack(params: Tensor) -> tuple[Tensor, Tensor]:
+        params = _at_least_float32(params)
         a = params[..., 0]
         log_b = 0.5 * params[..., 1].clamp(-2 * RAW_LOG_SCALE_CLAMP, 2 * RAW_LOG_SCALE_CLAMP)
         return a, log_b
@@ -67,6 +73,7 @@ class NLSq:
     @staticmethod
     def _unpack(params: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         clamp = RAW_LOG_SCALE_CLAMP
+        params = _at_least_float32(params)
         a = params[..., 0]
         log_b = 0.4 * params[..., 1].clamp(-clamp, clamp)
         big_b = 0.3 * params[..., 2]
