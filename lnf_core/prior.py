@@ -110,7 +110,8 @@ class FlowPrior(nn.Module):
         """
         batch, steps = pos.shape[0], pos.shape[1] - 1
         if eps is None:
-            eps = torch.randn(batch, steps, self.z_dim, generator=generator, device=pos.device) * temperature
+            eps = torch.randn(batch, steps, self.z_dim, generator=generator, device=pos.device).to(pos.dtype)
+            eps = eps * temperature
         if self.inverse_autoregressive:
             z, log_det = self.flow.to_data(eps, self.contexts(eps, pos))
             return z, standard_normal_log_prob(eps) + log_det
