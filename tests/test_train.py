@@ -174,3 +174,29 @@ def test_cli_errors_are_messages_not_tracebacks(tmp_path, capsys):
     bad.write_bytes(b"not a checkpoint")
     assert evaluate_main([str(bad)]) == 2
     assert "bad.lnf" in capsys.readouterr().err
+
+
+def test_training_on_a_folder_of_midi_files(tmp_path):
+    import pretty_midi
+
+    folder = tmp_path / "my midi"
+    folder.mkdir()
+    for k in range(6):
+        pm = pretty_midi.PrettyMIDI(initial_tempo=120)
+        inst = pretty_midi.Instrument(program=0)
+        for beat in range(12):
+            for pitch in (60 + (beat + k) % 5, 67, 72 - k):
+                inst.notes.append(pretty_midi.Note(velocity=80, pitch=pitch, start=beat * 0.5, end=beat * 0.5 + 0.45))
+        pm.instruments.append(inst)
+        pm.write(str(folder / f"piece{k}.mid"))
+    (folder / "broken.mid").write_bytes(b"MThd garbage")
+    out = tmp_path / "run"
+    assert main(["--dataset", str(folder), "--preset", "tiny", "--prior", "iaf-scf", "--out", str(out),
+                 "--epochs", "1"]) == 0
+    model, meta = load_checkpoint(out / "best.lnf")
+    assert meta["data_kind"] == "music" and meta["steps_per_beat"] == 2
+    assert model.generate(torch.tensor([8])).x.shape == (1, 8, 88)
+    from train.evaluate import evaluate_checkpoint
+
+    result = evaluate_checkpoint(str(out / "best.lnf"), split="valid", samples=2)
+    assert math.isfinite(result["nll"]) and result["sequences"] >= 1

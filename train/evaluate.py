@@ -19,6 +19,15 @@ from lnf_core.checkpoint import CheckpointError, load_checkpoint
 from train.data import DataError, bucket_batches, collate, load_dataset
 
 
+def dataset_reference(meta: dict[str, Any]) -> str:
+    """What to load a checkpoint's data by: a known dataset's name, else where the data came from (a MIDI folder)."""
+    from train.data import lookup_dataset
+
+    if lookup_dataset(meta["dataset"]) is None and meta.get("dataset_source"):
+        return meta["dataset_source"]
+    return meta["dataset"]
+
+
 @torch.no_grad()
 def evaluate_model(model: torch.nn.Module, seqs: list, samples: int = 30, batch_size: int = 16, seed: int = 0,
                    device: str | torch.device = "cpu", progress: bool = False) -> dict[str, float]:
@@ -43,7 +52,7 @@ def evaluate_model(model: torch.nn.Module, seqs: list, samples: int = 30, batch_
 def evaluate_checkpoint(path: str, split: str = "test", samples: int = 30, seed: int = 0, data_dir: str | None = None,
                         batch_size: int = 16, limit: int | None = None, progress: bool = False) -> dict[str, Any]:
     model, meta = load_checkpoint(path)
-    dataset = load_dataset(meta["dataset"], data_dir)
+    dataset = load_dataset(dataset_reference(meta), data_dir)
     seqs = dataset.splits[split][:limit] if limit else dataset.splits[split]
     start = time.perf_counter()
     sums = evaluate_model(model, seqs, samples, batch_size, seed, progress=progress)

@@ -76,6 +76,15 @@ def pick_device(requested: str, dist_info: DistInfo) -> torch.device:
     return torch.device(requested)
 
 
+def _tensorboard_writer(out: Path) -> Any:
+    """A SummaryWriter in ``out/tensorboard`` when the tensorboard package is installed, else False."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return False
+    return SummaryWriter(str(out / "tensorboard"))
+
+
 class Objective(nn.Module):
     """``forward`` = the model's ELBO loss, so DistributedDataParallel's gradient hooks fire."""
 
@@ -170,6 +179,7 @@ class Trainer:
         self.impatience = 0
         self.wall_time = 0.0
         self.nan_streak, self.nan_total = 0, 0
+        self._tb: Any = None
         self.use_bf16 = cfg.bf16 == "on" or (cfg.bf16 == "auto" and self.device.type == "cuda"
                                              and torch.cuda.is_bf16_supported())
         if self.dist.main:
@@ -190,16 +200,26 @@ class Trainer:
         return counts
 
     def _log(self, record: dict[str, Any]) -> None:
+        """Append one JSON line to metrics.jsonl (a single write, so a killed run leaves whole lines) and mirror
+        the numbers to TensorBoard when it is installed."""
         if not self.dist.main:
             return
         with open(self.out / "metrics.jsonl", "a") as fh:
             fh.write(json.dumps(record) + "\n")
+        if self._tb is None:
+            self._tb = _tensorboard_writer(self.out)
+        if self._tb:
+            prefix = "epoch" if record.get("event") == "epoch" else "train"
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key not in ("step", "epoch"):
+                    self._tb.add_scalar(f"{prefix}/{key}", value, self.step)
 
     def _metadata(self, metrics: dict[str, Any] | None = None) -> dict[str, Any]:
         cfg = self.cfg
         data = self.dataset
         return {
             "dataset": data.name,
+            "dataset_source": str(data.source) if getattr(data, "source", None) else None,
             "data_kind": data.data_kind,
             "vocab": getattr(data, "vocab", None),
             "steps_per_beat": getattr(data, "steps_per_beat", None),
