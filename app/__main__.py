@@ -28,6 +28,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--size", default=None, metavar="WxH",
                     help="window size (default: the last size, or 1280x820; screenshots 1280x820)")
     ap.add_argument("--exit-when-shown", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--exit-when-ready", action="store_true", help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
 
@@ -54,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     from app.ui.main_window import MainWindow
 
     models_dir = Path(args.models_dir) if args.models_dir else session.MODELS_DIR
-    window = MainWindow(settings, models_dir=models_dir, interactive=not args.screenshot)
+    # configure_threads: the load worker sets torch's thread count once torch is imported (after the window
+    # is up); see app.session.sampling_threads.
+    window = MainWindow(settings, models_dir=models_dir, interactive=not args.screenshot, configure_threads=True)
     size = args.size or ("1280x820" if args.screenshot else None)
     if size:
         try:
@@ -78,6 +81,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.screenshot:
         _drive_screenshot(app, window, model_path, args, exit_code)
     else:
+        if args.exit_when_ready:  # bench: quit once the model is loaded (or failed to load)
+            def ready(*_a) -> None:
+                print(f"model ready after {time.perf_counter() - _T0:.3f} s in-process", flush=True)
+                exit_code[0] = 0 if window.loaded is not None else 2
+                app.quit()
+
+            window.model_loaded.connect(ready)
+            window.model_failed.connect(ready)
         if model_path is not None:
             QTimer.singleShot(0, lambda: window.load_model(model_path))
         else:

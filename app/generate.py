@@ -13,7 +13,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import os
 import secrets
 import sys
 import time
@@ -51,9 +50,7 @@ def _error(message: str, code: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    import torch
-
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    session.configure_threads()
     model_path = Path(args.model) if args.model else session.default_model_path()
     if model_path is None:
         return _error(f"no model given and none found in {session.MODELS_DIR}; pass --model CKPT", 2)

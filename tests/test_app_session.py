@@ -48,12 +48,13 @@ def test_default_named_by_json_or_readme(tmp_path):
     assert session.default_model_path(tmp_path / "missing") is None
 
 
-def test_torch_is_not_needed_to_list_models(models_dir):
-    """Discovery reads the safetensors header only (the window can list models before torch is imported)."""
+def test_torch_is_not_needed_to_list_models_and_build_the_window(models_dir):
+    """Discovery reads the safetensors header only and the UI imports no torch, so the window shows before
+    the slow torch import (which happens when the model loads, in a worker)."""
     import subprocess
 
     code = (
-        "import sys; from app import session; "
+        "import sys; from app import session; import app.ui.main_window; "
         f"infos = session.discover_models({str(models_dir)!r}); "
         "assert infos[0].label == 'Default', infos; "
         "print('torch' in sys.modules)"
@@ -161,3 +162,20 @@ def test_steps_per_beat_and_note_count():
     roll[4:6, 10] = True  # re-struck
     roll[2, 20] = True
     assert session.note_count(roll) == 3
+
+
+def test_note_names_match_the_library():
+    from app.ui.rollpaint import note_name
+    from lnf_core.pianoroll import note_name as lib_name
+
+    assert [note_name(p) for p in range(21, 109)] == [lib_name(p) for p in range(21, 109)]
+
+
+def test_sampling_threads_leave_a_core_for_the_ui(monkeypatch):
+    monkeypatch.delenv(session.THREADS_ENV, raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert session.sampling_threads() == 1
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert session.sampling_threads() == 4
+    monkeypatch.setenv(session.THREADS_ENV, "3")
+    assert session.sampling_threads() == 3

@@ -71,8 +71,10 @@ class MainWindow(QMainWindow):
         settings: AppSettings | None = None,
         models_dir: Path | str = session.MODELS_DIR,
         interactive: bool = True,
+        configure_threads: bool = False,
     ) -> None:
         super().__init__()
+        self.configure_threads = configure_threads  # set torch's threads when loading (the app, not tests)
         self.settings = settings or AppSettings()
         self.models_dir = Path(models_dir)
         self.interactive = interactive  # False: errors go to the status bar/log only (scripts, screenshots)
@@ -440,12 +442,18 @@ class MainWindow(QMainWindow):
         self._loading = path
         self.model_panel.set_busy(True)
         self.status(f"Loading {path.name}…")
-        worker = Worker(session.load_music_model, path)
+        worker = Worker(self._load_job, path)
         worker.signals.result.connect(self._model_ready)
         worker.signals.error.connect(lambda msg, p=path: self._model_error(p, msg))
         worker.signals.finished.connect(self._model_load_finished)
         self.workers.start(worker)
         return worker
+
+    def _load_job(self, path: Path) -> LoadedModel:
+        """Runs on a worker thread: the first load also imports torch."""
+        if self.configure_threads:
+            session.configure_threads()
+        return session.load_music_model(path)
 
     def _model_load_finished(self) -> None:
         self._loading = None
@@ -535,6 +543,7 @@ class MainWindow(QMainWindow):
         )
         noun = "piece" if len(result.pieces) == 1 else "pieces"
         self.status(f"Generated {len(result.pieces)} {noun} in {format_ms(result.seconds)}")
+        self.generate_panel.set_summary(f"Last batch: {len(result.pieces)} {noun} in {format_ms(result.seconds)}")
         self.batch_ready.emit(result)
 
     def _gen_finished(self) -> None:

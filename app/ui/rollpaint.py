@@ -16,19 +16,14 @@ from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPalette, QPen
 from app.session import N_KEYS, PITCH_OFFSET
 from app.ui.theme import RollColors, dark_palette, light_palette
 
-try:  # the shared helper; the fallback keeps painting independent of the model library
-    from lnf_core.pianoroll import note_name as _note_name
-except ImportError:  # pragma: no cover
-    _note_name = None
-
 BLACK_PCS = frozenset({1, 3, 6, 8, 10})
 _NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 BEATS_PER_BAR = 4  # the rolls carry no meter; the app assumes 4/4
 
 
 def note_name(pitch: int) -> str:
-    if _note_name is not None:
-        return _note_name(pitch)
+    """Scientific pitch name, 60 -> "C4" (as ``lnf_core.pianoroll.note_name``; importing that package here
+    would import torch before the window is shown)."""
     return f"{_NAMES[pitch % 12]}{pitch // 12 - 1}"
 
 

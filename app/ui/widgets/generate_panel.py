@@ -5,16 +5,19 @@ from __future__ import annotations
 import secrets
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
+    QLabel,
     QProgressBar,
     QPushButton,
     QSizePolicy,
     QSpinBox,
+    QStackedWidget,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -149,7 +152,15 @@ class GeneratePanel(QWidget):
         buttons.addWidget(self.reproduce_button, 1)
         outer.addLayout(buttons)
 
-        prow = QHBoxLayout()
+        # Below the buttons: either a one-line summary of the last batch or, while sampling, progress and
+        # Cancel. A stacked widget keeps the height constant, so nothing jumps when sampling starts.
+        self.summary = QLabel("")
+        self.summary.setObjectName("generateSummary")
+        self.summary.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        self.summary.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        busy = QWidget()
+        prow = QHBoxLayout(busy)
+        prow.setContentsMargins(0, 0, 0, 0)
         prow.setSpacing(6)
         self.progress = QProgressBar()
         self.progress.setObjectName("generateProgress")
@@ -160,11 +171,11 @@ class GeneratePanel(QWidget):
         self.cancel_button.clicked.connect(self.cancel_requested)
         prow.addWidget(self.progress, 1)
         prow.addWidget(self.cancel_button)
-        self._progress_row = QWidget()
-        self._progress_row.setLayout(prow)
-        prow.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(self._progress_row)
-        self._progress_row.setVisible(False)
+        self._status_stack = QStackedWidget()
+        self._status_stack.addWidget(self.summary)
+        self._status_stack.addWidget(busy)
+        self._status_stack.setFixedHeight(max(busy.sizeHint().height(), self.summary.sizeHint().height()))
+        outer.addWidget(self._status_stack)
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
 
     # -- model-dependent limits
@@ -261,10 +272,19 @@ class GeneratePanel(QWidget):
         self._running = running
         self.generate_button.setEnabled(not running)
         self.reproduce_button.setEnabled(not running and self._last is not None)
-        self._progress_row.setVisible(running)
+        self._status_stack.setCurrentIndex(1 if running else 0)
         self.cancel_button.setEnabled(running)
         if running:
             self.progress.setRange(0, 0)  # busy until the first progress report
+
+    def set_summary(self, text: str) -> None:
+        """One dim line under the buttons, e.g. "12 pieces in 108 ms"."""
+        self.summary.setText(text)
+        self.summary.setToolTip(text)
+
+    @property
+    def progress_visible(self) -> bool:
+        return self._status_stack.currentIndex() == 1
 
     def set_progress(self, done: int, total: int) -> None:
         self.progress.setRange(0, max(1, total))
