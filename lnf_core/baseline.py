@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lnf_core.config import ModelConfig
-from lnf_core.model import ELBOOutput, Emission, Generation, LengthModel, sequence_mask
+from lnf_core.model import ELBOOutput, Emission, Generation, LengthModel, sequence_mask, zero_padding
 from lnf_core.position import position_dim, position_features
 
 
@@ -39,6 +39,7 @@ class LSTMBaseline(nn.Module):
         return torch.cat([prev, pos], dim=-1)
 
     def log_prob_steps(self, x: Tensor, lengths: Tensor) -> Tensor:
+        x = zero_padding(x, lengths)
         out, _ = self.rnn(self._inputs(x, lengths))
         logits = self.emission.logits(self.readout(self.drop(out)))
         log_p = self.emission.log_prob(logits, x)

@@ -54,6 +54,15 @@ def sequence_mask(lengths: Tensor, steps: int) -> Tensor:
     return torch.arange(steps, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
 
 
+def zero_padding(x: Tensor, lengths: Tensor) -> Tensor:
+    """x with every padded step (t >= T_i) set to 0: whatever a caller pads with (even inf/NaN, or an
+    out-of-vocabulary id) then cannot reach the loss or, through 0 * inf in a backward pass, the gradients."""
+    mask = sequence_mask(lengths.to(x.device), x.shape[1])
+    if x.dim() == 3:
+        mask = mask.unsqueeze(-1)
+    return torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device))
+
+
 class LengthModel(nn.Module):
     """p(T): the train+valid length histogram with add-one smoothing over [0, 1.25 * max] (paper-notes §5.4).
 
@@ -208,6 +217,7 @@ class LatentFlowVAE(nn.Module):
         """Posterior means and log-variances ``[B, T, H]``."""
         steps = x.shape[1]
         pos = self.positions(lengths, steps)[:, :steps]
+        x = zero_padding(x, lengths)
         h = run_rnn(self.encoder, torch.cat([self.emission.embed(x), pos], -1), lengths)
         mu, logvar = self.posterior(h).chunk(2, dim=-1)
         return mu, logvar.clamp(-30.0, 20.0)
@@ -244,6 +254,7 @@ class LatentFlowVAE(nn.Module):
         """Summed over steps, shape ``[S, B]``: log p(x|z), log p(z), log q(z|x)."""
         batch, steps = x.shape[0], x.shape[1]
         mask = sequence_mask(lengths, steps)
+        x = zero_padding(x, lengths)
         mu, logvar = self.encode(x, lengths)
         z, log_q = self._sample_posterior(mu, logvar, n_samples, mask)
         rep_lengths = lengths.repeat(n_samples)
