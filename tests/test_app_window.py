@@ -249,7 +249,7 @@ def test_missing_audio_is_reported_and_the_rest_works(qtbot, window, monkeypatch
     window.check_audio()
     assert not window.transport.play_button.isEnabled()
     assert "libportaudio2" in window.transport.play_button.toolTip()
-    assert "libportaudio2" in window.last_status and window.audio_label.text() == "Audio: unavailable"
+    assert "libportaudio2" in window.last_status and window.audio_label.text() == "⚠ Audio unavailable"
     assert not window.play()
     generate(qtbot, window, n=2)  # generation and MIDI export still work
     assert window.export_pieces(window.gallery.pieces(), tmp_path, ("mid",))
@@ -347,3 +347,46 @@ def test_settings_persist_and_stay_out_of_the_users_folder(qtbot, models_dir, tm
     w2.check_audio()
     assert not w2.transport.audio_available and "font.sf2" in w2.transport.play_button.toolTip()
     w2.close()
+
+
+def test_ctrl_wheel_zooms_and_wav_export(qtbot, window, tmp_path):
+    from PySide6.QtCore import QPoint
+    from PySide6.QtGui import QWheelEvent
+
+    generate(qtbot, window, n=2, length=32)
+    view = window.roll_view
+    before = view.step_width
+
+    def wheel(delta: int, mods) -> None:
+        ev = QWheelEvent(QPointF(200, 150), QPointF(200, 150), QPoint(0, 0), QPoint(0, delta),
+                         Qt.MouseButton.NoButton, mods, Qt.ScrollPhase.NoScrollPhase, False)
+        QApplication.sendEvent(view.viewport(), ev)
+
+    wheel(120, Qt.KeyboardModifier.ControlModifier)
+    assert view.step_width == pytest.approx(before * 1.2)
+    key_h = view.key_height
+    wheel(-120, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert view.key_height == pytest.approx(key_h / 1.2)
+    paths = window.export_pieces(window.gallery.pieces()[:1], tmp_path, ("mid", "wav"))
+    assert [p.suffix for p in paths] == [".mid", ".wav"]
+    import wave
+
+    with wave.open(str(paths[1])) as wf:
+        frames = np.frombuffer(wf.readframes(wf.getnframes()), dtype="<i2")
+    assert np.abs(frames).max() > 1000
+
+
+def test_settings_dialog_applies_values(qtbot, settings, tmp_path):
+    from app.ui.settings_dialog import SettingsDialog
+
+    dlg = SettingsDialog(settings)
+    qtbot.addWidget(dlg)
+    assert "FluidSynth" in dlg.audio_status.text()
+    dlg.soundfont.setText(str(tmp_path / "missing.sf2"))
+    dlg._refresh_status()
+    assert "missing.sf2" in dlg.audio_status.text()
+    dlg.output_dir.setText(str(tmp_path))
+    dlg.theme.setCurrentIndex(dlg.theme.findData("dark"))
+    dlg.apply()
+    assert (settings.soundfont, settings.output_dir, settings.theme) == (
+        str(tmp_path / "missing.sf2"), str(tmp_path), "dark")

@@ -812,7 +812,7 @@ class MainWindow(QMainWindow):
     def _audio_unavailable(self, message: str, detail: str | None = None) -> None:
         self.transport.set_audio_available(False, message)
         self.transport.set_playing(False)
-        self.audio_label.setText("Audio: unavailable")
+        self.audio_label.setText("⚠ Audio unavailable")
         self.audio_label.setToolTip(detail or message)
         self.act_play.setEnabled(False)
         self.status(f"Playback unavailable: {message}", 20000)

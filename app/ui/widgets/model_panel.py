@@ -140,7 +140,7 @@ class ModelPanel(QWidget):
         layout.addLayout(row)
         self._shipped: list[ModelInfo] = []
         self._recent: list[ModelInfo] = []
-        self._update_buttons()
+        self.set_current(None)
 
     # -- content
     def set_models(self, shipped: Sequence[ModelInfo], recent: Sequence[ModelInfo]) -> None:

@@ -80,6 +80,8 @@ class PianoRollView(QAbstractScrollArea):
             self.fit()
         else:
             self._update_scrollbars()
+            if not self._roll.shape[0]:
+                self._center_on_key(39)
         self._invalidate()
 
     def roll(self) -> np.ndarray:
@@ -189,7 +191,13 @@ class PianoRollView(QAbstractScrollArea):
     def resizeEvent(self, event) -> None:  # noqa: N802
         super().resizeEvent(event)
         self._update_scrollbars()
+        if not self._roll.shape[0]:
+            self._center_on_key(39)  # an empty view shows the middle of the keyboard (C4), not its top
         self._invalidate()
+
+    def _center_on_key(self, key: int) -> None:
+        avail_h = max(1, self.viewport().height() - RULER_H)
+        self.verticalScrollBar().setValue(round((N_KEYS - 1 - key + 0.5) * self._key_h - avail_h / 2))
 
     def changeEvent(self, event) -> None:  # noqa: N802
         if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.StyleChange, QEvent.Type.FontChange):
