@@ -1,0 +1,263 @@
+"""The .lnf checkpoint format: safetensors weights + JSON metadata, never executable.
+
+Round trips must reproduce the model exactly; anything that is not an LNF Studio checkpoint must be refused
+with a CheckpointError that names the file, and a pickle payload must never run.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from lnf_core.baseline import LSTMBaseline
+from lnf_core.checkpoint import (
+    FORMAT_VERSION,
+    METADATA_KEY,
+    CheckpointError,
+    load_checkpoint,
+    load_tensors,
+    read_metadata,
+    save_checkpoint,
+    save_tensors,
+)
+from lnf_core.config import ModelConfig
+from lnf_core.model import LatentFlowVAE
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread() -> Iterator[None]:
+    """Tiny models: one thread avoids OpenMP hand-offs that dominate on a busy 2-core box."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+COUNTS = [0, 0, 1, 3, 2, 2, 1]
+META = {"dataset": "jsb", "label": "test model", "metrics": {"test_nll": 6.8, "nll_samples": 30},
+        "training": {"preset": "tiny", "epochs": 1}}
+
+
+def tiny(prior: str = "iaf-scf", model_type: str = "lnf", **kw: object) -> LatentFlowVAE | LSTMBaseline:
+    torch.manual_seed(0)
+    config = ModelConfig(model_type=model_type, prior=prior, z_dim=4, emb_dim=16, hidden=16, prior_units=16,
+                         flow_layers=2, flow_hidden=12, dropout=0.1, **kw)  # type: ignore[arg-type]
+    model = LSTMBaseline(config, COUNTS) if model_type == "lstm" else LatentFlowVAE(config, COUNTS)
+    with torch.no_grad():  # move away from the init so a partial or wrong load would show
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model.eval()
+
+
+def batch() -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(3)
+    x = (torch.rand(2, 6, 88, generator=gen) < 0.1).float()
+    x[1, 4:] = 0
+    return x, torch.tensor([6, 4])
+
+
+def _iw(model: torch.nn.Module) -> torch.Tensor:
+    x, lengths = batch()
+    torch.manual_seed(42)
+    return model.iw_log_likelihood(x, lengths, n_samples=5)
+
+
+# -- round trips -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prior", ["af-af", "af-scf", "iaf-scf", "lstm"])
+def test_round_trip_gives_identical_likelihoods(prior: str, tmp_path: Path) -> None:
+    model = tiny("iaf-scf", "lstm") if prior == "lstm" else tiny(prior)
+    path = tmp_path / "m.lnf"
+    save_checkpoint(path, model, META)
+    loaded, meta = load_checkpoint(path)
+    assert type(loaded) is type(model) and not loaded.training
+    assert loaded.config == model.config
+    torch.testing.assert_close(_iw(loaded), _iw(model), rtol=0, atol=0)
+    for (name, a), (name_b, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert name == name_b and torch.equal(a, b), name
+    assert meta["dataset"] == "jsb" and meta["metrics"]["test_nll"] == 6.8 and meta["label"] == "test model"
+    stored = meta["length_counts"]  # the histogram, zero-padded to the smoothed support of p(T)
+    assert stored[: len(COUNTS)] == COUNTS and not any(stored[len(COUNTS) :])
+    assert meta["pitch_offset"] == 21 and meta["data_kind"] == "music"
+    torch.testing.assert_close(loaded.length_model.log_prob(torch.arange(1, 12)),
+                               model.length_model.log_prob(torch.arange(1, 12)), rtol=0, atol=0)
+    assert meta["format_version"] == FORMAT_VERSION
+    assert meta["parameters"] == sum(p.numel() for p in model.parameters())
+    if prior != "lstm":
+        gen_a = model.generate(torch.tensor([5, 3]), generator=torch.Generator().manual_seed(1))
+        gen_b = loaded.generate(torch.tensor([5, 3]), generator=torch.Generator().manual_seed(1))
+        assert torch.equal(gen_a.x, gen_b.x)
+    assert read_metadata(path)["config"] == model.config.to_dict()
+
+
+def test_half_precision_round_trip_is_close_and_smaller(tmp_path: Path) -> None:
+    model = tiny("af-scf")
+    full, half = tmp_path / "full.lnf", tmp_path / "half.lnf"
+    save_checkpoint(full, model, META)
+    save_checkpoint(half, model, META, half=True)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded, _ = load_checkpoint(half)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    a, b = _iw(model), _iw(loaded)
+    assert (a - b).abs().max() < 1e-2 * a.abs().max()
+    assert not torch.equal(a, b)  # it really was stored at half precision
+
+
+def test_onehot_model_round_trip(tmp_path: Path) -> None:
+    model = tiny("iaf-scf", pos_encoding="onehot", max_len=10)
+    path = tmp_path / "onehot.lnf"
+    save_checkpoint(path, model, META)
+    loaded, _ = load_checkpoint(path)
+    assert loaded.config.pos_encoding == "onehot" and loaded.pos_dim == 20
+    torch.testing.assert_close(_iw(loaded), _iw(model), rtol=0, atol=0)
+
+
+def test_save_is_atomic_and_leaves_no_temp_files(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "m.lnf"
+    save_checkpoint(path, tiny(), META)
+    save_checkpoint(path, tiny("af-af"), META)  # overwrite in place
+    assert sorted(p.name for p in path.parent.iterdir()) == ["m.lnf"]
+    assert load_checkpoint(path)[0].config.prior == "af-af"
+
+
+def test_save_and_load_tensors(tmp_path: Path) -> None:
+    path = tmp_path / "state.lnf"
+    tensors = {"a": torch.arange(6.0).view(2, 3), "step": torch.tensor([7])}
+    save_tensors(path, tensors, {"epoch": 3, "nested": {"x": [1, 2]}})
+    back, meta = load_tensors(path)
+    assert meta == {"epoch": 3, "nested": {"x": [1, 2]}}
+    assert torch.equal(back["a"], tensors["a"]) and torch.equal(back["step"], tensors["step"])
+
+
+# -- refusing what is not a checkpoint ------------------------------------------------------------------------------
+
+
+def _make_marker(path: str) -> None:
+    Path(path).write_text("the pickle payload ran")
+
+
+class _Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (_make_marker, (str(self.marker),))
+
+
+def _assert_refused(path: Path, *words: str) -> CheckpointError:
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert str(path) in message, f"the message does not name the file: {message}"
+    for word in words:
+        assert word in message, message
+    with pytest.raises(CheckpointError) as info_meta:
+        read_metadata(path)
+    assert str(path) in str(info_meta.value)
+    return info.value
+
+
+def test_pickle_renamed_to_lnf_is_refused_and_never_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "marker.txt"
+    # the payload is live: plain unpickling would run it
+    probe = tmp_path / "probe.pkl"
+    probe.write_bytes(pickle.dumps({"state_dict": _Payload(tmp_path / "probe_marker.txt")}))
+    pickle.loads(probe.read_bytes())
+    assert (tmp_path / "probe_marker.txt").exists()
+
+    evil = tmp_path / "evil.lnf"
+    evil.write_bytes(pickle.dumps({"state_dict": _Payload(marker), "config": {}}, protocol=2))
+    _assert_refused(evil)
+    # a torch.save file (zip + pickle) renamed to .lnf
+    evil_zip = tmp_path / "evil_torch.lnf"
+    torch.save({"weights": torch.zeros(3), "payload": _Payload(marker)}, evil_zip)
+    _assert_refused(evil_zip)
+    assert not marker.exists(), "loading executed the pickle payload"
+
+
+def test_truncated_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "full.lnf"
+    save_checkpoint(path, tiny(), META)
+    data = path.read_bytes()
+    for cut in (4, 100, len(data) // 2, len(data) - 1):
+        bad = tmp_path / f"cut{cut}.lnf"
+        bad.write_bytes(data[:cut])
+        _assert_refused(bad)
+
+
+def test_empty_and_missing_files_are_refused(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.lnf"
+    empty.write_bytes(b"")
+    _assert_refused(empty)
+    missing = tmp_path / "missing.lnf"
+    with pytest.raises(CheckpointError, match="missing.lnf"):
+        load_checkpoint(missing)
+
+
+def test_foreign_safetensors_file_is_refused(tmp_path: Path) -> None:
+    plain = tmp_path / "foreign.safetensors"
+    save_file({"weight": torch.zeros(2, 2)}, str(plain))
+    _assert_refused(plain, "not one written by LNF Studio")
+    other_meta = tmp_path / "other_meta.lnf"
+    save_file({"weight": torch.zeros(2, 2)}, str(other_meta), metadata={"format": "pt"})
+    _assert_refused(other_meta)
+
+
+def test_tensor_state_file_is_not_a_model_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "state.lnf"
+    save_tensors(path, {"a": torch.zeros(1)}, {"epoch": 1})
+    _assert_refused(path, "not an LNF Studio model checkpoint")
+
+
+def _rewrite_metadata(src: Path, dst: Path, **changes: object) -> None:
+    tensors, meta = load_tensors(src)
+    meta.update(changes)
+    save_tensors(dst, tensors, meta)
+
+
+def test_future_format_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "m.lnf"
+    save_checkpoint(path, tiny(), META)
+    future = tmp_path / "future.lnf"
+    _rewrite_metadata(path, future, format_version=FORMAT_VERSION + 1)
+    err = _assert_refused(future, "newer")
+    assert "update" in str(err).lower()
+
+
+def test_damaged_settings_or_weights_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "m.lnf"
+    save_checkpoint(path, tiny(), META)
+    bad_config = tmp_path / "bad_config.lnf"
+    config = tiny().config.to_dict()
+    config["prior"] = "made-up"
+    _rewrite_metadata(path, bad_config, config=config)
+    with pytest.raises(CheckpointError, match="bad_config.lnf"):
+        load_checkpoint(bad_config)
+    # settings that do not match the stored weights
+    wrong_shape = tmp_path / "wrong_shape.lnf"
+    config = tiny().config.to_dict()
+    config["hidden"] = 24
+    _rewrite_metadata(path, wrong_shape, config=config)
+    with pytest.raises(CheckpointError, match="wrong_shape.lnf"):
+        load_checkpoint(wrong_shape)
+    # metadata that is not JSON
+    tensors, _ = load_tensors(path)
+    garbled = tmp_path / "garbled.lnf"
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(garbled), metadata={METADATA_KEY: "{not json"})
+    _assert_refused(garbled)
+
+
+def test_header_claiming_a_huge_size_is_refused(tmp_path: Path) -> None:
+    """A safetensors header length far beyond the file (a classic way to make a reader allocate or crash)."""
+    path = tmp_path / "huge.lnf"
+    header = json.dumps({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}).encode()
+    path.write_bytes(struct.pack("<Q", 10**15) + header + b"\0" * 8)
+    _assert_refused(path)
