@@ -414,6 +414,10 @@ class Trainer:
             elif annealed:
                 self.impatience += 1
                 if self.impatience >= cfg.patience:
+                    if cfg.early_stop and self.lr <= cfg.min_lr:
+                        stop = True
+                        log.info("validation loss has not improved for %d epochs at the lowest learning rate "
+                                 "(%.1e): stopping early", cfg.patience, self.lr)
                     self.lr = max(self.lr / cfg.lr_decay, cfg.min_lr)
                     self.opt = _optimizer(cfg, self.model.parameters(), self.lr)  # resets Adam, as the paper's code
                     self.impatience = 0

@@ -43,6 +43,7 @@ class TrainConfig:
     patience: int = 2
     lr_decay: float = 4.0
     min_lr: float = 1e-6
+    early_stop: bool = False
     nan_tolerance: int = 3
     checkpoint_minutes: float = 10.0
     crop: int | None = None
@@ -110,6 +111,8 @@ def preset_settings(preset: str, dataset: str, prior: str, model: str) -> tuple[
     if preset == "small":
         t = dict(
             epochs=80,
+            early_stop=True,
+            min_lr=2e-5,
             lr=2e-3,
             optimizer="adam",
             grad_clip=0.25,
