@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QSize, Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QFont, QKeySequence, QPalette
+from PySide6.QtGui import QCloseEvent, QFont, QPalette
 from PySide6.QtWidgets import (
     QApplication,
     QFileDialog,
@@ -27,8 +27,6 @@ from PySide6.QtWidgets import (
     QScrollArea,
     QSizePolicy,
     QSplitter,
-    QStyle,
-    QToolBar,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -37,7 +35,9 @@ from PySide6.QtWidgets import (
 from app import session
 from app.audio import AudioUnavailable
 from app.session import GenerationResult, GenerationSettings, LoadedModel, ModelInfo, Piece
-from app.ui import icons
+from app.ui.actions import WindowActions
+from app.ui.exporting import Exporter
+from app.ui.latent_edits import LatentEditor
 from app.ui.playback import PlaybackController
 from app.ui.settings import AppSettings
 from app.ui.theme import apply_theme
@@ -57,7 +57,7 @@ def format_ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds < 1.0 else f"{seconds:.2f} s"
 
 
-class MainWindow(QMainWindow):
+class MainWindow(WindowActions, QMainWindow):
     """LNF Studio's window. Public methods mirror the menu actions so tests and scripts can drive it."""
 
     model_loaded = Signal(object)  # LoadedModel
@@ -92,6 +92,11 @@ class MainWindow(QMainWindow):
         self.setObjectName("mainWindow")
         self.playback = PlaybackController(self)
         self.playback.set_soundfont(self.settings.soundfont or None)
+        self.editor = LatentEditor(self.workers, self)
+        self.exporter = Exporter(
+            self, self.settings, self.midi_options, self.playback.synthesizer,
+            lambda text: self.status(text, 8000), self.show_error,
+        )
         self._build_widgets()
         self._build_actions()
         self._build_menus_and_toolbar()
@@ -169,7 +174,9 @@ class MainWindow(QMainWindow):
         bf = QFont(self.batch_label.font())
         bf.setBold(True)
         self.batch_label.setFont(bf)
-        self.batch_hint = ElidedLabel("Ctrl-click two pieces to interpolate · drag a piece out to save a .mid")
+        self.batch_hint = ElidedLabel(
+            "Double-click to play · Ctrl-click two pieces to interpolate · drag a piece out to save a .mid"
+        )
         self.batch_hint.setForegroundRole(QPalette.ColorRole.PlaceholderText)
         self.batch_hint.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         gh = QHBoxLayout()
@@ -212,142 +219,6 @@ class MainWindow(QMainWindow):
         b.clicked.connect(slot)
         return b
 
-    def _action(self, text: str, slot, shortcut=None, tip: str = "", icon=None) -> QAction:
-        act = QAction(text, self)
-        if shortcut is not None:
-            act.setShortcut(QKeySequence(shortcut))
-        if tip:
-            act.setToolTip(tip)
-            act.setStatusTip(tip)
-        if icon is not None:
-            act.setIcon(self.style().standardIcon(icon))
-        act.triggered.connect(lambda checked=False: slot())
-        return act
-
-    def _build_actions(self) -> None:
-        SP = QStyle.StandardPixmap
-        self.act_open_model = self._action(
-            "Open Checkpoint…", self.open_checkpoint_dialog, QKeySequence.StandardKey.Open,
-            "Load a model checkpoint (.lnf)", SP.SP_DialogOpenButton,
-        )
-        self.act_open_midi = self._action(
-            "Open MIDI…", self.open_midi_dialog, "Ctrl+M",
-            "Show a MIDI file as a roll and score it under the model (NLL per step)", SP.SP_FileIcon,
-        )
-        self.act_generate = self._action(
-            "Generate", self.generate_panel._generate_clicked, "Ctrl+G", "Sample a new batch", SP.SP_MediaPlay,
-        )
-        self.act_reproduce = self._action(
-            "Reproduce", self.generate_panel.reproduce, "Ctrl+R", "Generate the last batch again (same seed)",
-            SP.SP_BrowserReload,
-        )
-        self.act_cancel = self._action("Cancel", self.cancel_generation, "Esc", "Stop sampling", SP.SP_BrowserStop)
-        self.act_variations = self._action(
-            "Variations", self.make_variations, "Ctrl+Shift+V",
-            "Sample pieces near the selected one: z = μ + t·σ·ε from its posterior",
-        )
-        self.act_interpolate = self._action(
-            "Interpolate…", self.interpolate_dialog, "Ctrl+I",
-            "Morph between two selected pieces through latent space",
-        )
-        self.act_score = self._action(
-            "Score Selected (NLL)", self.score_current, "Ctrl+L",
-            "How likely is the selected piece under the model? (nats per step)",
-        )
-        self.act_play = self._action("Play", self.play, "Space", "Play the selected piece", SP.SP_MediaPlay)
-        self.act_stop = self._action("Stop", self.stop, "Shift+Space", "Stop playback", SP.SP_MediaStop)
-        self.act_loop = QAction("Loop", self)
-        self.act_loop.setCheckable(True)
-        self.act_loop.toggled.connect(self.transport.loop_button.setChecked)
-        self.transport.loop_button.toggled.connect(self.act_loop.setChecked)
-        self.act_export_midi = self._action(
-            "Export Selected as MIDI…", self.export_selected_midi_dialog, "Ctrl+E",
-            "Save the selected pieces as .mid files", SP.SP_DialogSaveButton,
-        )
-        self.act_export_all = self._action(
-            "Export All as MIDI…", lambda: self.export_dialog(all_pieces=True, kinds=("mid",)), "Ctrl+Shift+E",
-            "Save every piece of the gallery as numbered .mid files",
-        )
-        self.act_export_wav = self._action(
-            "Export Selected as WAV…", lambda: self.export_dialog(all_pieces=False, kinds=("wav",)), None,
-            "Render the selected pieces to .wav audio",
-        )
-        self.act_export_all_wav = self._action(
-            "Export All as WAV…", lambda: self.export_dialog(all_pieces=True, kinds=("wav",)), None,
-            "Render every piece of the gallery to numbered .wav files",
-        )
-        self.act_export_png = self._action(
-            "Export Roll as PNG…", self.export_png_dialog, "Ctrl+Shift+P", "Save the large roll as an image",
-        )
-        self.act_settings = self._action("Settings…", self.settings_dialog, QKeySequence.StandardKey.Preferences)
-        self.act_quit = self._action("Quit", self.close, QKeySequence.StandardKey.Quit)
-        self.act_zoom_in = self._action("Zoom In", self.roll_view.zoom_in, QKeySequence.StandardKey.ZoomIn)
-        self.act_zoom_out = self._action("Zoom Out", self.roll_view.zoom_out, QKeySequence.StandardKey.ZoomOut)
-        self.act_fit = self._action("Fit Piece", self.roll_view.fit, "Ctrl+0")
-        self.act_theme = {}
-        for label, mode in (("Follow System", "system"), ("Light", "light"), ("Dark", "dark")):
-            act = QAction(label, self)
-            act.setCheckable(True)
-            act.triggered.connect(lambda checked=False, m=mode: self.set_theme(m))
-            self.act_theme[mode] = act
-        self.act_about = self._action("About LNF Studio", self.about)
-
-    def _build_menus_and_toolbar(self) -> None:
-        mb = self.menuBar()
-        m = mb.addMenu("&File")
-        m.addActions([self.act_open_model, self.act_open_midi])
-        m.addSeparator()
-        m.addActions([self.act_export_midi, self.act_export_all, self.act_export_wav, self.act_export_all_wav,
-                      self.act_export_png])
-        m.addSeparator()
-        m.addAction(self.act_settings)
-        m.addSeparator()
-        m.addAction(self.act_quit)
-        m = mb.addMenu("&Generate")
-        m.addActions([self.act_generate, self.act_reproduce, self.act_cancel])
-        m.addSeparator()
-        m.addActions([self.act_variations, self.act_interpolate, self.act_score])
-        m = mb.addMenu("&Playback")
-        m.addActions([self.act_play, self.act_stop, self.act_loop])
-        m = mb.addMenu("&View")
-        m.addActions([self.act_zoom_in, self.act_zoom_out, self.act_fit])
-        m.addSeparator()
-        tm = m.addMenu("Theme")
-        for act in self.act_theme.values():
-            tm.addAction(act)
-        m = mb.addMenu("&Help")
-        m.addAction(self.act_about)
-
-        tb = QToolBar("Main")
-        tb.setObjectName("mainToolbar")
-        tb.setMovable(False)
-        tb.setIconSize(QSize(18, 18))
-        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        tb.addAction(self.act_open_model)
-        tb.addAction(self.act_open_midi)
-        tb.addSeparator()
-        tb.addAction(self.act_generate)
-        tb.addAction(self.act_variations)
-        tb.addAction(self.act_interpolate)
-        tb.addAction(self.act_score)
-        tb.addSeparator()
-        self._toolbar_proxies: list[tuple[QAction, QAction]] = []
-        for source, text in ((self.act_export_midi, "MIDI…"), (self.act_export_wav, "WAV…"),
-                             (self.act_export_png, "PNG…")):
-            proxy = QAction(text, self)
-            proxy.setToolTip(source.toolTip())
-            proxy.setIcon(source.icon())
-            proxy.triggered.connect(source.trigger)
-            source.enabledChanged.connect(proxy.setEnabled)
-            proxy.setEnabled(source.isEnabled())
-            self._toolbar_proxies.append((source, proxy))
-            tb.addAction(proxy)
-        export_label = QLabel(" Export: ")
-        export_label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
-        tb.insertWidget(self._toolbar_proxies[0][1], export_label)
-        self.addToolBar(tb)
-        self.toolbar = tb
-
     def _connect(self) -> None:
         mp, gp = self.model_panel, self.generate_panel
         mp.load_requested.connect(self.load_model)
@@ -356,6 +227,7 @@ class MainWindow(QMainWindow):
         gp.cancel_requested.connect(self.cancel_generation)
         self.gallery.piece_selected.connect(self._show_piece)
         self.gallery.selection_changed.connect(lambda _p: self._update_actions())
+        self.gallery.doubleClicked.connect(lambda _i: self.play() if self.transport.audio_available else None)
         self.roll_view.hovered.connect(self._hover)
         tr = self.transport
         tr.play_requested.connect(self.play)
@@ -363,25 +235,17 @@ class MainWindow(QMainWindow):
         tr.loop_toggled.connect(self.playback.set_loop)
         tr.program_changed.connect(self._program_changed)
         tr.tempo_changed.connect(self._tempo_changed)
+        ed = self.editor
+        ed.pieces_ready.connect(self._pieces_ready)
+        ed.scored.connect(self._scored)
+        ed.status.connect(self.status)
+        ed.error.connect(self.show_error)
         pb = self.playback
         pb.position_changed.connect(self._playback_position)
         pb.stopped.connect(self._playback_stopped)
         pb.started.connect(lambda d: self.transport.set_playing(True))
         pb.unavailable.connect(self._audio_unavailable)
         pb.error.connect(lambda m: self.show_error("Playback", m))
-
-    def _apply_icons(self) -> None:
-        """Tint the vector icons with the current palette (called again when the theme changes)."""
-        color = self.palette().color(QPalette.ColorRole.ButtonText)
-        accent = self.palette().color(QPalette.ColorRole.Highlight)
-        for act, name in ((self.act_generate, "generate"), (self.act_variations, "variations"),
-                          (self.act_interpolate, "interpolate"), (self.act_score, "score"),
-                          (self.act_play, "play"), (self.act_stop, "stop")):
-            act.setIcon(icons.icon(name, color))
-        self.generate_panel.generate_button.setIcon(icons.icon("generate", accent.lighter(110)))
-        self.transport.play_button.setIcon(icons.icon("play", color))
-        self.transport.stop_button.setIcon(icons.icon("stop", color))
-        self.transport.loop_button.setIcon(icons.icon("loop", color))
 
     def changeEvent(self, event) -> None:  # noqa: N802
         if event.type() == QEvent.Type.PaletteChange:
@@ -624,39 +488,14 @@ class MainWindow(QMainWindow):
         )
 
     # ================================================================================== latent edits
-    def _run_job(self, title: str, fn, *args, on_result=None) -> Worker:
-        worker = Worker(fn, *args)
-        worker.signals.error.connect(lambda m: self.show_error(title, m))
-        if on_result is not None:
-            worker.signals.result.connect(on_result)
-        self.workers.start(worker)
-        return worker
-
     def make_variations(self, n: int | None = None, temperature: float | None = None) -> Worker | None:
-        """Pieces near the selected one, sampled around its posterior mean."""
+        """Pieces near the selected one, sampled around its posterior (count/temperature/seed from the panel)."""
         piece = self.current_piece()
         if self.loaded is None or piece is None:
             return None
-        if not self.loaded.has_latent:
-            self.show_error("Variations", f"{self.loaded.label} has no latent space (it is an LSTM baseline).")
-            return None
         s = self.generate_panel.settings()
-        n = n or s.n
         temperature = s.temperature if temperature is None else temperature
-        seed = s.seed
-        self.status(f"Sampling {n} variations of {piece.title}…")
-        model = self.loaded.model
-
-        def done(rolls) -> None:
-            pieces = [
-                Piece(r, f"{piece.title} var {i + 1}", "variation", seed=seed, index=i + 1)
-                for i, r in enumerate(rolls)
-            ]
-            self.add_pieces(pieces, f"Variations of {piece.title} · temperature {temperature:g} · seed {seed}")
-            self.status(f"{n} variations of {piece.title}")
-
-        return self._run_job("Variations", session.variations, model, piece.roll, n, temperature, seed,
-                             s.decode, on_result=done)
+        return self.editor.variations(self.loaded, piece, n or s.n, temperature, s.seed, s.decode)
 
     def interpolate_dialog(self) -> None:
         steps, ok = QInputDialog.getInt(self, "Interpolate", "Number of steps (including both ends):", 8, 3, 32)
@@ -669,48 +508,23 @@ class MainWindow(QMainWindow):
         if self.loaded is None or len(sel) != 2:
             self.show_error("Interpolate", "Select exactly two pieces in the gallery (Ctrl-click).")
             return None
-        a, b = sel
-        self.status(f"Interpolating {a.title} → {b.title}…")
-
-        def done(rolls) -> None:
-            pieces = [
-                Piece(r, f"{a.title}→{b.title} {i + 1}/{steps}", "interpolation", index=i + 1)
-                for i, r in enumerate(rolls)
-            ]
-            note = "" if a.length == b.length else f" (cropped to {min(a.length, b.length)} steps)"
-            self.add_pieces(pieces, f"Interpolation {a.title} → {b.title} in {steps} steps{note}")
-            self.status(f"Interpolated {a.title} → {b.title} in {steps} steps{note}")
-
-        return self._run_job("Interpolate", session.interpolate, self.loaded.model, a.roll, b.roll, steps,
-                             spherical, on_result=done)
+        return self.editor.interpolate(self.loaded, sel[0], sel[1], steps, spherical)
 
     def score_current(self) -> Worker | None:
         piece = self.current_piece()
         if piece is None or self.loaded is None:
             return None
-        return self._score(piece)
+        return self.editor.score(self.loaded, piece)
 
-    def _score(self, piece: Piece) -> Worker:
-        self.status(f"Scoring {piece.title} under {self.loaded.label}…")
-        label = self.loaded.label
+    def _pieces_ready(self, pieces: list, caption: str, status: str) -> None:
+        self.add_pieces(pieces, caption)
+        self.status(status)
 
-        def done(score: session.Score) -> None:
-            piece.nll_per_step = score.nll_per_step
-            cropped = f" (first {score.steps} of {score.cropped_from} steps)" if score.cropped_from else ""
-            ref = ""
-            if self.loaded and self.loaded.info.test_nll is not None:
-                ref = f"; the model's test-set average is {self.loaded.info.test_nll:.2f}"
-            self.status(
-                f"{piece.title}: NLL {score.nll_per_step:.2f} nats/step under {label}{cropped}{ref} "
-                "(lower = more like the training music)"
-            )
-            self.gallery.viewport().update()
-            if self.current_piece() is piece:
-                self.piece_info.setText(self._describe(piece, self.loaded.steps_per_beat if self.loaded else 1))
+    def _scored(self, piece: Piece, _score) -> None:
+        self.gallery.viewport().update()
+        if self.current_piece() is piece:
+            self.piece_info.setText(self._describe(piece, self.loaded.steps_per_beat if self.loaded else 1))
 
-        return self._run_job("Score", session.score_roll, self.loaded.model, piece.roll, 30, on_result=done)
-
-    # ================================================================================== MIDI files
     def open_midi_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
             self, "Open MIDI file", str(Path.home()), "MIDI files (*.mid *.midi);;All files (*)"
@@ -719,22 +533,8 @@ class MainWindow(QMainWindow):
             self.open_midi(path)
 
     def open_midi(self, path: str | Path) -> Piece | None:
-        """Show a MIDI file as a roll and score it under the current model."""
-        from lnf_core.pianoroll import MidiReadError, midi_to_roll
-
-        path = Path(path)
-        spb = self.loaded.steps_per_beat if self.loaded else 1
-        try:
-            roll = midi_to_roll(path, steps_per_beat=spb)
-        except (MidiReadError, ValueError) as exc:
-            self.show_error("Cannot open MIDI file", str(exc))
-            return None
-        piece = Piece(roll, path.stem, "midi")
-        self.add_pieces([piece], f"MIDI file {path.name}")
-        self.status(f"Opened {path.name}: {roll.shape[0]} steps")
-        if self.loaded is not None:
-            self._score(piece)
-        return piece
+        """Show a MIDI file as a roll and score it under the current model (NLL per step)."""
+        return self.editor.open_midi(path, self.loaded)
 
     # ================================================================================== playback
     def step_seconds(self) -> float:
@@ -820,67 +620,27 @@ class MainWindow(QMainWindow):
 
     # ================================================================================== export
     def _write_piece_midi(self, piece: Piece, path: Path) -> Path:
-        from app.export import write_midi
-
-        return write_midi(piece.roll, path, **self.midi_options())
+        return self.exporter.write_midi(piece, path)
 
     def export_pieces(self, pieces: Sequence[Piece], folder: str | Path, kinds: Sequence[str] = ("mid",)) -> list[Path]:
         """Write pieces as numbered files in ``folder`` (MIDI and/or WAV); returns the paths."""
-        from app.export import export_batch
-
-        synth = self.playback.synthesizer() if "wav" in kinds else None
-        return export_batch([p.roll for p in pieces], folder, "lnf", kinds, synth, **self.midi_options())
+        return self.exporter.export_pieces(pieces, folder, kinds)
 
     def export_selected_midi_dialog(self) -> None:
-        pieces = self._selected_or_current()
-        if len(pieces) == 1:
-            start = str(Path(self.settings.output_dir) / f"{_safe_name(pieces[0].title)}.mid")
-            path, _ = QFileDialog.getSaveFileName(self, "Export MIDI", start, "MIDI files (*.mid)")
-            if path:
-                try:
-                    written = self._write_piece_midi(pieces[0], Path(path))
-                except Exception as exc:
-                    self.show_error("Export failed", str(exc))
-                    return
-                self.settings.output_dir = str(Path(path).parent)
-                self.status(f"Wrote {written}", 8000)
-        elif pieces:
-            self.export_dialog(all_pieces=False, kinds=("mid",))
+        self.exporter.midi_dialog(self._selected_or_current())
 
     def export_dialog(self, all_pieces: bool, kinds: Sequence[str]) -> None:
-        pieces = self.gallery.pieces() if all_pieces else self._selected_or_current()
-        if not pieces:
-            return
-        folder = QFileDialog.getExistingDirectory(self, "Export to folder", self.settings.output_dir)
-        if not folder:
-            return
-        self.settings.output_dir = folder
-        try:
-            written = self.export_pieces(pieces, folder, kinds)
-        except Exception as exc:  # AudioUnavailable, ExportError, ...
-            self.show_error("Export failed", str(exc))
-            return
-        self.status(f"Wrote {len(written)} files to {folder}", 8000)
+        self.exporter.folder_dialog(self.gallery.pieces() if all_pieces else self._selected_or_current(), kinds)
 
     def export_png(self, path: str | Path) -> Path:
+        """The large roll (whole piece, with keyboard and bar ruler) as a PNG image."""
         img = self.roll_view.render_image()
         if not img.save(str(path), "PNG"):
             raise OSError(f"Could not write {path}: check that the folder exists and is writable")
         return Path(path)
 
     def export_png_dialog(self) -> None:
-        piece = self.current_piece()
-        if piece is None:
-            return
-        start = str(Path(self.settings.output_dir) / f"{_safe_name(piece.title)}.png")
-        path, _ = QFileDialog.getSaveFileName(self, "Export roll as PNG", start, "PNG images (*.png)")
-        if path:
-            try:
-                self.export_png(path)
-            except OSError as exc:
-                self.show_error("Export failed", str(exc))
-                return
-            self.status(f"Wrote {path}", 8000)
+        self.exporter.png_dialog(self.current_piece(), self.export_png)
 
     # ================================================================================== settings, theme
     def settings_dialog(self) -> None:
@@ -922,6 +682,3 @@ class MainWindow(QMainWindow):
         self.settings.sync()
         super().closeEvent(event)
 
-
-def _safe_name(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_ " else "-" for c in text).strip() or "piece"
