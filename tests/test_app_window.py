@@ -232,9 +232,10 @@ def test_playback_through_the_null_device(qtbot, window):
     assert window.transport.play_button.isEnabled()
     # Loop mode plays until stopped.
     window.transport.loop_button.setChecked(True)
-    assert window.play()
-    qtbot.wait(150)
-    assert window.playback.is_playing
+    with qtbot.waitSignal(window.playback.position_changed, timeout=WAIT):
+        assert window.play()
+    qtbot.wait(100)
+    assert window.playback.is_playing and window.roll_view.playhead() is not None
     with qtbot.waitSignal(window.playback.stopped, timeout=WAIT):
         qtbot.mouseClick(window.transport.stop_button, Qt.MouseButton.LeftButton)
 
