@@ -391,3 +391,26 @@ def test_settings_dialog_applies_values(qtbot, settings, tmp_path):
     dlg.apply()
     assert (settings.soundfont, settings.output_dir, settings.theme) == (
         str(tmp_path / "missing.sf2"), str(tmp_path), "dark")
+
+
+def test_dropping_files_opens_them(qtbot, window, tmp_path):
+    from PySide6.QtCore import QMimeData, QPoint, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    from lnf_core.pianoroll import roll_to_midi
+
+    roll = np.zeros((8, 88), dtype=bool)
+    roll[:, 39] = True
+    midi = tmp_path / "dropped.mid"
+    roll_to_midi(roll).write(str(midi))
+    other = make_checkpoint(tmp_path / "dropped.lnf", label="Dropped model", seed=4)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(midi)), QUrl.fromLocalFile(str(other)),
+                  QUrl.fromLocalFile(str(tmp_path / "notes.txt"))])
+    ev = QDropEvent(QPoint(300, 300), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                    Qt.KeyboardModifier.NoModifier)
+    with qtbot.waitSignal(window.model_loaded, timeout=WAIT):
+        window.dropEvent(ev)
+    assert ev.isAccepted()
+    assert window.gallery.pieces()[-1].title == "dropped"
+    assert window.loaded.label == "Dropped model"

@@ -134,6 +134,7 @@ class WindowActions:
         tb.addAction(self.act_variations)
         tb.addAction(self.act_interpolate)
         tb.addAction(self.act_score)
+        self.act_score.setIconText("Score (NLL)")  # shorter on the toolbar; the menu keeps the full text
         tb.addSeparator()
         self._toolbar_proxies: list[tuple[QAction, QAction]] = []
         for source, text in ((self.act_export_midi, "MIDI…"), (self.act_export_wav, "WAV…"),

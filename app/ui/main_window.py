@@ -89,6 +89,7 @@ class MainWindow(WindowActions, QMainWindow):
         self.audio_status = None
 
         self.setWindowTitle(APP_NAME)
+        self.setAcceptDrops(True)  # drop .mid files (scored as pieces) or .lnf checkpoints (loaded) on the window
         self.setObjectName("mainWindow")
         self.playback = PlaybackController(self)
         self.playback.set_soundfont(self.settings.soundfont or None)
@@ -669,6 +670,35 @@ class MainWindow(WindowActions, QMainWindow):
             "<p>A piece is a piano roll x<sub>1..T</sub>; the app samples T from p(T), z from the flow prior "
             "and every frame from the decoder p(x<sub>t</sub> | z, T).</p>",
         )
+
+    # ================================================================================== drag and drop in
+    MIDI_SUFFIXES = (".mid", ".midi")
+
+    def _droppable(self, event) -> list[Path]:
+        if event.source() is not None or not event.mimeData().hasUrls():
+            return []  # our own drags (gallery -> desktop) are not re-imported
+        paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
+        return [p for p in paths if p.suffix.lower() in (*self.MIDI_SUFFIXES, session.CHECKPOINT_SUFFIX)]
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802
+        if self._droppable(event):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        paths = self._droppable(event)
+        if paths:
+            event.acceptProposedAction()
+            self.open_paths(paths)
+
+    def open_paths(self, paths: Sequence[Path | str]) -> None:
+        """Open dropped files: MIDI files become pieces (scored by the model), a checkpoint is loaded."""
+        for path in map(Path, paths):
+            if path.suffix.lower() == session.CHECKPOINT_SUFFIX:
+                self.load_model(path)
+            elif path.suffix.lower() in self.MIDI_SUFFIXES:
+                self.open_midi(path)
 
     # ================================================================================== lifetime
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
