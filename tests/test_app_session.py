@@ -179,3 +179,21 @@ def test_sampling_threads_leave_a_core_for_the_ui(monkeypatch):
     assert session.sampling_threads() == 4
     monkeypatch.setenv(session.THREADS_ENV, "3")
     assert session.sampling_threads() == 3
+
+
+def test_lstm_baseline_samples_and_scores_but_has_no_latent_space(tmp_path):
+    import torch
+
+    from lnf_core.checkpoint import build_model, save_checkpoint
+    from lnf_core.config import ModelConfig
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(model_type="lstm", emb_dim=16, hidden=16, dec_layers=1, max_len=100)
+    save_checkpoint(tmp_path / "lstm.lnf", build_model(cfg, [0, 0, 0, 0, 0, 0, 0, 0, 2]),
+                    {"label": "LSTM", "dataset": "JSB Chorales"})
+    loaded = session.load_music_model(tmp_path / "lstm.lnf")
+    assert not loaded.has_latent and loaded.info.prior == "lstm baseline"
+    a = session.generate_batch(loaded.model, 3, None, seed=4)
+    b = session.generate_batch(loaded.model, 3, None, seed=4)
+    assert [r.shape for r in a] == [(8, 88)] * 3 and all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert np.isfinite(session.score_roll(loaded.model, a[0], n_samples=1).nll_per_step)
