@@ -1,8 +1,8 @@
 """Light and dark themes, and the colours a piano roll is painted with.
 
-The chrome uses the application palette (Fusion style), so it follows the system's light or dark scheme;
-``apply_theme(app, "dark")`` / ``"light"`` force one. Rolls are drawn in one clear accent colour on lanes
-derived from the palette's Base and Text roles, so they read well in either theme.
+The chrome uses the application palette (Fusion style) through its roles, so it follows the system's light
+or dark palette; ``apply_theme(app, "dark")`` / ``"light"`` force one. Rolls are drawn in one clear accent
+colour on lanes derived from the palette's Base and Text roles, so they read well in either theme.
 """
 
 from __future__ import annotations
@@ -100,15 +100,30 @@ def system_is_dark() -> bool:
     return False
 
 
+_system_palette: QPalette | None = None
+
+
 def apply_theme(app: QGuiApplication, mode: str = "system") -> str:
-    """Set the Fusion style and a light or dark palette; returns the theme actually applied."""
+    """Set the Fusion style and a palette; returns ``"light"`` or ``"dark"``, the theme in effect.
+
+    ``"system"`` keeps the palette the platform gave the application (so a dark desktop gives a dark
+    app); ``"light"`` and ``"dark"`` force the palettes above.
+    """
+    global _system_palette
     if mode not in THEMES:
         mode = "system"
+    if _system_palette is None:
+        _system_palette = QPalette(app.palette())
     if hasattr(app, "setStyle"):
         app.setStyle("Fusion")
-    dark = system_is_dark() if mode == "system" else mode == "dark"
-    app.setPalette(dark_palette() if dark else light_palette())
-    return "dark" if dark else "light"
+    if mode == "system":
+        palette = QPalette(_system_palette)
+        if system_is_dark() and not is_dark(palette):
+            palette = dark_palette()  # the platform reports a dark scheme but gave no dark palette
+        app.setPalette(palette)
+        return "dark" if is_dark(palette) else "light"
+    app.setPalette(dark_palette() if mode == "dark" else light_palette())
+    return mode
 
 
 def _mix(a: QColor, b: QColor, t: float) -> QColor:
