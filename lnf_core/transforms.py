@@ -65,7 +65,7 @@ class NLSq:
     ``c = tanh(B) * exp(log A + log b - log d)``, ``log A = log(8*sqrt(3)/9 - 0.05)``, so the map is strictly
     increasing with slope at least ``0.0325*b``. Noise to data solves the cubic
     ``(X - b z)(1 + (d z + f)^2) = c`` (``X = eps - a``) in float64 (its unique real root), then polishes
-    the root with guarded Newton steps.
+    the root with a Newton step.
     """
 
     n_params = 5
@@ -103,58 +103,46 @@ class NLSq:
         return z.to(dtype), log_det.to(dtype)
 
 
-def solve_nlsq_cubic(x: Tensor, b: Tensor, c: Tensor, d: Tensor, f: Tensor, newton_steps: int = 2) -> Tensor:
+def solve_nlsq_cubic(x: Tensor, b: Tensor, c: Tensor, d: Tensor, f: Tensor, newton_steps: int = 1) -> Tensor:
     """The unique real root z of ``(x - b z)(1 + (d z + f)^2) = c`` (float64 in, float64 out).
 
-    The map is strictly monotone, so the cubic ``A z^3 + B z^2 + C z + D = 0`` has exactly one real root.
-    With the depressed form ``t^3 + p t + q = 0`` (``z = t - B / 3A``) it is the hyperbolic cosine branch
-    for p < 0, the hyperbolic sine branch for p > 0 and ``cbrt(-q)`` when p is negligible. Rounding can
-    push the arccosh argument below 1; it is reflected (``|u - 1| + 1``) as in the official code. Newton
-    steps on the original equation then polish the root; a step is kept only where it lowers the residual.
+    In the variable ``u = d z + f`` the equation is ``g(u) = u + m / (1 + u^2) = k`` with ``k = x d / b + f``
+    and ``m = c d / b`` (``|m| < 8*sqrt(3)/9``, so g is strictly increasing): the monic cubic
+    ``u^3 - k u^2 + u + (m - k) = 0``. Its depressed form ``t^3 + p t + q = 0`` (``u = t + k/3``) has
+    ``p = 1 - k^2/3`` and ``q = m - 2k/3 - 2k^3/27``, and the one real root is the hyperbolic solution
+
+    * p > 0: ``t = -2 sgn(q) s sinh(asinh(r) / 3)``, p < 0: ``t = -2 sgn(q) s cosh(acosh(r) / 3)``,
+      with ``s = sqrt(|p|/3)``, ``r = |q| / (2 s^3)``,
+
+    evaluated as ``s (w -/+ 1/w)`` with ``w = (r + sqrt(r^2 +/- 1))^(1/3)`` (one power instead of the
+    inverse-hyperbolic/hyperbolic pairs, which are not vectorised for float64). Rounding can push r below 1
+    on the cosh branch; it is reflected (``|r - 1| + 1``) as in the official code. At p = 0 the root is
+    ``-cbrt(q)``, which the same expression gives in the limit (s is clamped away from 0, and |q| >= 0.05
+    there because of the bound on m). ``newton_steps`` Newton steps on the original equation in z then
+    polish the root (the closed form alone is accurate to ~1e-12, paper-notes §2.2 draws).
     """
     x, b, c, d, f = torch.broadcast_tensors(x, b, c, d, f)
-    d2 = d * d
-    one_f2 = 1.0 + f * f
-    A = -b * d2
-    B = x * d2 - 2.0 * b * d * f
-    C = 2.0 * x * d * f - b * one_f2
-    D = x * one_f2 - c
-
-    p = (3.0 * A * C - B * B) / (3.0 * A * A)
-    q = (2.0 * B**3 - 9.0 * A * B * C + 27.0 * A * A * D) / (27.0 * A**3)
-
-    sign_q = torch.where(q >= 0, 1.0, -1.0).to(q.dtype)
-    abs_p = p.abs().clamp_min(1e-300)
-    sqrt_p3 = torch.sqrt(abs_p / 3.0)
-
-    # p < 0: t = -2 sgn(q) sqrt(-p/3) cosh(arccosh(3|q| / (2|p|) * sqrt(3/|p|)) / 3)
-    arg_neg = 1.5 * q.abs() / abs_p * torch.sqrt(3.0 / abs_p)
-    arg_neg = (arg_neg - 1.0).abs() + 1.0
-    t_neg = -2.0 * sign_q * sqrt_p3 * torch.cosh(torch.arccosh(arg_neg) / 3.0)
-    # p > 0: t = -2 sqrt(p/3) sinh(arcsinh(3q / (2p) * sqrt(3/p)) / 3)
-    arg_pos = 1.5 * q / abs_p * torch.sqrt(3.0 / abs_p)
-    t_pos = -2.0 * sqrt_p3 * torch.sinh(torch.arcsinh(arg_pos) / 3.0)
-    t_zero = -torch.sign(q) * q.abs().pow(1.0 / 3.0)
-
-    t = torch.where(p > 0, t_pos, t_neg)
-    t = torch.where(abs_p < 1e-12 * (1.0 + q.abs() ** (2.0 / 3.0)), t_zero, t)
-    z = t - B / (3.0 * A)
-    # Degenerate parameters (d underflow making A vanish) fall back to the affine root.
-    z = torch.where(torch.isfinite(z), z, (x - c / one_f2) / b)
-
-    def residual(zz: Tensor) -> Tensor:
-        u = d * zz + f
-        return b * zz + c / (1.0 + u * u) - x
-
-    r = residual(z)
+    k = x * d / b + f
+    m = c * d / b
+    k3 = k / 3.0
+    p = 1.0 - k * k3
+    q = m - k3 * (2.0 + 2.0 * k3 * k3)
+    s = torch.sqrt(p.abs() / 3.0).clamp_min(1e-30)
+    r = q.abs() / (2.0 * s * s * s)
+    hyperbolic_sine = p > 0
+    r = torch.where(hyperbolic_sine, r, (r - 1.0).abs() + 1.0)
+    root = torch.where(hyperbolic_sine, torch.hypot(r, torch.ones_like(r)), torch.sqrt((r - 1.0) * (r + 1.0)))
+    w = torch.pow(r + root, 1.0 / 3.0)
+    t = torch.where(hyperbolic_sine, w - 1.0 / w, w + 1.0 / w) * s
+    u = k3 - torch.where(q >= 0, t, -t)
+    z = (u - f) / d
+    # Degenerate parameters (underflow/overflow of d or b) fall back to the affine root.
+    z = torch.where(torch.isfinite(z), z, (x - c / (1.0 + f * f)) / b)
     for _ in range(newton_steps):
         u = d * z + f
-        slope = b - 2.0 * c * d * u / (1.0 + u * u) ** 2
-        z_new = z - r / slope
-        r_new = residual(z_new)
-        better = r_new.abs() < r.abs()
-        z = torch.where(better, z_new, z)
-        r = torch.where(better, r_new, r)
+        v = 1.0 / (1.0 + u * u)
+        step = (b * z + c * v - x) / (b - 2.0 * c * d * u * v * v)
+        z = torch.where(torch.isfinite(step), z - step, z)
     return z
 
 
