@@ -120,6 +120,36 @@ def test_cubic_handles_degenerate_branches() -> None:
         torch.testing.assert_close(z_hat, z, atol=1e-10, rtol=1e-10)
 
 
+def test_cubic_near_the_branch_switch_and_for_huge_shifts() -> None:
+    """In u = d z + f the equation is u + m / (1 + u^2) = k; the depressed cubic's p = 1 - k^2/3 changes sign
+    at k = ±sqrt(3) (sinh/cosh branch switch, p = 0 exactly in between), and |k| >> 1 puts the cosh branch
+    right at r = 1. Both must still give the root to ~1e-12."""
+    one = torch.ones(1, dtype=torch.float64)
+    kappa = float(torch.exp(torch.tensor(NLSQ_LOG_A, dtype=torch.float64)))
+    for m in (-0.99 * kappa, -0.3, 0.0, 0.4, 0.99 * kappa):
+        u = torch.linspace(-4.0, 4.0, 200_001, dtype=torch.float64)
+        k = u + m / (1.0 + u * u)
+        near = (k.abs() - 3**0.5).abs() < 1e-3
+        assert near.sum() > 10
+        # b = d = 1, f = 0 so z = u and x = k
+        z_hat = solve_nlsq_cubic(k[near], one, m * one, one, 0 * one)
+        torch.testing.assert_close(z_hat, u[near], atol=1e-12, rtol=1e-12)
+    # exactly p = 0: k = sqrt(3)
+    k = torch.tensor([3**0.5, -(3**0.5)], dtype=torch.float64)
+    for m in (-0.5, 0.5):
+        z_hat = solve_nlsq_cubic(k, one, m * one, one, 0 * one)
+        residual = z_hat + m / (1 + z_hat * z_hat) - k
+        assert residual.abs().max() < 1e-14
+    # huge shifts: f and x of 1e4 (u ~ 1e4, the root sits at r ~ 1 on the cosh branch)
+    z = torch.linspace(-3, 3, 61, dtype=torch.float64)
+    for f in (1e9, 1e4, -1e4, 1e2):
+        b, c, d = 0.7 * one, 0.9 * one, 0.05 * one
+        u = d * z + f
+        x = b * z + c / (1 + u * u)
+        z_hat = solve_nlsq_cubic(x, b, c, d, f * one)
+        torch.testing.assert_close(z_hat, z, atol=1e-9, rtol=1e-9)
+
+
 # -- log-determinants --------------------------------------------------------------------------------------
 
 
