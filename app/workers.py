@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal
 
 from app.session import Cancelled, ModelLoadError
 
@@ -120,9 +120,14 @@ class WorkerPool(QObject):
 
     def start(self, worker: Worker) -> Worker:
         self._active.add(worker)
-        worker.signals.finished.connect(lambda w=worker: self._active.discard(w))
+        worker.signals.finished.connect(lambda w=worker: self._retire(w))
         self.pool.start(worker)
         return worker
+
+    def _retire(self, worker: Worker) -> None:
+        # ``finished`` is queued from the pool thread, which may still be inside ``emit`` when it arrives;
+        # drop the last reference (and with it the signals QObject) a little later, not right now.
+        QTimer.singleShot(500, lambda: self._active.discard(worker))
 
 
     @property
