@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     from app import session
     from app.ui.main_window import MainWindow
 
+    if not args.exit_when_shown:
+        _prefetch_model_library()
+
     models_dir = Path(args.models_dir) if args.models_dir else session.MODELS_DIR
     # configure_threads: the load worker sets torch's thread count once torch is imported (after the window
     # is up); see app.session.sampling_threads.
@@ -96,6 +99,16 @@ def main(argv: list[str] | None = None) -> int:
         QTimer.singleShot(150, window.check_audio)
     rc = app.exec()
     return exit_code[0] or rc
+
+
+def _prefetch_model_library() -> None:
+    """Import torch and lnf_core on a background thread while the window is built and shown, so the model
+    is ready sooner; the load worker simply waits for the import if it is not done yet."""
+    import importlib
+    import threading
+
+    threading.Thread(target=importlib.import_module, args=("lnf_core.checkpoint",), daemon=True,
+                     name="prefetch-torch").start()
 
 
 def _initial_model(args: argparse.Namespace, settings, window) -> Path | None:
