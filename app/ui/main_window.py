@@ -134,8 +134,8 @@ class MainWindow(WindowActions, QMainWindow):
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setMinimumWidth(300)
-        scroll.setMaximumWidth(420)
+        scroll.setMinimumWidth(sidebar.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width())
+        scroll.setMaximumWidth(440)
         self.sidebar = scroll
 
         # Roll area: title line with zoom buttons, the view, the transport.

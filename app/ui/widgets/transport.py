@@ -98,7 +98,7 @@ class TransportBar(QWidget):
             self.program.setItemData(i, f"{GM_FAMILIES[i // 8]}: {name}", Qt.ItemDataRole.ToolTipRole)
         self.program.setMaxVisibleItems(20)
         self.program.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.program.setMinimumContentsLength(18)
+        self.program.setMinimumContentsLength(10)
         self.program.setToolTip("General MIDI instrument used for playback and export")
         self.program.currentIndexChanged.connect(lambda i: self.program_changed.emit(self.program.itemData(i)))
         layout.addWidget(self.program)
