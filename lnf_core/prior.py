@@ -75,8 +75,12 @@ class FlowPrior(nn.Module):
     def contexts(self, w: Tensor, pos: Tensor) -> Tensor:
         """Context for every step in one LSTM pass over w: ``[B, T, units]`` (AF density, IAF sampling)."""
         h0, c0 = self.initial_state(pos[:, 0])
-        out, _ = self.rnn(torch.cat([w, pos[:, 1:]], dim=-1), (h0, c0))
-        return self.drop(torch.cat([h0[-1].unsqueeze(1), out[:, :-1]], dim=1))
+        first = h0[-1].unsqueeze(1)
+        if w.shape[1] <= 1:
+            return self.drop(first[:, : w.shape[1]])
+        # the state after the last step would be the context of step T, which does not exist: skip that step
+        out, _ = self.rnn(torch.cat([w[:, :-1], pos[:, 1:-1]], dim=-1), (h0, c0))
+        return self.drop(torch.cat([first, out], dim=1))
 
     def _stepper(self, pos: Tensor) -> _LSTMStepper:
         return _LSTMStepper(self.rnn, pos[:, 1:], self.initial_state(pos[:, 0]), self.between_drop, self.training)
