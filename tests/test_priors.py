@@ -154,3 +154,19 @@ def test_iaf_density_is_sequential_and_sampling_parallel() -> None:
         z_af, _ = af.sample(pos, eps=eps)
     torch.testing.assert_close(z_iaf, z_direct)
     assert not torch.allclose(z_iaf, z_af)
+
+
+@pytest.mark.parametrize("kind", PRIORS)
+def test_single_step_sequences(kind: str) -> None:
+    """T = 1: the only context is the initial state (from the position code of step 0)."""
+    prior = make_prior(kind)
+    pos = positions([1, 1], 1)
+    eps = torch.randn(2, 1, 4, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    with torch.no_grad():
+        z, log_p_sample = prior.sample(pos, eps=eps)
+        log_p, eps_back = prior.log_prob_steps(z, pos)
+        ctx = prior.contexts(z, pos)
+    assert z.shape == (2, 1, 4) and ctx.shape == (2, 1, 16)
+    torch.testing.assert_close(ctx[:, 0], prior.initial_state(pos[:, 0])[0][-1])
+    torch.testing.assert_close(eps_back, eps)
+    torch.testing.assert_close(log_p, log_p_sample)
