@@ -25,6 +25,7 @@ RAW_LOG_SCALE_CLAMP = 15.0
 
 # NLSq's bound on c: |c| < (8*sqrt(3)/9 - 0.05) * b / d keeps the slope >= 0.0325 * b (paper-notes §2.2).
 NLSQ_LOG_A = math.log(8.0 * math.sqrt(3.0) / 9.0 - 0.05)
+NLSQ_A = 8.0 * math.sqrt(3.0) / 9.0 - 0.05
 
 
 def _at_least_float32(params: Tensor) -> Tensor:
@@ -72,28 +73,30 @@ class NLSq:
 
     @staticmethod
     def _unpack(params: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        clamp = RAW_LOG_SCALE_CLAMP
         params = _at_least_float32(params)
         a = params[..., 0]
-        log_b = 0.4 * params[..., 1].clamp(-clamp, clamp)
-        big_b = 0.3 * params[..., 2]
-        log_d = 0.4 * params[..., 3].clamp(-clamp, clamp)
         f = params[..., 4]
-        b = torch.exp(log_b)
-        d = torch.exp(log_d)
-        c = torch.tanh(big_b) * torch.exp(NLSQ_LOG_A + log_b - log_d)
+        # (log b, log d) = 0.4 * clamp((o1, o3)); one op each for the pair
+        log_bd = params[..., 1:4:2].clamp(-RAW_LOG_SCALE_CLAMP, RAW_LOG_SCALE_CLAMP) * 0.4
+        bd = torch.exp(log_bd)
+        b, d = bd[..., 0], bd[..., 1]
+        # c = tanh(0.3 * o2) * A * b / d (= tanh(B) * exp(log A + log b - log d))
+        c = torch.tanh(params[..., 2] * 0.3) * (b * NLSQ_A / d)
         return a, b, c, d, f
 
     @staticmethod
     def _slope(z: Tensor, b: Tensor, c: Tensor, d: Tensor, f: Tensor) -> Tensor:
-        u = d * z + f
-        return b - 2.0 * c * d * u / (1.0 + u * u) ** 2
+        u = torch.addcmul(f, d, z)
+        v = 1.0 / (1.0 + u * u)
+        return torch.addcmul(b, c * d * u, v * v, value=-2.0)
 
     def to_noise(self, z: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
         a, b, c, d, f = self._unpack(params)
-        u = d * z + f
-        eps = a + b * z + c / (1.0 + u * u)
-        return eps, torch.log(self._slope(z, b, c, d, f))
+        u = torch.addcmul(f, d, z)
+        v = 1.0 / (1.0 + u * u)
+        eps = torch.addcmul(torch.addcmul(a, b, z), c, v)
+        slope = torch.addcmul(b, c * d * u, v * v, value=-2.0)
+        return eps, torch.log(slope)
 
     def to_data(self, eps: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
         dtype = eps.dtype
