@@ -1,0 +1,418 @@
+"""Speed benchmark of the three latent-flow priors at the paper's size (Ziegler & Rush 2019, JSB settings).
+
+Sampling is the paper's headline: IAF/SCF generates all T steps in parallel (one LSTM pass over eps plus the
+coupling stack), while AF/AF and AF/SCF generate step by step. This times ``LatentFlowVAE.generate`` (prior,
+decoder BiLSTM, readout, sigmoid, threshold) for 16 sequences of length T, and one training step (ELBO,
+backward, gradient clipping, Adam) at batch 5 and T ~ 62 (the official JSB batches), for each prior, and
+compares with the official code's figures measured on this machine kind (docs/reference-speed.md).
+
+    python -m lnf_core.bench [--json] [--repeats N] [--T 32 64 128 256] [--quick] [--profile] [--no-bf16]
+
+Models are untrained (speed does not depend on the weights, except AF/AF whose Jacobi inversion needs more
+sweeps when the dims depend more strongly on each other: the sweep counts are reported). Timings are the
+median of ``--repeats`` runs after one warm-up. The machine's load average is printed: on a shared 2-core
+box other processes make two-thread timings unreliable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from lnf_core.config import ModelConfig
+from lnf_core.flows import MADELayer
+from lnf_core.model import LatentFlowVAE
+
+PRIORS = ("af-af", "af-scf", "iaf-scf")
+LABELS = {"af-af": "AF/AF", "af-scf": "AF/SCF", "iaf-scf": "IAF/SCF"}
+SAMPLE_BATCH = 16
+TRAIN_LENGTHS = (62, 62, 62, 61, 61)  # batch 5, bucketed like the official JSB batches (mean timed T 62.0)
+
+# The official harvardnlp/TextFlow code on this machine kind, 2 threads (docs/reference-speed.md): seconds to
+# generate 16 x T (T = 256 with max_T = 320), and the median seconds per batch-5 training step.
+REFERENCE_SAMPLE = {
+    32: {"af-af": 7.74, "af-scf": 0.303, "iaf-scf": 0.111},
+    64: {"af-af": 12.29, "af-scf": 0.608, "iaf-scf": 0.203},
+    128: {"af-af": 24.50, "af-scf": 1.275, "iaf-scf": 0.396},
+    256: {"af-af": 53.39, "af-scf": 2.322, "iaf-scf": 1.105},
+}
+REFERENCE_TRAIN = {"af-af": 0.85, "af-scf": 0.96, "iaf-scf": 2.19}
+REFERENCE_LABEL = "reference (measured separately, reference-speed.md)"
+
+
+def paper_config(prior: str) -> ModelConfig:
+    """The paper's music model: H=50, 500-wide embedding/LSTMs, 2x500 prior LSTM, 5 NLSq hidden-flow layers of
+    2x100 conditioners, dropout 0.2; compact position codes (the one difference from the official setup)."""
+    return ModelConfig(prior=prior, pos_encoding="compact")
+
+
+def build_model(prior: str, seed: int = 0) -> LatentFlowVAE:
+    torch.manual_seed(seed)
+    return LatentFlowVAE(paper_config(prior), length_counts=[0] + [1] * 320)
+
+
+def _median_time(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> tuple[float, list[float]]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times
+
+
+@contextlib.contextmanager
+def count_made_sweeps(model: nn.Module) -> Iterator[list[int]]:
+    """Collect ``MADELayer.last_sweeps`` after every Jacobi inversion run inside the block."""
+    sweeps: list[int] = []
+    patched = []
+    for layer in model.modules():
+        if isinstance(layer, MADELayer):
+            original = layer.to_data
+
+            def wrapped(*args: Any, _orig: Callable = original, _layer: MADELayer = layer, **kw: Any) -> Any:
+                out = _orig(*args, **kw)
+                sweeps.append(_layer.last_sweeps)
+                return out
+
+            layer.to_data = wrapped  # type: ignore[method-assign]
+            patched.append(layer)
+    try:
+        yield sweeps
+    finally:
+        for layer in patched:
+            del layer.to_data
+
+
+@contextlib.contextmanager
+def bf16_lstms(model: nn.Module) -> Iterator[None]:
+    """Run every nn.LSTM of the model under CPU bfloat16 autocast, casting its outputs back to float32.
+    Everything else (coupling conditioners, the float64 cubic, readout) stays as it is."""
+    patched = []
+    for module in model.modules():
+        if isinstance(module, nn.LSTM):
+            original = module.forward
+
+            def wrapped(*args: Any, _orig: Callable = original, **kw: Any) -> Any:
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    out, (h, c) = _orig(*args, **kw)
+                return out.float(), (h.float(), c.float())
+
+            module.forward = wrapped  # type: ignore[method-assign]
+            patched.append(module)
+    try:
+        yield
+    finally:
+        for module in patched:
+            del module.forward
+
+
+def time_sampling(model: LatentFlowVAE, steps: int, repeats: int, batch: int = SAMPLE_BATCH) -> float:
+    lengths = torch.full((batch,), steps, dtype=torch.long)
+
+    def run() -> None:
+        model.generate(lengths, generator=torch.Generator().manual_seed(0))
+
+    return _median_time(run, repeats)[0]
+
+
+@torch.no_grad()
+def inversion_error(model: LatentFlowVAE, steps: int = 32, batch: int = 4) -> float:
+    """Largest |eps' - eps| when z sampled from eps is mapped back by the prior's density direction: checks that
+    sampling (Jacobi sweeps for AF/AF, the float64 cubic everywhere) exactly inverts the density path."""
+    lengths = torch.full((batch,), steps, dtype=torch.long)
+    pos = model.positions(lengths, steps)
+    eps = torch.randn(batch, steps, model.config.z_dim, generator=torch.Generator().manual_seed(3))
+    z, _ = model.prior.sample(pos, eps=eps)
+    _, eps_back = model.prior.log_prob_steps(z, pos)
+    return float((eps_back - eps).abs().max())
+
+
+def time_training_step(model: LatentFlowVAE, repeats: int, lengths: Sequence[int] = TRAIN_LENGTHS) -> float:
+    """One step of the official JSB training: ELBO (KL weight 1, one sample), backward, clip 0.25, Adam 1e-3."""
+    model.train()
+    gen = torch.Generator().manual_seed(1)
+    lengths_t = torch.tensor(lengths)
+    steps = max(lengths)
+    x = (torch.rand(len(lengths), steps, model.config.vocab_size, generator=gen) < 0.045).float()
+    x = x * (torch.arange(steps)[None, :, None] < lengths_t[:, None, None])
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step() -> None:
+        loss = model.elbo(x, lengths_t, kl_weight=1.0).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.25)
+        optimizer.step()
+
+    seconds = _median_time(step, repeats, warmup=2)[0]
+    model.eval()
+    return seconds
+
+
+def compare_bf16(model: LatentFlowVAE, steps: int, repeats: int, batch: int = SAMPLE_BATCH) -> dict[str, float]:
+    """bf16-autocast LSTMs vs float32 on the same noise: seconds, fraction of equal keys, max |prob diff|."""
+    lengths = torch.full((batch,), steps, dtype=torch.long)
+    ref = model.generate(lengths, generator=torch.Generator().manual_seed(0))
+    with bf16_lstms(model):
+        seconds = time_sampling(model, steps, repeats, batch)
+        low = model.generate(lengths, generator=torch.Generator().manual_seed(0))
+    decided = (ref.probs - 0.5).abs() > 0.05  # keys the float32 model does not leave to a coin flip at 0.5
+    equal = low.x == ref.x
+    return {
+        "seconds": seconds,
+        "key_agreement": float(equal.float().mean()),
+        "decided_key_agreement": float(equal[decided].float().mean()) if decided.any() else float("nan"),
+        "decided_fraction": float(decided.float().mean()),
+        "max_prob_diff": float((low.probs - ref.probs).abs().max()),
+    }
+
+
+class _StageClock:
+    """Accumulates wall time of named stages (perf_counter around the real calls, via hooks/wrappers)."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {}
+        self._starts: dict[str, float] = {}
+
+    def start(self, name: str) -> None:
+        self._starts[name] = time.perf_counter()
+
+    def stop(self, name: str) -> None:
+        self.totals[name] = self.totals.get(name, 0.0) + time.perf_counter() - self._starts.pop(name)
+
+    def wrap(self, name: str, fn: Callable) -> Callable:
+        def wrapped(*args: Any, **kw: Any) -> Any:
+            self.start(name)
+            try:
+                return fn(*args, **kw)
+            finally:
+                self.stop(name)
+
+        return wrapped
+
+    def hook_module(self, name: str, module: nn.Module) -> list[Any]:
+        return [
+            module.register_forward_pre_hook(lambda *_: self.start(name)),
+            module.register_forward_hook(lambda *_: self.stop(name)),
+        ]
+
+
+PROFILE_STAGES = [
+    ("prior", "recurrent prior pass: init net + 2x500 LSTM over eps (one pass)"),
+    ("flow", "coupling stack: 5 SCF layers, eps -> z"),
+    ("context_proj", "  of which: context projection (500 -> 5x100)"),
+    ("cubic", "  of which: NLSq inverse (float64 cubic, incl. parameter unpacking)"),
+    ("decoder", "decoder BiLSTM (2 layers x 2 directions x 500)"),
+    ("readout", "readout (fused 1050 -> 88) + shifts"),
+    ("probs_draw", "sigmoid + threshold"),
+    ("other", "everything else (positions, noise, masks, Python)"),
+]
+
+
+def profile_iaf_sampling(steps: int = 128, repeats: int = 5, batch: int = SAMPLE_BATCH) -> dict[str, float]:
+    """Median seconds per stage of one IAF/SCF ``generate`` of batch x steps, and the total."""
+    model = build_model("iaf-scf").eval()
+    clock = _StageClock()
+    prior, flow = model.prior, model.prior.flow
+    handles = clock.hook_module("decoder", model.decoder)
+    handles += clock.hook_module("prior_lstm", prior.rnn) + clock.hook_module("prior_init", prior.init_net)
+    handles += clock.hook_module("context_proj", flow.context_proj)
+    flow.to_data = clock.wrap("flow", flow.to_data)  # type: ignore[method-assign]
+    for layer in flow.layers:
+        layer.transform.to_data = clock.wrap("cubic", layer.transform.to_data)  # type: ignore[method-assign]
+    model.decode_logits = clock.wrap("decode_logits", model.decode_logits)  # type: ignore[method-assign]
+    model.emission.probs = clock.wrap("probs_draw", model.emission.probs)  # type: ignore[method-assign]
+    model.emission.draw = clock.wrap("probs_draw", model.emission.draw)  # type: ignore[method-assign]
+    lengths = torch.full((batch,), steps, dtype=torch.long)
+    runs: list[dict[str, float]] = []
+    try:
+        for i in range(repeats + 1):
+            clock.totals.clear()
+            start = time.perf_counter()
+            model.generate(lengths, generator=torch.Generator().manual_seed(0))
+            total = time.perf_counter() - start
+            t = dict(clock.totals)
+            stages = {
+                "prior": t.get("prior_lstm", 0.0) + t.get("prior_init", 0.0),
+                "flow": t.get("flow", 0.0),
+                "context_proj": t.get("context_proj", 0.0),
+                "cubic": t.get("cubic", 0.0),
+                "decoder": t.get("decoder", 0.0),
+                "readout": t.get("decode_logits", 0.0) - t.get("decoder", 0.0),
+                "probs_draw": t.get("probs_draw", 0.0),
+            }
+            main = ("prior", "flow", "decoder", "readout", "probs_draw")
+            stages["other"] = total - sum(stages[k] for k in main)
+            stages["total"] = total
+            if i > 0:  # the first run is the warm-up
+                runs.append(stages)
+    finally:
+        for h in handles:
+            h.remove()
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+def _machine_line(threads: int) -> str:
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    return (f"torch {torch.__version__}, {threads} thread(s), {os.cpu_count()} CPU(s), "
+            f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+
+
+def _fmt(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds:.3f}" if seconds < 10 else f"{seconds:.2f}"
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.1f}x" if a is not None and b else "-"
+
+
+def run(lengths: Sequence[int], repeats: int, train: bool, bf16: bool, profile: bool,
+        log: Callable[[str], None]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    records: list[dict[str, Any]] = []
+    extra: dict[str, Any] = {"sweeps": {}, "bf16": {}, "profile": None}
+    sample: dict[tuple[str, int], float] = {}
+    train_step: dict[str, float] = {}
+    for prior in PRIORS:
+        model = build_model(prior).eval()
+        extra.setdefault("inversion_error", {})[prior] = inversion_error(model)
+        for steps in lengths:
+            with count_made_sweeps(model) as sweeps:
+                seconds = time_sampling(model, steps, repeats)
+            sample[(prior, steps)] = seconds
+            records.append({"prior": prior, "T": steps, "batch": SAMPLE_BATCH, "what": "sample", "seconds": seconds})
+            if sweeps:
+                extra["sweeps"][steps] = {"mean": statistics.mean(sweeps), "max": max(sweeps), "calls": len(sweeps)}
+            log(f"  {LABELS[prior]:8s} sample 16 x {steps:<4d} {seconds:8.3f} s")
+            if bf16 and prior == "iaf-scf":
+                result = compare_bf16(model, steps, repeats)
+                extra["bf16"][steps] = result
+                records.append({"prior": prior, "T": steps, "batch": SAMPLE_BATCH, "what": "sample_bf16",
+                                "seconds": result["seconds"]})
+                log(f"  {LABELS[prior]:8s} bf16   16 x {steps:<4d} {result['seconds']:8.3f} s "
+                    f"(keys equal {result['key_agreement']:.3f})")
+        if train:
+            seconds = time_training_step(model, max(repeats, 3))
+            train_step[prior] = seconds
+            records.append({"prior": prior, "T": max(TRAIN_LENGTHS), "batch": len(TRAIN_LENGTHS),
+                            "what": "train_step", "seconds": seconds})
+            log(f"  {LABELS[prior]:8s} train step (batch 5, T {max(TRAIN_LENGTHS)}) {seconds:8.3f} s")
+        del model
+    if profile:
+        extra["profile"] = profile_iaf_sampling(128, max(repeats, 3))
+        for stage, seconds in extra["profile"].items():
+            records.append({"prior": "iaf-scf", "T": 128, "batch": SAMPLE_BATCH, "what": f"profile:{stage}",
+                            "seconds": seconds})
+    extra["sample"], extra["train_step"] = sample, train_step
+    return records, extra
+
+
+def format_report(lengths: Sequence[int], extra: dict[str, Any], threads: int, load_before: str) -> str:
+    sample, train_step = extra["sample"], extra["train_step"]
+    lines = ["LNF Studio speed benchmark (paper-size models, untrained; median of runs after a warm-up)",
+             f"before: {load_before}", f"after:  {_machine_line(threads)}", ""]
+    lines.append(f"Sampling: seconds for {SAMPLE_BATCH} sequences of length T (model.generate, float32)")
+    header = (f"{'T':>5} | {'AF/AF':>8} {'AF/SCF':>8} {'IAF/SCF':>8} | {'IAF vs AF/AF':>12} {'IAF vs AF/SCF':>13}"
+              f" | {'vs ref IAF/SCF':>14}")
+    lines += [header, "-" * len(header)]
+    for steps in lengths:
+        a, s, i = (sample.get((p, steps)) for p in PRIORS)
+        ref = REFERENCE_SAMPLE.get(steps, {}).get("iaf-scf")
+        lines.append(f"{steps:>5} | {_fmt(a):>8} {_fmt(s):>8} {_fmt(i):>8} | {_ratio(a, i):>12} {_ratio(s, i):>13}"
+                     f" | {_ratio(ref, i):>14}")
+    if extra["bf16"]:
+        lines.append("")
+        lines.append("IAF/SCF with bf16-autocast LSTMs (cubic float64, rest float32), same noise as the float32 row:")
+        for steps, r in extra["bf16"].items():
+            fp32 = sample.get(("iaf-scf", steps))
+            adopted = fp32 is not None and r["seconds"] < fp32 and r["decided_key_agreement"] >= 0.99
+            lines.append(
+                f"{steps:>5} | {_fmt(r['seconds']):>8} s ({_ratio(fp32, r['seconds'])} vs float32, "
+                f"{_ratio(REFERENCE_SAMPLE.get(steps, {}).get('iaf-scf'), r['seconds'])} vs ref) | keys equal "
+                f"{r['key_agreement']:.4f}, on keys with |p-0.5|>0.05 ({r['decided_fraction']:.0%} of keys) "
+                f"{r['decided_key_agreement']:.4f}, max |dp| {r['max_prob_diff']:.1e}"
+                f"{'' if adopted else '  [not faster or not close: not a usable row]'}"
+            )
+    lines += ["", f"{REFERENCE_LABEL}: official TextFlow code, 16 x T, 2 threads (T=256 with max_T=320)"]
+    lines.append(f"{'T':>5} | {'AF/AF':>8} {'AF/SCF':>8} {'IAF/SCF':>8} | ours vs ref: "
+                 f"{'AF/AF':>7} {'AF/SCF':>7} {'IAF/SCF':>7}")
+    for steps in lengths:
+        ref = REFERENCE_SAMPLE.get(steps)
+        if ref is None:
+            continue
+        ours = [sample.get((p, steps)) for p in PRIORS]
+        ratios = " ".join(f"{_ratio(ref[p], o):>7}" for p, o in zip(PRIORS, ours))
+        lines.append(f"{steps:>5} | {_fmt(ref['af-af']):>8} {_fmt(ref['af-scf']):>8} {_fmt(ref['iaf-scf']):>8} | "
+                     f"{'':13}{ratios}")
+    if extra["sweeps"]:
+        lines.append("")
+        lines.append("AF/AF sampling inverts each MADE layer by Jacobi sweeps (exact after at most H=50):")
+        for steps, s in extra["sweeps"].items():
+            lines.append(f"  T={steps}: {s['mean']:.2f} sweeps per layer on average, max {s['max']} "
+                         f"({s['calls']} inversions)")
+    if extra.get("inversion_error"):
+        errors = ", ".join(f"{LABELS[p]} {e:.1e}" for p, e in extra["inversion_error"].items())
+        lines += ["", f"Sampling inverts the density exactly: max |eps' - eps| over 4 x 32 x 50 (float32): {errors}"]
+    if train_step:
+        lines += ["", f"Training step (ELBO + backward + clip + Adam), batch {len(TRAIN_LENGTHS)}, lengths "
+                  f"{list(TRAIN_LENGTHS)}:"]
+        lines.append(f"{'prior':>8} | {'ours (s)':>8} | {'ref (s)':>8} {REFERENCE_LABEL} | speed-up")
+        for prior in PRIORS:
+            if prior in train_step:
+                ref = REFERENCE_TRAIN[prior]
+                lines.append(f"{LABELS[prior]:>8} | {_fmt(train_step[prior]):>8} | {_fmt(ref):>8} "
+                             f"{'':{len(REFERENCE_LABEL)}} | {_ratio(ref, train_step[prior])}")
+    if extra["profile"]:
+        prof = extra["profile"]
+        lines += ["", f"Where IAF/SCF sampling time goes, 16 x 128 (median, total {prof['total']:.3f} s):"]
+        for key, label in PROFILE_STAGES:
+            lines.append(f"  {label:<72s} {prof[key] * 1000:8.1f} ms  {prof[key] / prof['total']:6.1%}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lnf_core.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", action="store_true", help="print a JSON list of timing records only")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median reported)")
+    parser.add_argument("--T", type=int, nargs="+", default=[32, 64, 128, 256], help="sequence lengths to sample")
+    parser.add_argument("--quick", action="store_true", help="T=32 only, one timed run, one training step each")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2, as the reference)")
+    parser.add_argument("--profile", action="store_true", help="break IAF/SCF sampling at 16 x 128 into stages")
+    parser.add_argument("--no-train", action="store_true", help="skip the training-step timings")
+    parser.add_argument("--no-bf16", action="store_true", help="skip the bf16-autocast IAF/SCF sampling rows")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.T, args.repeats = [32], 1
+    if args.repeats < 1 or any(t < 1 for t in args.T):
+        parser.error("--repeats and every --T must be at least 1")
+    torch.set_num_threads(args.threads)
+    load_before = _machine_line(args.threads)
+
+    def log(message: str) -> None:
+        if not args.json:
+            print(message, file=sys.stderr, flush=True)
+
+    records, extra = run(args.T, args.repeats, train=not args.no_train, bf16=not args.no_bf16 and not args.quick,
+                         profile=args.profile, log=log)
+    if args.json:
+        print(json.dumps(records, indent=1))
+    else:
+        print(format_report(args.T, extra, args.threads, load_before))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

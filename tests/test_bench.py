@@ -1,0 +1,61 @@
+"""The speed benchmark (lnf_core.bench) runs end to end, with tiny models standing in for the paper-size ones."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from lnf_core import bench
+from lnf_core.config import ModelConfig
+
+
+@pytest.fixture(autouse=True)
+def tiny_models(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    def tiny(prior: str) -> ModelConfig:
+        return ModelConfig(prior=prior, z_dim=4, emb_dim=16, hidden=16, prior_units=16, flow_layers=2,
+                           flow_hidden=12)
+
+    monkeypatch.setattr(bench, "paper_config", tiny)
+    previous = torch.get_num_threads()
+    yield
+    torch.set_num_threads(previous)
+
+
+def test_json_records(capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench.main(["--json", "--T", "4", "6", "--repeats", "1", "--threads", "1", "--no-bf16"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert {(r["prior"], r["T"], r["what"]) for r in records} == {
+        *((p, t, "sample") for p in bench.PRIORS for t in (4, 6)),
+        *((p, max(bench.TRAIN_LENGTHS), "train_step") for p in bench.PRIORS),
+    }
+    for r in records:
+        assert set(r) == {"prior", "T", "batch", "what", "seconds"} and r["seconds"] > 0
+        assert r["batch"] == (16 if r["what"] == "sample" else 5)
+
+
+def test_table_with_reference_profile_and_bf16(capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench.main(["--T", "32", "--repeats", "1", "--threads", "1", "--no-train", "--profile"]) == 0
+    out = capsys.readouterr().out
+    assert "reference (measured separately, reference-speed.md)" in out
+    assert "IAF vs AF/AF" in out and "Jacobi sweeps" in out and "bf16" in out
+    assert "decoder BiLSTM" in out and "NLSq inverse" in out
+    line = next(x for x in out.splitlines() if x.strip().startswith("32 |"))
+    assert len(line.split("|")[1].split()) == 3  # AF/AF, AF/SCF, IAF/SCF seconds
+    exact = next(x for x in out.splitlines() if "inverts the density exactly" in x)
+    errors = [float(tok.rstrip(",")) for tok in exact.split(":")[-1].split() if tok[0].isdigit()]
+    assert len(errors) == 3 and max(errors) < 1e-3
+
+
+def test_made_sweep_counter_and_bf16_patch_restore() -> None:
+    model = bench.build_model("af-af").eval()
+    with bench.count_made_sweeps(model) as sweeps:
+        model.generate(torch.tensor([5, 5]))
+    assert len(sweeps) == 5 * 2 and all(1 <= s <= 4 for s in sweeps)  # T steps x flow layers
+    assert "to_data" not in vars(model.prior.flow.layers[0])  # the wrapper is removed again
+    with bench.bf16_lstms(model):
+        out = model.generate(torch.tensor([5]))
+    assert out.probs.dtype == torch.float32
+    assert "forward" not in vars(model.decoder)
