@@ -264,6 +264,31 @@ def profile_iaf_sampling(steps: int = 128, repeats: int = 5, batch: int = SAMPLE
     return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
 
 
+def time_checkpoints(paths: Sequence[str], lengths: Sequence[int], repeats: int,
+                     log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Sampling time (16 x T) and AF/AF sweep counts of trained checkpoints, at their own sizes."""
+    from lnf_core.checkpoint import load_checkpoint
+
+    rows = []
+    for path in paths:
+        model, _ = load_checkpoint(path)
+        if not isinstance(model, LatentFlowVAE):
+            log(f"  {path}: not a latent-flow model, skipped")
+            continue
+        c = model.config
+        for steps in lengths:
+            with count_made_sweeps(model) as sweeps:
+                seconds = time_sampling(model, steps, repeats)
+            rows.append({"path": str(path), "prior": c.prior, "T": steps, "seconds": seconds,
+                         "size": f"H={c.z_dim}, width {c.hidden}, prior {c.prior_layers}x{c.prior_units}, "
+                                 f"{c.flow_layers} flow layers of {c.flow_hidden_layers}x{c.flow_hidden}",
+                         "sweeps_mean": statistics.mean(sweeps) if sweeps else None,
+                         "sweeps_max": max(sweeps) if sweeps else None,
+                         "inversion_error": inversion_error(model) if steps == lengths[0] else None})
+            log(f"  {path} ({LABELS[c.prior]}) sample 16 x {steps}: {seconds:.3f} s")
+    return rows
+
+
 def _machine_line(threads: int) -> str:
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     return (f"torch {torch.__version__}, {threads} thread(s), {os.cpu_count()} CPU(s), "
@@ -375,6 +400,15 @@ def format_report(lengths: Sequence[int], extra: dict[str, Any], threads: int, l
                 ref = REFERENCE_TRAIN[prior]
                 lines.append(f"{LABELS[prior]:>8} | {_fmt(train_step[prior]):>8} | {_fmt(ref):>8} "
                              f"{'':{len(REFERENCE_LABEL)}} | {_ratio(ref, train_step[prior])}")
+    if extra.get("checkpoints"):
+        lines += ["", "Trained checkpoints (their own sizes; AF/AF sweeps grow as the dims learn to depend on "
+                  "each other):"]
+        for row in extra["checkpoints"]:
+            sweeps = (f", {row['sweeps_mean']:.2f} sweeps per layer (max {row['sweeps_max']})"
+                      if row["sweeps_mean"] is not None else "")
+            exact = (f", max |eps' - eps| {row['inversion_error']:.1e}" if row["inversion_error"] is not None else "")
+            lines.append(f"  {LABELS[row['prior']]:8s} T={row['T']:<4d} {_fmt(row['seconds']):>7} s{sweeps}{exact}  "
+                         f"[{row['size']}; {row['path']}]")
     if extra["profile"]:
         prof = extra["profile"]
         lines += ["", f"Where IAF/SCF sampling time goes, 16 x 128 (median, total {prof['total']:.3f} s):"]
@@ -393,6 +427,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="break IAF/SCF sampling at 16 x 128 into stages")
     parser.add_argument("--no-train", action="store_true", help="skip the training-step timings")
     parser.add_argument("--no-bf16", action="store_true", help="skip the bf16-autocast IAF/SCF sampling rows")
+    parser.add_argument("--checkpoint", nargs="+", default=[], metavar="PATH",
+                        help="also time sampling of these trained .lnf models (and count AF/AF sweeps)")
     args = parser.parse_args(argv)
     if args.quick:
         args.T, args.repeats = [32], 1
@@ -407,6 +443,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     records, extra = run(args.T, args.repeats, train=not args.no_train, bf16=not args.no_bf16 and not args.quick,
                          profile=args.profile, log=log)
+    extra["checkpoints"] = time_checkpoints(args.checkpoint, args.T, args.repeats, log) if args.checkpoint else []
+    for row in extra["checkpoints"]:
+        records.append({"prior": row["prior"], "T": row["T"], "batch": SAMPLE_BATCH, "what": "sample_checkpoint",
+                        "seconds": row["seconds"], "path": row["path"]})
     if args.json:
         print(json.dumps(records, indent=1))
     else:

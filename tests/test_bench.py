@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -59,3 +60,15 @@ def test_made_sweep_counter_and_bf16_patch_restore() -> None:
         out = model.generate(torch.tensor([5]))
     assert out.probs.dtype == torch.float32
     assert "forward" not in vars(model.decoder)
+
+
+def test_trained_checkpoint_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lnf_core.checkpoint import save_checkpoint
+
+    path = tmp_path / "afaf.lnf"
+    save_checkpoint(path, bench.build_model("af-af"), {"dataset": "jsb"})
+    assert bench.main(["--T", "5", "--repeats", "1", "--threads", "1", "--no-train", "--no-bf16",
+                       "--checkpoint", str(path)]) == 0
+    out = capsys.readouterr().out
+    row = next(x for x in out.splitlines() if str(path) in x)
+    assert "AF/AF" in row and "sweeps per layer" in row and "max |eps' - eps|" in row
