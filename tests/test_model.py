@@ -96,10 +96,9 @@ def test_padding_values_change_neither_loss_nor_gradients(kind: str, garbage: st
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_sequence_scores_the_same_alone_and_in_a_padded_batch(kind: str) -> None:
-    """Each sequence's exact log-likelihood terms are independent of the others in its batch and of the
-    padding length (the LSTM baseline is exact; for the VAE use the posterior mean via n_samples=1 and the
-    same noise per sequence is not guaranteed, so compare the deterministic parts: encoder output and the
-    prior density of a fixed z)."""
+    """A sequence scores the same alone as in a batch with a longer one (so with extra padding). The LSTM
+    baseline's likelihood is exact; for the VAE the posterior noise differs between the two batches, so the
+    deterministic parts are compared: encoder output, decoder logits and prior density of a fixed z."""
     model = build(kind).eval()
     x = random_rolls([5, 8], 8, seed=3)
     lengths = torch.tensor([5, 8])
