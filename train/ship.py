@@ -1,0 +1,64 @@
+"""``python -m train.ship RUN_DIR --name NAME``: turn a run's best checkpoint into a shipped model.
+
+Stores the weights as float16 (half the size; the app loads them back as float32), evaluates the *stored*
+weights on the test split with S importance samples, and writes ``assets/models/NAME.lnf`` whose metadata
+carries the dataset, settings, epochs, wall time and test NLL (with S). Refuses files over 20 MiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from lnf_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from train.evaluate import evaluate_checkpoint
+
+MAX_BYTES = 20 * 1024 * 1024
+MODELS_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
+
+
+def ship(run_dir: Path, name: str, samples: int = 30, label: str | None = None, out_dir: Path = MODELS_DIR) -> dict:
+    source = run_dir / "best.lnf" if run_dir.is_dir() else run_dir
+    model, meta = load_checkpoint(source)
+    with tempfile.TemporaryDirectory() as tmp:
+        half = Path(tmp) / f"{name}.lnf"
+        save_checkpoint(half, model, meta, half=True)
+        result = evaluate_checkpoint(str(half), "test", samples)
+        model, meta = load_checkpoint(half)
+    meta = dict(meta)
+    meta["metrics"] = {**meta.get("metrics", {}), "test_nll": round(result["nll"], 4),
+                       "test_elbo": round(result["elbo"], 4), "nll_samples": samples, "nll_unit": result["unit"]}
+    if label:
+        meta["label"] = label
+    target = out_dir / f"{name}.lnf"
+    save_checkpoint(target, model, meta, half=True)
+    size = target.stat().st_size
+    if size > MAX_BYTES:
+        target.unlink()
+        raise SystemExit(f"error: {target} would be {size / 2**20:.1f} MiB, over the 20 MiB limit for shipped models")
+    return {"path": str(target), "bytes": size, **meta["metrics"], "training": meta.get("training", {})}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m train.ship", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", type=Path, help="a run directory (its best.lnf) or a .lnf file")
+    p.add_argument("--name", required=True, help="file name in assets/models (without .lnf)")
+    p.add_argument("--label", help="the name the app shows")
+    p.add_argument("--samples", type=int, default=30)
+    p.add_argument("--out-dir", type=Path, default=MODELS_DIR)
+    args = p.parse_args(argv)
+    try:
+        info = ship(args.run, args.name, args.samples, args.label, args.out_dir)
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(info, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
