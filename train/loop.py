@@ -414,14 +414,15 @@ class Trainer:
             elif annealed:
                 self.impatience += 1
                 if self.impatience >= cfg.patience:
+                    self.impatience = 0
                     if cfg.early_stop and self.lr <= cfg.min_lr:
                         stop = True
                         log.info("validation loss has not improved for %d epochs at the lowest learning rate "
                                  "(%.1e): stopping early", cfg.patience, self.lr)
-                    self.lr = max(self.lr / cfg.lr_decay, cfg.min_lr)
-                    self.opt = _optimizer(cfg, self.model.parameters(), self.lr)  # resets Adam, as the paper's code
-                    self.impatience = 0
-                    log.info("validation loss has not improved for %d epochs: lr -> %.2e", cfg.patience, self.lr)
+                    else:
+                        self.lr = max(self.lr / cfg.lr_decay, cfg.min_lr)
+                        self.opt = _optimizer(cfg, self.model.parameters(), self.lr)  # resets Adam, as the paper does
+                        log.info("validation loss has not improved for %d epochs: lr -> %.2e", cfg.patience, self.lr)
             self._log({"event": "epoch", **metrics})
             if self.dist.main:
                 msg = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
