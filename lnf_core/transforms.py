@@ -119,33 +119,36 @@ def solve_nlsq_cubic(x: Tensor, b: Tensor, c: Tensor, d: Tensor, f: Tensor, newt
 
     evaluated as ``s (w -/+ 1/w)`` with ``w = (r + sqrt(r^2 +/- 1))^(1/3)`` (one power instead of the
     inverse-hyperbolic/hyperbolic pairs, which are not vectorised for float64). Rounding can push r below 1
-    on the cosh branch; it is reflected (``|r - 1| + 1``) as in the official code. At p = 0 the root is
+    on the cosh branch; it is clamped to 1 (the official code reflects it, ``|r - 1| + 1``: the same to
+    first order, and cosh(acosh(r)/3) is flat at r = 1). At p = 0 the root is
     ``-cbrt(q)``, which the same expression gives in the limit (s is clamped away from 0, and |q| >= 0.05
     there because of the bound on m). ``newton_steps`` Newton steps on the original equation in z then
     polish the root (the closed form alone is accurate to ~1e-12, paper-notes §2.2 draws).
     """
     x, b, c, d, f = torch.broadcast_tensors(x, b, c, d, f)
-    k = x * d / b + f
-    m = c * d / b
-    k3 = k / 3.0
-    p = 1.0 - k * k3
-    q = m - k3 * (2.0 + 2.0 * k3 * k3)
-    s = torch.sqrt(p.abs() / 3.0).clamp_min(1e-30)
-    r = q.abs() / (2.0 * s * s * s)
-    hyperbolic_sine = p > 0
-    r = torch.where(hyperbolic_sine, r, (r - 1.0).abs() + 1.0)
-    root = torch.where(hyperbolic_sine, torch.hypot(r, torch.ones_like(r)), torch.sqrt((r - 1.0) * (r + 1.0)))
-    w = torch.pow(r + root, 1.0 / 3.0)
-    t = torch.where(hyperbolic_sine, w - 1.0 / w, w + 1.0 / w) * s
-    u = k3 - torch.where(q >= 0, t, -t)
-    z = (u - f) / d
-    # Degenerate parameters (underflow/overflow of d or b) fall back to the affine root.
-    z = torch.where(torch.isfinite(z), z, (x - c / (1.0 + f * f)) / b)
+    db = d / b
+    k = torch.addcmul(f, x, db)
+    m = c * db
+    k3 = k * (1.0 / 3.0)
+    kk = k3 * k3  # k^2 / 9, so p = 1 - 3 kk and |p| / 3 = |1/3 - kk|
+    hyperbolic_sine = kk < 1.0 / 3.0  # p > 0
+    s = torch.sqrt((1.0 / 3.0 - kk).abs()).clamp_min(1e-30)
+    q = torch.addcmul(m, k3, kk + 1.0, value=-2.0)
+    r = q.abs() * 0.5 / (s * s * s)
+    r = torch.where(hyperbolic_sine, r, r.clamp_min(1.0))  # rounding can leave the arccosh argument below 1
+    sign = torch.where(hyperbolic_sine, 1.0, -1.0).to(r.dtype)
+    w = torch.pow(r + torch.sqrt(torch.addcmul(sign, r, r)), 1.0 / 3.0)
+    t = torch.addcmul(w, sign, 1.0 / w, value=-1.0) * s  # s (w - 1/w) or s (w + 1/w), >= 0
+    z = (k3 - t.copysign(q) - f) / d
     for _ in range(newton_steps):
-        u = d * z + f
+        u = torch.addcmul(f, d, z)
         v = 1.0 / (1.0 + u * u)
-        step = (b * z + c * v - x) / (b - 2.0 * c * d * u * v * v)
-        z = torch.where(torch.isfinite(step), z - step, z)
+        z = z - torch.addcmul(b * z - x, c, v) / torch.addcmul(b, m * b * u, v * v, value=-2.0)
+    # Degenerate parameters (overflow of d or b, infinite inputs) fall back to the affine root. On CPU the check
+    # is cheaper than the fallback; on an accelerator the fallback is cheaper than a host sync.
+    finite = torch.isfinite(z)
+    if z.device.type != "cpu" or not bool(finite.all()):
+        z = torch.where(finite, z, (x - c / (1.0 + f * f)) / b)
     return z
 
 
