@@ -215,7 +215,7 @@ PROFILE_STAGES = [
     ("context_proj", "  of which: context projection (500 -> 5x100)"),
     ("cubic", "  of which: NLSq inverse (float64 cubic, incl. parameter unpacking)"),
     ("decoder", "decoder BiLSTM (2 layers x 2 directions x 500)"),
-    ("readout", "readout (fused 1050 -> 88) + shifts"),
+    ("readout", "readout (fused 1050 -> 88), shifts, decoder inputs"),
     ("probs_draw", "sigmoid + threshold"),
     ("other", "everything else (positions, noise, masks, Python)"),
 ]
@@ -289,6 +289,20 @@ def time_checkpoints(paths: Sequence[str], lengths: Sequence[int], repeats: int,
     return rows
 
 
+BUSY_LOAD = 0.7
+
+
+_start_load: float | None = None
+
+
+def busy_before(threads: int) -> bool:
+    """Whether the 1-minute load average, read once at start-up, says other work competes for the threads."""
+    global _start_load
+    if _start_load is None:
+        _start_load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return threads > 1 and _start_load > BUSY_LOAD
+
+
 def _machine_line(threads: int) -> str:
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     return (f"torch {torch.__version__}, {threads} thread(s), {os.cpu_count()} CPU(s), "
@@ -348,7 +362,12 @@ def run(lengths: Sequence[int], repeats: int, train: bool, bf16: bool, profile: 
 def format_report(lengths: Sequence[int], extra: dict[str, Any], threads: int, load_before: str) -> str:
     sample, train_step = extra["sample"], extra["train_step"]
     lines = ["LNF Studio speed benchmark (paper-size models, untrained; median of runs after a warm-up)",
-             f"before: {load_before}", f"after:  {_machine_line(threads)}", ""]
+             f"before: {load_before}", f"after:  {_machine_line(threads)}"]
+    if busy_before(threads):
+        lines.append(f"WARNING: other processes were using the CPUs (load average above {BUSY_LOAD}); with "
+                     f"{threads} threads each OpenMP region waits for a descheduled worker, which can make small "
+                     "ops 10-50x slower. Timings are unreliable; rerun on an idle machine or with --threads 1.")
+    lines.append("")
     lines.append(f"Sampling: seconds for {SAMPLE_BATCH} sequences of length T (model.generate, float32)")
     header = (f"{'T':>5} | {'AF/AF':>8} {'AF/SCF':>8} {'IAF/SCF':>8} | {'IAF vs AF/AF':>12} {'IAF vs AF/SCF':>13}"
               f" | {'vs ref IAF/SCF':>14}")
@@ -436,6 +455,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--repeats and every --T must be at least 1")
     torch.set_num_threads(args.threads)
     load_before = _machine_line(args.threads)
+    if busy_before(args.threads) and not args.json:
+        print(f"note: load average above {BUSY_LOAD} before start; {args.threads}-thread timings will be unreliable",
+              file=sys.stderr)
 
     def log(message: str) -> None:
         if not args.json:
