@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="length in time steps (default: drawn from the model's length distribution p(T))")
     ap.add_argument("--temperature", "-t", type=float, default=1.0, help="prior temperature (default 1.0)")
     ap.add_argument("--seed", "-s", type=int, default=None, help="random seed (default: a new one, printed)")
-    ap.add_argument("--decode", choices=session.DECODE_MODES, default="threshold",
+    ap.add_argument("--decode", choices=session.DECODE_MODES, default="bernoulli",
                     help="read keys from the decoder by threshold (p > 0.5) or Bernoulli sampling")
     ap.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder (created if needed)")
     ap.add_argument("--wav", action="store_true", help="also render each piece to .wav (needs FluidSynth)")

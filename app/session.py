@@ -376,7 +376,9 @@ class GenerationSettings:
     length: int | None = 64  # None: draw each T from the model's length model p(T)
     temperature: float = 1.0
     seed: int = 0
-    decode: str = "threshold"
+    # Bernoulli draws match the data's statistics (polyphony within 3% on JSB, see assets/models/README.md);
+    # thresholding at 0.5, the paper's default, drops uncertain keys (about 20% fewer notes).
+    decode: str = "bernoulli"
 
     def validated(self, max_len: int | None = None) -> GenerationSettings:
         """Check the ranges a user can get wrong; raise ``ValueError`` with a readable message."""

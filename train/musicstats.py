@@ -265,7 +265,8 @@ def sample_rolls(model: Any, num: int, seed: int = 0, temperature: float = 1.0, 
                  batch_size: int = 25) -> list[np.ndarray]:
     """``num`` pieces from the model, lengths drawn from its length model p(T), deterministic for ``seed``.
 
-    ``decode=None`` uses the model's own default (threshold for the flow VAE, Bernoulli for the LSTM baseline).
+    ``decode=None`` uses the model's own default (``generate``'s; the CLI passes Bernoulli draws, the model's
+    sampling distribution).
     """
     import torch
 
@@ -379,7 +380,7 @@ def run(checkpoint: str, num: int = 100, seed: int = 0, temperature: float = 1.0
         rolls = sample_rolls(model, num, seed, temperature, decode)
     data_stats = roll_statistics(reference, offset)
     sample_stats = roll_statistics(rolls, offset)
-    model_decode = decode or ("bernoulli" if meta.get("config", {}).get("model_type") == "lstm" else "threshold")
+    model_decode = decode or "bernoulli"
     return MusicStatsResult(str(checkpoint), meta["dataset"], split, num, seed, temperature, model_decode,
                             data_stats, sample_stats, compare(data_stats, sample_stats))
 
@@ -402,8 +403,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--temperature", type=float, default=1.0, help="prior temperature (default 1.0)")
     p.add_argument("--decode", choices=["threshold", "bernoulli"],
-                   help="keys from probabilities: threshold at 0.5 or Bernoulli draws (default: the model's own, "
-                        "threshold for flow models, bernoulli for the LSTM baseline)")
+                   help="keys from probabilities: Bernoulli draws (default: the model's sampling distribution) "
+                        "or threshold at 0.5 (the paper's argmax decoding)")
     p.add_argument("--split", default="test", choices=["train", "valid", "test"],
                    help="data split to compare with (default test)")
     p.add_argument("--limit", type=int, help="compare with only the first N pieces of the split")

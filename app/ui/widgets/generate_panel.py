@@ -121,8 +121,8 @@ class GeneratePanel(QWidget):
 
         self.decode = QComboBox()
         self.decode.setObjectName("decodeCombo")
-        self.decode.addItem("Threshold (p > 0.5)", "threshold")
         self.decode.addItem("Bernoulli sample", "bernoulli")
+        self.decode.addItem("Threshold (p > 0.5)", "threshold")
         self.decode.setToolTip(
             "How keys are read from the decoder's per-key probabilities: sound every key with p > 0.5, or "
             "sample each key independently"
