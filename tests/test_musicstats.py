@@ -144,7 +144,7 @@ def test_cli_json(tiny_ckpt: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert ms.main(argv) == 0
     first = json.loads(capsys.readouterr().out)
     assert first["dataset"] == "jsb" and first["num"] == 6 and first["js_log_base"] == 2
-    assert first["decode"] == "threshold"
+    assert first["decode"] == "bernoulli"
     assert first["data"]["pieces"] == 10 and first["samples"]["pieces"] == 6
     assert len(first["data"]["pitch_class_hist"]) == 12 and len(first["samples"]["duration_hist"]) == 7
     assert sum(first["data"]["pitch_class_hist"]) == pytest.approx(1.0)
