@@ -284,7 +284,8 @@ def time_checkpoints(paths: Sequence[str], lengths: Sequence[int], repeats: int,
                                  f"{c.flow_layers} flow layers of {c.flow_hidden_layers}x{c.flow_hidden}",
                          "sweeps_mean": statistics.mean(sweeps) if sweeps else None,
                          "sweeps_max": max(sweeps) if sweeps else None,
-                         "inversion_error": inversion_error(model) if steps == lengths[0] else None})
+                         "inversion_error": inversion_error(model) if steps == lengths[0] else None,
+                         "bf16": compare_bf16(model, steps, repeats) if c.prior == "iaf-scf" else None})
             log(f"  {path} ({LABELS[c.prior]}) sample 16 x {steps}: {seconds:.3f} s")
     return rows
 
@@ -426,8 +427,11 @@ def format_report(lengths: Sequence[int], extra: dict[str, Any], threads: int, l
             sweeps = (f", {row['sweeps_mean']:.2f} sweeps per layer (max {row['sweeps_max']})"
                       if row["sweeps_mean"] is not None else "")
             exact = (f", max |eps' - eps| {row['inversion_error']:.1e}" if row["inversion_error"] is not None else "")
-            lines.append(f"  {LABELS[row['prior']]:8s} T={row['T']:<4d} {_fmt(row['seconds']):>7} s{sweeps}{exact}  "
-                         f"[{row['size']}; {row['path']}]")
+            low = row.get("bf16")
+            bf16 = (f", bf16 LSTMs {_fmt(low['seconds'])} s with {low['key_agreement']:.4%} of keys equal"
+                    if low else "")
+            head = f"  {LABELS[row['prior']]:8s} T={row['T']:<4d} {_fmt(row['seconds']):>7} s"
+            lines.append(f"{head}{sweeps}{exact}{bf16}  [{row['size']}; {row['path']}]")
     if extra["profile"]:
         prof = extra["profile"]
         lines += ["", f"Where IAF/SCF sampling time goes, 16 x 128 (median, total {prof['total']:.3f} s):"]
