@@ -39,10 +39,13 @@ def plot_curves(run_dir: str | Path, out: str | Path | None = None) -> Path | No
         x = [r["epoch"] for r in steps]
         axes[0].plot(x, [r["loss"] for r in steps], label="train loss (per T+1)", lw=1)
         axes[0].plot(x, [r["recon"] for r in steps], label="reconstruction (per frame)", lw=1)
+        losses = sorted(r["loss"] for r in steps)
+        axes[0].set_ylim(min(0.0, losses[0]), losses[len(losses) // 2] * 2.0)
         axes[0].set_xlabel("epoch")
         axes[0].set_ylabel("nats")
         axes[0].legend(fontsize=8)
-        axes[1].plot(x, [r["kl"] for r in steps], label="KL (per frame)", color="tab:red", lw=1)
+        axes[1].plot(x, [max(r["kl"], 1e-3) for r in steps], label="KL (per frame)", color="tab:red", lw=1)
+        axes[1].set_yscale("log")
         ax2 = axes[1].twinx()
         ax2.plot(x, [r["beta"] for r in steps], label="KL weight", color="tab:gray", ls="--", lw=1)
         axes[1].set_xlabel("epoch")
@@ -54,6 +57,9 @@ def plot_curves(run_dir: str | Path, out: str | Path | None = None) -> Path | No
         nll = [(r["epoch"], r["valid_nll"]) for r in epochs if "valid_nll" in r]
         if nll:
             axes[2].plot(*zip(*nll), "s-", label="valid IW NLL", ms=3)
+        values = sorted(r["valid_loss"] for r in epochs)
+        # Early epochs (KL weight near 0) can be an order of magnitude worse: keep the converged part readable.
+        axes[2].set_ylim(values[0] - 0.05 * abs(values[0]), values[len(values) // 2] * 1.5 + 0.1)
         axes[2].set_xlabel("epoch")
         axes[2].set_ylabel("nats per T+1")
         axes[2].legend(fontsize=8)
