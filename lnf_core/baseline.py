@@ -35,7 +35,7 @@ class LSTMBaseline(nn.Module):
         steps = x.shape[1]
         emb = self.emission.embed(x)
         prev = F.pad(emb, (0, 0, 1, 0))[:, :steps]
-        pos = position_features(lengths, steps, self.config.pos_encoding, self.config.max_len).to(emb.dtype)
+        pos = position_features(lengths, steps, self.config.pos_encoding, self.config.max_len).to(emb)
         return torch.cat([prev, pos], dim=-1)
 
     def log_prob_steps(self, x: Tensor, lengths: Tensor) -> Tensor:
@@ -43,12 +43,12 @@ class LSTMBaseline(nn.Module):
         out, _ = self.rnn(self._inputs(x, lengths))
         logits = self.emission.logits(self.readout(self.drop(out)))
         log_p = self.emission.log_prob(logits, x)
-        return torch.where(sequence_mask(lengths, x.shape[1]), log_p, torch.zeros_like(log_p))
+        return torch.where(sequence_mask(lengths.to(log_p.device), x.shape[1]), log_p, torch.zeros_like(log_p))
 
     def elbo(self, x: Tensor, lengths: Tensor, kl_weight: float = 1.0, n_samples: int = 1) -> ELBOOutput:
         nll = -self.log_prob_steps(x, lengths).sum(1)
         per_seq = nll - self.length_model.log_prob(lengths)
-        loss = (per_seq / (lengths.to(per_seq.dtype) + 1)).mean()
+        loss = (per_seq / (lengths.to(per_seq) + 1)).mean()
         frames = lengths.sum().to(nll.device)
         return ELBOOutput(loss, nll.detach().sum() / frames, torch.zeros((), device=nll.device), per_seq.detach())
 
@@ -67,8 +67,9 @@ class LSTMBaseline(nn.Module):
         """Ancestral sampling, one step at a time. Logits are divided by the temperature."""
         lengths = torch.as_tensor(lengths, dtype=torch.long).cpu()
         batch, steps = lengths.shape[0], int(lengths.max())
-        pos = position_features(lengths, steps, self.config.pos_encoding, self.config.max_len)
-        prev = torch.zeros(batch, self.config.emb_dim)
+        weight = self.emission.weight
+        pos = position_features(lengths, steps, self.config.pos_encoding, self.config.max_len).to(weight)
+        prev = weight.new_zeros(batch, self.config.emb_dim)
         state = None
         probs_steps, x_steps = [], []
         for t in range(steps):
@@ -76,10 +77,10 @@ class LSTMBaseline(nn.Module):
             logits = self.emission.logits(self.readout(out[:, 0])) / max(temperature, 1e-4)
             probs = self.emission.probs(logits)
             x_t = self.emission.draw(probs.unsqueeze(1), decode, generator)[:, 0]
-            prev = self.emission.embed(x_t.float() if self.config.data_kind == "music" else x_t)
+            prev = self.emission.embed(x_t.to(weight) if self.config.data_kind == "music" else x_t)
             probs_steps.append(probs)
             x_steps.append(x_t)
         probs, x = torch.stack(probs_steps, 1), torch.stack(x_steps, 1)
-        mask = sequence_mask(lengths, steps)
+        mask = sequence_mask(lengths.to(x.device), steps)
         x = torch.where(mask.unsqueeze(-1), x, torch.zeros_like(x)) if x.dim() == 3 else torch.where(mask, x, 0)
         return Generation(probs=probs, x=x, lengths=lengths)

@@ -126,11 +126,15 @@ class Emission(nn.Module):
         if self.kind == "music":
             if decode == "threshold":
                 return probs > 0.5
-            return torch.rand(probs.shape, generator=generator, device=probs.device) < probs
+            # drawn where the generator lives (CPU by default), so a seed gives the same keys on any device
+            noise = torch.rand(probs.shape, generator=generator, device=generator.device if generator else probs.device)
+            return noise.to(probs.device) < probs
         if decode == "threshold":
             return probs.argmax(-1)
         flat = probs.reshape(-1, probs.shape[-1])
-        return torch.multinomial(flat, 1, generator=generator).view(probs.shape[:-1])
+        if generator is not None and generator.device != flat.device:
+            flat = flat.to(generator.device)
+        return torch.multinomial(flat, 1, generator=generator).view(probs.shape[:-1]).to(probs.device)
 
 
 def _within_length_reversal(lengths: Tensor, steps: int) -> Tensor:
@@ -209,8 +213,9 @@ class LatentFlowVAE(nn.Module):
     # -- pieces -------------------------------------------------------------------------------------------
     def positions(self, lengths: Tensor, steps: int) -> Tensor:
         """Position/length codes for t = 0..steps: ``[B, steps+1, pos_dim]``."""
+        weight = self.emission.weight
         return position_features(lengths, steps + 1, self.config.pos_encoding, self.config.max_len).to(
-            self.emission.weight.dtype
+            device=weight.device, dtype=weight.dtype
         )
 
     def encode(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
@@ -253,7 +258,7 @@ class LatentFlowVAE(nn.Module):
     def _joint_terms(self, x: Tensor, lengths: Tensor, n_samples: int) -> tuple[Tensor, Tensor, Tensor]:
         """Summed over steps, shape ``[S, B]``: log p(x|z), log p(z), log q(z|x)."""
         batch, steps = x.shape[0], x.shape[1]
-        mask = sequence_mask(lengths, steps)
+        mask = sequence_mask(lengths.to(x.device), steps)
         x = zero_padding(x, lengths)
         mu, logvar = self.encode(x, lengths)
         z, log_q = self._sample_posterior(mu, logvar, n_samples, mask)
@@ -276,7 +281,7 @@ class LatentFlowVAE(nn.Module):
         kl = (log_q - log_pz).mean(0)
         log_pt = self.length_model.log_prob(lengths)
         per_seq = recon + kl_weight * kl - log_pt
-        loss = (per_seq / (lengths.to(per_seq.dtype) + 1)).mean()
+        loss = (per_seq / (lengths.to(per_seq) + 1)).mean()
         frames = lengths.sum().to(recon.device)
         return ELBOOutput(loss, recon.detach().sum() / frames, kl.detach().sum() / frames, per_seq.detach())
 
@@ -310,7 +315,7 @@ class LatentFlowVAE(nn.Module):
         steps = int(lengths.max())
         pos = self.positions(lengths, steps)
         z, _ = self.prior.sample(pos, temperature, generator)
-        mask = sequence_mask(lengths, steps)
+        mask = sequence_mask(lengths.to(z.device), steps)
         z = torch.where(mask.unsqueeze(-1), z, torch.zeros_like(z))
         probs = self.emission.probs(self.decode_logits(z, lengths))
         x = self.emission.draw(probs, decode, generator)

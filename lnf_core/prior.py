@@ -114,7 +114,9 @@ class FlowPrior(nn.Module):
         """
         batch, steps = pos.shape[0], pos.shape[1] - 1
         if eps is None:
-            eps = torch.randn(batch, steps, self.z_dim, generator=generator, device=pos.device).to(pos.dtype)
+            # drawn where the generator lives (CPU by default), so a seed gives the same eps on any device
+            device = generator.device if generator is not None else pos.device
+            eps = torch.randn(batch, steps, self.z_dim, generator=generator, device=device).to(pos)
             eps = eps * temperature
         if self.inverse_autoregressive:
             z, log_det = self.flow.to_data(eps, self.contexts(eps, pos))
