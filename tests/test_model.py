@@ -326,3 +326,36 @@ def test_text_model_runs() -> None:
     gen = model.eval().generate(lengths, generator=torch.Generator().manual_seed(0))
     assert gen.x.dtype == torch.int64 and gen.x.shape == (2, 6)
     torch.testing.assert_close(gen.probs.sum(-1), torch.ones(2, 6))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_model_on_another_device_with_cpu_lengths(kind: str) -> None:
+    """The training loop moves x to the model's device but keeps lengths on the CPU (as packing needs). The meta
+    device stands in for a GPU: any tensor built on the CPU and mixed into the model's computation fails."""
+    model = build(kind).to("meta")
+    x = torch.zeros(2, 5, 88, device="meta")
+    lengths = torch.tensor([5, 3])
+    assert model.elbo(x, lengths).loss.device.type == "meta"
+    assert model.iw_log_likelihood(x, lengths, n_samples=2).device.type == "meta"
+    if kind != "af-af":  # the Jacobi sweeps read their convergence test, which meta tensors cannot
+        gen = model.generate(lengths, decode="bernoulli", generator=torch.Generator().manual_seed(0))
+        assert gen.x.device.type == "meta"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_float64_model_generates_and_scores(kind: str) -> None:
+    model = build(kind).double().eval()
+    lengths = torch.tensor([6, 4])
+    gen = model.generate(lengths, generator=torch.Generator().manual_seed(0))
+    assert gen.probs.dtype == torch.float64 and gen.x.shape == (2, 6, 88)
+    ll = model.iw_log_likelihood(gen.x.double(), lengths, n_samples=2)
+    assert ll.dtype == torch.float64 and torch.isfinite(ll).all()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_same_seed_same_sample_whatever_the_decode(kind: str) -> None:
+    model = build(kind).eval()
+    lengths = torch.tensor([6, 3])
+    a = model.generate(lengths, decode="bernoulli", generator=torch.Generator().manual_seed(9))
+    b = model.generate(lengths, decode="bernoulli", generator=torch.Generator().manual_seed(9))
+    assert torch.equal(a.x, b.x) and torch.equal(a.probs, b.probs)
