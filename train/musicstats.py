@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from lnf_core.pianoroll import PITCH_OFFSET, note_name, roll_to_notes
+from train.jsonsafe import json_safe
 
 PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 DURATION_BIN_LABELS = ("1", "2", "3", "4", "5-6", "7-8", ">8")
@@ -350,7 +351,7 @@ class MusicStatsResult:
         """A JSON-able dict (NaN and inf become null); the JS divergences are in bits (``js_log_base`` 2)."""
         d = asdict(self)
         d.update(passed=self.passed, js_log_base=2, mean_tolerance=MEAN_TOLERANCE, js_target=JS_TARGET)
-        return _json_safe(d)
+        return json_safe(d)
 
 
 def run(checkpoint: str, num: int = 100, seed: int = 0, temperature: float = 1.0, decode: str | None = None,
@@ -383,16 +384,6 @@ def run(checkpoint: str, num: int = 100, seed: int = 0, temperature: float = 1.0
     model_decode = decode or "bernoulli"
     return MusicStatsResult(str(checkpoint), meta["dataset"], split, num, seed, temperature, model_decode,
                             data_stats, sample_stats, compare(data_stats, sample_stats))
-
-
-def _json_safe(v: Any) -> Any:
-    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
-        return None
-    if isinstance(v, dict):
-        return {k: _json_safe(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_json_safe(x) for x in v]
-    return v
 
 
 def main(argv: list[str] | None = None) -> int:

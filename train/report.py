@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import statistics
 import sys
@@ -37,6 +36,7 @@ import torch
 from lnf_core.checkpoint import CheckpointError, load_checkpoint, read_metadata
 from train.data import DataError, load_dataset, lookup_dataset
 from train.evaluate import evaluate_checkpoint
+from train.jsonsafe import json_safe
 from train.plots import read_metrics
 
 TIMING_PIECES = 16
@@ -407,16 +407,6 @@ def render_markdown(rows: list[dict[str, Any]], settings: dict[str, Any], out: P
     return "\n".join(parts).rstrip() + "\n"
 
 
-def _json_safe(v: Any) -> Any:
-    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
-        return None
-    if isinstance(v, dict):
-        return {k: _json_safe(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_json_safe(x) for x in v]
-    return v
-
-
 def build_report(paths: list[str], split: str = "test", samples: int = 30, seed: int = 0, limit: int | None = None,
                  data_dir: str | None = None, batch_size: int = 16, sample_length: int | None = None,
                  repeats: int = 3, threads: int = 1, timing: bool = True,
@@ -478,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
                                             args.data_dir, args.batch_size, args.sample_length, args.repeats,
                                             args.threads, not args.no_timing, progress)
         if args.json:
-            text = json.dumps(_json_safe({"settings": settings, "rows": sort_rows(rows),
+            text = json.dumps(json_safe({"settings": settings, "rows": sort_rows(rows),
                                           "context": {ds: [asdict(c) for c in CONTEXT_ROWS.get(ds, [])]
                                                       for ds in dict.fromkeys(r["dataset"] for r in rows)}}),
                               indent=1) + "\n"
