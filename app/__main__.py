@@ -37,6 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.screenshot and not os.environ.get("QT_QPA_PLATFORM") and not os.environ.get("DISPLAY") \
             and sys.platform.startswith("linux"):
         os.environ["QT_QPA_PLATFORM"] = "offscreen"  # a screenshot needs no display
+    if (sys.platform.startswith("linux") and not os.environ.get("QT_QPA_PLATFORM")
+            and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")):
+        # Without this check Qt aborts the process with a misleading message about xcb-cursor.
+        print("error: no display found (neither DISPLAY nor WAYLAND_DISPLAY is set). LNF Studio needs a desktop "
+              "session; on a headless machine use `python -m app.generate` (MIDI/WAV/PNG files), `python -m app "
+              "--screenshot FILE`, or run the app under Xvfb (`xvfb-run python -m app`).", file=sys.stderr)
+        return 2
     from PySide6.QtCore import QCoreApplication, QTimer
     from PySide6.QtWidgets import QApplication
 

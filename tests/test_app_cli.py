@@ -123,3 +123,14 @@ def test_many_qt_calls_do_not_exhaust_none(tmp_path):
                          timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.strip() == "ok True"
+
+
+def test_no_display_is_a_message_not_an_abort():
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("QT_QPA_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY")}
+    out = subprocess.run([sys.executable, "-m", "app"], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 2
+    assert "no display found" in out.stderr and "app.generate" in out.stderr
