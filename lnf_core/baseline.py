@@ -7,6 +7,7 @@ t = 0) and emits every key of x_t independently (music) or a character (text). I
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import torch
@@ -16,6 +17,7 @@ from torch import Tensor, nn
 from lnf_core.config import ModelConfig
 from lnf_core.model import ELBOOutput, Emission, Generation, LengthModel, sequence_mask, zero_padding
 from lnf_core.position import position_dim, position_features
+from lnf_core.precision import bf16_lstms, resolve_precision
 
 
 class LSTMBaseline(nn.Module):
@@ -63,8 +65,16 @@ class LSTMBaseline(nn.Module):
     def generate(
         self, lengths: Tensor, temperature: float = 1.0, decode: str = "bernoulli",
         generator: torch.Generator | None = None,
+        precision: str = "float32",
     ) -> Generation:
-        """Ancestral sampling, one step at a time. Logits are divided by the temperature."""
+        """Ancestral sampling, one step at a time. Logits are divided by the temperature. ``precision`` as in
+        ``LatentFlowVAE.generate``."""
+        low = resolve_precision(precision, self.emission.weight.device) == "bf16"
+        with bf16_lstms(self) if low else contextlib.nullcontext():
+            return self._generate(lengths, temperature, decode, generator)
+
+    def _generate(self, lengths: Tensor, temperature: float, decode: str,
+                  generator: torch.Generator | None) -> Generation:
         lengths = torch.as_tensor(lengths, dtype=torch.long).cpu()
         batch, steps = lengths.shape[0], int(lengths.max())
         weight = self.emission.weight

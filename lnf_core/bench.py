@@ -32,6 +32,7 @@ from torch import nn
 from lnf_core.config import ModelConfig
 from lnf_core.flows import MADELayer
 from lnf_core.model import LatentFlowVAE
+from lnf_core.precision import bf16_lstms
 
 PRIORS = ("af-af", "af-scf", "iaf-scf")
 LABELS = {"af-af": "AF/AF", "af-scf": "AF/SCF", "iaf-scf": "IAF/SCF"}
@@ -93,29 +94,6 @@ def count_made_sweeps(model: nn.Module) -> Iterator[list[int]]:
     finally:
         for layer in patched:
             del layer.to_data
-
-
-@contextlib.contextmanager
-def bf16_lstms(model: nn.Module) -> Iterator[None]:
-    """Run every nn.LSTM of the model under CPU bfloat16 autocast, casting its outputs back to float32.
-    Everything else (coupling conditioners, the float64 cubic, readout) stays as it is."""
-    patched = []
-    for module in model.modules():
-        if isinstance(module, nn.LSTM):
-            original = module.forward
-
-            def wrapped(*args: Any, _orig: Callable = original, **kw: Any) -> Any:
-                with torch.autocast("cpu", dtype=torch.bfloat16):
-                    out, (h, c) = _orig(*args, **kw)
-                return out.float(), (h.float(), c.float())
-
-            module.forward = wrapped  # type: ignore[method-assign]
-            patched.append(module)
-    try:
-        yield
-    finally:
-        for module in patched:
-            del module.forward
 
 
 def time_sampling(model: LatentFlowVAE, steps: int, repeats: int, batch: int = SAMPLE_BATCH) -> float:

@@ -359,3 +359,23 @@ def test_same_seed_same_sample_whatever_the_decode(kind: str) -> None:
     a = model.generate(lengths, decode="bernoulli", generator=torch.Generator().manual_seed(9))
     b = model.generate(lengths, decode="bernoulli", generator=torch.Generator().manual_seed(9))
     assert torch.equal(a.x, b.x) and torch.equal(a.probs, b.probs)
+
+
+def test_bf16_sampling_agrees_with_float32():
+    from lnf_core.precision import cpu_has_fast_bf16, resolve_precision
+
+    torch.manual_seed(0)
+    model = LatentFlowVAE(ModelConfig(prior="iaf-scf", z_dim=8, emb_dim=32, hidden=32, prior_units=32,
+                                      flow_hidden=16, dropout=0.0)).eval()
+    lengths = torch.full((4,), 24)
+    full = model.generate(lengths, generator=torch.Generator().manual_seed(1))
+    low = model.generate(lengths, generator=torch.Generator().manual_seed(1), precision="bf16")
+    assert low.probs.dtype == torch.float32
+    assert (full.x == low.x).float().mean() > 0.99
+    assert (full.probs - low.probs).abs().max() < 0.05
+    expected = "bf16" if cpu_has_fast_bf16() else "float32"
+    assert resolve_precision("auto", torch.device("cpu")) == expected
+    with pytest.raises(ValueError):
+        model.generate(lengths, precision="fp8")
+    # The LSTMs are left as they were.
+    assert all("forward" not in vars(m) for m in model.modules() if isinstance(m, torch.nn.LSTM))
