@@ -29,6 +29,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """For modules of tiny models: one thread avoids OpenMP hand-offs that cost milliseconds per op (and far
+    more when the 2-core box is busy). Restored afterwards for the rest of the session."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def shared_data_dir() -> Path:
     """The benchmark data beside the clone (``../shared/data``); skip when a fresh clone lacks it."""

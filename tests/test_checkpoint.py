@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import pickle
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,14 +29,7 @@ from lnf_core.checkpoint import (
 from lnf_core.config import ModelConfig
 from lnf_core.model import LatentFlowVAE
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """Tiny models: one thread avoids OpenMP hand-offs that dominate on a busy 2-core box."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 COUNTS = [0, 0, 1, 3, 2, 2, 1]

@@ -6,23 +6,13 @@ differentiable pass-through half), exact inversion, and log|det| against the aut
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from torch.func import jacrev
 
 from lnf_core.flows import CouplingLayer, HiddenFlow, MADELayer
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """These models are tiny: one thread avoids OpenMP hand-offs that cost milliseconds per op (and far more
-    when the 2-core box is busy). Restored afterwards for the rest of the session."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 H, CTX, HID = 6, 5, 16

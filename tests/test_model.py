@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import pickle
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,15 +17,7 @@ from lnf_core.baseline import LSTMBaseline
 from lnf_core.config import ModelConfig
 from lnf_core.model import Generation, LatentFlowVAE
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """These models are tiny: one thread avoids OpenMP hand-offs that cost milliseconds per op (and far more
-    when the 2-core box is busy). Restored afterwards for the rest of the session."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 PRIORS = ["af-af", "af-scf", "iaf-scf"]

@@ -7,8 +7,6 @@ conventions and the step-wise LSTM at once. Tiny dims keep the Jacobian checks e
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from torch.func import jacrev
@@ -16,15 +14,7 @@ from torch.func import jacrev
 from lnf_core.position import COMPACT_DIM, position_features
 from lnf_core.prior import FlowPrior, standard_normal_log_prob
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """These models are tiny: one thread avoids OpenMP hand-offs that cost milliseconds per op (and far more
-    when the 2-core box is busy). Restored afterwards for the rest of the session."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 PRIORS = ["af-af", "af-scf", "iaf-scf"]

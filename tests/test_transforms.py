@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -17,15 +16,7 @@ from hypothesis import strategies as st
 
 from lnf_core.transforms import NLSQ_LOG_A, Affine, NLSq, make_transform, solve_nlsq_cubic
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """These models are tiny: one thread avoids OpenMP hand-offs that cost milliseconds per op (and far more
-    when the 2-core box is busy). Restored afterwards for the rest of the session."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 TRANSFORMS = [Affine(), NLSq()]
