@@ -4,7 +4,8 @@
 KL weight 1e-5 for 20 epochs then a linear ramp over 15 (PTB: 4 and 10), lr / 4 on a validation plateau,
 importance-weighted NLL with 30 samples (4 for Piano-midi and MuseData), batch 5 for JSB/Nottingham flows,
 batch 1 with 8-step accumulation for Piano-midi/MuseData, SGD lr 20 for the LSTM baseline.
-``small`` (widths 256, z 32) trains JSB on a 2-core CPU in 10-25 minutes (early stop at the lr floor). ``tiny`` is for tests.
+``small`` (widths 256, z 32) trains JSB on a 2-core CPU in 10-25 minutes (early stop at the lr floor).
+``tiny`` is for tests.
 """
 
 from __future__ import annotations
