@@ -22,32 +22,26 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 APP_DIR_NAME = "lnf-studio"
 
 
+def _user_base(xdg_var: str, macos: str, default: str) -> Path:
+    """A per-user base folder: ``$xdg_var`` when absolute, else the platform's usual place."""
+    xdg = os.environ.get(xdg_var)
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg)
+    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
+        return Path(os.environ["LOCALAPPDATA"])
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / macos
+    return Path.home() / default
+
+
 def user_data_dir() -> Path:
     """The per-user data folder: ``$XDG_DATA_HOME/lnf-studio/data`` (default ``~/.local/share/...``)."""
-    xdg = os.environ.get("XDG_DATA_HOME")
-    if xdg and os.path.isabs(xdg):
-        base = Path(xdg)
-    elif sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
-        base = Path(os.environ["LOCALAPPDATA"])
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Application Support"
-    else:
-        base = Path.home() / ".local" / "share"
-    return base / APP_DIR_NAME / "data"
+    return _user_base("XDG_DATA_HOME", "Application Support", ".local/share") / APP_DIR_NAME / "data"
 
 
 def user_cache_dir() -> Path:
     """The per-user cache folder: ``$XDG_CACHE_HOME/lnf-studio`` (default ``~/.cache/lnf-studio``)."""
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    if xdg and os.path.isabs(xdg):
-        base = Path(xdg)
-    elif sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
-        base = Path(os.environ["LOCALAPPDATA"])
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Caches"
-    else:
-        base = Path.home() / ".cache"
-    return base / APP_DIR_NAME
+    return _user_base("XDG_CACHE_HOME", "Caches", ".cache") / APP_DIR_NAME
 
 
 def resolve_data_dir(cli_value: str | Path | None = None) -> Path:
