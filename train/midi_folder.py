@@ -29,6 +29,7 @@ import numpy as np
 
 from lnf_core.pianoroll import MidiReadError, midi_to_roll
 from train.datasets.locations import user_cache_dir
+from train.datasets.registry import own_dataset_name
 from train.datasets.types import N_KEYS, SPLITS, DataError, MusicDataset
 
 MIDI_SUFFIXES = (".mid", ".midi")
@@ -221,7 +222,7 @@ def build_midi_folder_dataset(
 
     assignment = split_files(list(pieces), seed=seed)
     return MusicDataset(
-        name=folder.resolve().name or "midi",
+        name=own_dataset_name(folder.resolve().name),
         splits={s: [pieces[n] for n in assignment[s]] for s in SPLITS},
         steps_per_beat=steps_per_beat,
         source=folder,

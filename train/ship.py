@@ -2,7 +2,9 @@
 
 Stores the weights as float16 (half the size; the app loads them back as float32), evaluates the *stored*
 weights on the test split with S importance samples, and writes ``assets/models/NAME.lnf`` whose metadata
-carries the dataset, settings, epochs, wall time and test NLL (with S). Refuses files over 20 MiB.
+carries the dataset, settings, epochs, wall time and test NLL (with S). Refuses files over 20 MiB, and models
+trained on a dataset whose licence keeps it out of what LNF Studio ships (MuseData, Piano-midi.de) unless
+``--allow-restricted`` says you have the rights.
 """
 
 from __future__ import annotations
@@ -14,15 +16,33 @@ import tempfile
 from pathlib import Path
 
 from lnf_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from train.datasets.registry import lookup_dataset
 from train.evaluate import evaluate_checkpoint
 
 MAX_BYTES = 20 * 1024 * 1024
 MODELS_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
 
 
-def ship(run_dir: Path, name: str, samples: int = 30, label: str | None = None, out_dir: Path = MODELS_DIR) -> dict:
+class ShipError(Exception):
+    """A model that must not be shipped; the message says why."""
+
+
+def check_redistributable(dataset: str | None, source: Path) -> None:
+    """Raise :class:`ShipError` if ``dataset`` is a known dataset whose licence forbids redistribution."""
+    spec = lookup_dataset(str(dataset or ""))
+    if spec is not None and not spec.redistributable:
+        raise ShipError(
+            f"{source} was trained on {spec.title}, whose licence does not allow shipping it or models trained on "
+            f"it ({spec.licence}). Keep it for your own use, or pass --allow-restricted if you hold the rights."
+        )
+
+
+def ship(run_dir: Path, name: str, samples: int = 30, label: str | None = None, out_dir: Path = MODELS_DIR,
+         allow_restricted: bool = False) -> dict:
     source = run_dir / "best.lnf" if run_dir.is_dir() else run_dir
     model, meta = load_checkpoint(source)
+    if not allow_restricted:
+        check_redistributable(meta.get("dataset"), source)
     with tempfile.TemporaryDirectory() as tmp:
         half = Path(tmp) / f"{name}.lnf"
         save_checkpoint(half, model, meta, half=True)
@@ -50,10 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--label", help="the name the app shows")
     p.add_argument("--samples", type=int, default=30)
     p.add_argument("--out-dir", type=Path, default=MODELS_DIR)
+    p.add_argument("--allow-restricted", action="store_true",
+                   help="ship a model trained on MuseData or Piano-midi.de (only if you hold the rights)")
     args = p.parse_args(argv)
     try:
-        info = ship(args.run, args.name, args.samples, args.label, args.out_dir)
-    except CheckpointError as exc:
+        info = ship(args.run, args.name, args.samples, args.label, args.out_dir, args.allow_restricted)
+    except (CheckpointError, ShipError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(info, indent=1))

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .registry import DatasetSpec, get_dataset_spec, identify_music_by_counts, spec_for_filename
+from .registry import DatasetSpec, get_dataset_spec, identify_music_by_counts, own_dataset_name, spec_for_filename
 from .safe_pickle import safe_load_pickle
 from .types import N_KEYS, PITCH_OFFSET, SPLITS, DataError, MusicDataset
 
@@ -111,4 +111,6 @@ def load_music_pickle(path: str | Path, name: str | None = None, steps_per_beat:
             steps_per_beat=spec.steps_per_beat or 2,  # the file's own grid; an override would mislabel it
             source=path,
         )
-    return MusicDataset(name=path.stem, splits=splits, steps_per_beat=steps_per_beat or 2, source=path)
+    return MusicDataset(
+        name=own_dataset_name(path.stem), splits=splits, steps_per_beat=steps_per_beat or 2, source=path
+    )

@@ -20,6 +20,8 @@ class DatasetSpec:
 
     ``split_counts`` are the published numbers of pieces (or PTB lines) per split; a file whose counts differ
     is rejected. ``steps_per_beat`` is the time grid of the pickles (JSB: quarter notes; others: eighths).
+    ``redistributable`` is False where the licence keeps the data (and so models trained on it) out of what
+    LNF Studio ships: ``python -m train.ship`` refuses such models.
     """
 
     name: str
@@ -31,6 +33,7 @@ class DatasetSpec:
     aliases: tuple[str, ...]
     source: str
     licence: str
+    redistributable: bool = True
 
     @property
     def filename(self) -> str:
@@ -71,6 +74,7 @@ DATASETS: dict[str, DatasetSpec] = {
             _BL_SOURCE,
             "CCARH MuseData licence (http://www.musedata.org/legal/lcr.html): academic research and personal "
             "use only, acknowledge CCARH.",
+            redistributable=False,
         ),
         DatasetSpec(
             "pianomidi", "Piano-midi.de", "music",
@@ -79,6 +83,7 @@ DATASETS: dict[str, DatasetSpec] = {
             _BL_SOURCE,
             "Bernd Krueger's piano-midi.de (see http://piano-midi.de/copy.htm; reportedly CC BY-SA Germany); "
             "check before redistributing.",
+            redistributable=False,
         ),
         DatasetSpec(
             "ptb", "Penn Treebank (characters)", "text",
@@ -108,6 +113,14 @@ def lookup_dataset(name: str) -> DatasetSpec | None:
     """The spec for a dataset name or alias (case, spaces, dashes and dots ignored), else None."""
     key = _BY_KEY.get(_norm(name))
     return DATASETS[key] if key else None
+
+
+def own_dataset_name(stem: str) -> str:
+    """The name of a user's own dataset (a MIDI folder, an unknown pickle): its file or folder name, unless that
+    reads as a known dataset ("piano", "bach"...), which would make evaluation load the wrong data and the
+    licence check misfire; then " (own)" is appended."""
+    stem = stem or "midi"
+    return f"{stem} (own)" if lookup_dataset(stem) is not None else stem
 
 
 def get_dataset_spec(name: str) -> DatasetSpec:
