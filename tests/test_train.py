@@ -200,3 +200,27 @@ def test_training_on_a_folder_of_midi_files(tmp_path):
 
     result = evaluate_checkpoint(str(out / "best.lnf"), split="valid", samples=2)
     assert math.isfinite(result["nll"]) and result["sequences"] >= 1
+
+
+def test_collapse_message_only_for_a_vanished_kl_at_full_weight(tmp_path):
+    from train.loop import collapse_message
+
+    cfg, _ = _config(tmp_path, "--kl-zero-epochs", "1", "--kl-ramp-epochs", "5")
+    assert collapse_message(2.5, 1.0, 22, cfg) is None  # a healthy model
+    assert collapse_message(0.001, 1e-5, 22, cfg) is None  # KL not yet weighted: no verdict
+    msg = collapse_message(0.002, 1.0, 22, cfg)
+    assert "posterior collapse" in msg and "110 optimizer steps after 22" in msg and "--kl-ramp-epochs" in msg
+
+
+def test_collapse_is_logged_once_and_train_kl_recorded(tmp_path, monkeypatch, caplog):
+    import train.loop
+
+    monkeypatch.setattr(train.loop, "COLLAPSE_KL", float("inf"))  # every KL counts as collapsed: tests the wiring
+    cfg, ms = _config(tmp_path, "--prior", "iaf-scf", "--epochs", "3", "--kl-zero-epochs", "0",
+                      "--kl-ramp-epochs", "0")
+    with caplog.at_level("WARNING", logger="lnf.train"):
+        Trainer(cfg, ms).train()
+    assert sum("posterior collapse" in r.getMessage() for r in caplog.records) == 1
+    epochs = [json.loads(line) for line in (Path(cfg.out) / "metrics.jsonl").read_text().splitlines()
+              if '"epoch"' in line and '"event"' in line]
+    assert len(epochs) == 3 and all(math.isfinite(r["train_kl"]) for r in epochs)

@@ -117,6 +117,23 @@ def model_config_for(cfg: TrainConfig, dataset: Any, model_settings: dict[str, A
                        prior=cfg.prior, **settings)
 
 
+COLLAPSE_KL = 0.02  # nats per step; trained music models keep ~1-5
+
+
+def collapse_message(mean_kl: float, beta: float, steps_per_epoch: int, cfg: TrainConfig) -> str | None:
+    """A warning when the KL term has gone to ~0 at (nearly) full weight: posterior collapse, the decoder ignores
+    z and the model cannot beat a per-frame marginal. It happens when the KL weight ramps up in too few steps."""
+    if beta < 0.5 or mean_kl >= COLLAPSE_KL:
+        return None
+    zero, ramp = cfg.kl_zero_epochs, cfg.kl_ramp_epochs
+    return (
+        f"posterior collapse: the KL term is {mean_kl:.3g} nats/step at KL weight {beta:.2g}, so the decoder ignores "
+        f"z. The KL weight rose over {ramp * steps_per_epoch:.0f} optimizer steps after {zero * steps_per_epoch:.0f} "
+        f"({steps_per_epoch} steps per epoch): restart with longer --kl-zero-epochs/--kl-ramp-epochs (now {zero:g} and "
+        f"{ramp:g}), a smaller --batch-size or a lower --lr."
+    )
+
+
 def _optimizer(cfg: TrainConfig, params: Any, lr: float) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=lr)
@@ -192,6 +209,8 @@ class Trainer:
         self._good_state = self._snapshot()
 
     # -- bookkeeping ----------------------------------------------------------------------------------
+    _collapse_warned = False
+
     def _cropped_counts(self) -> list[int]:
         lengths = [len(s) for k in ("train", "valid") for s in self.splits[k]]
         counts = [0] * (max(lengths) + 1)
@@ -406,6 +425,12 @@ class Trainer:
             metrics = self.evaluate("valid", cfg.nll_samples if with_nll else 0)
             metrics.update(epoch=self.epoch, step=self.step, lr=self.lr, time=self.wall_time,
                            train_loss=float(sums[0] / max(count, 1)))
+            if cfg.model == "lnf" and count:
+                metrics["train_kl"] = float(sums[2] / count)
+                warning = collapse_message(metrics["train_kl"], beta, -(-len(batches) // cfg.grad_accum), cfg)
+                if warning and not self._collapse_warned and self.dist.main:
+                    self._collapse_warned = True
+                    log.warning(warning)
             annealed = self.epoch >= cfg.kl_zero_epochs + cfg.kl_ramp_epochs
             improved = metrics["valid_loss"] < self.best_val
             if improved:
