@@ -207,10 +207,9 @@ class Trainer:
             (self.out / "config.json").write_text(json.dumps(
                 {"train": cfg.to_dict(), "model": self.model_config.to_dict()}, indent=2))
         self._good_state = self._snapshot()
+        self._collapse_warned = False  # the posterior-collapse warning is logged once per run
 
     # -- bookkeeping ----------------------------------------------------------------------------------
-    _collapse_warned = False
-
     def _cropped_counts(self) -> list[int]:
         lengths = [len(s) for k in ("train", "valid") for s in self.splits[k]]
         counts = [0] * (max(lengths) + 1)
