@@ -8,10 +8,10 @@ Everything the UI does with a latent normalizing flow model goes through here, s
 - *loading*: :func:`load_music_model` wraps ``lnf_core.checkpoint.load_checkpoint`` and turns every way a
   file can be unusable (foreign, damaged, a text model) into one :class:`ModelLoadError` whose message
   names the file and says what to do;
-- *sampling*: :func:`generate_batch` draws lengths T ~ p(T) (or uses a fixed T), samples z from the flow
-  prior at a temperature and decodes the Bernoulli emission p(x_t | z, T) by threshold or by sampling.
-  All randomness comes from one ``torch.Generator`` seeded by the user's seed, so the same seed and
-  settings give the same rolls;
+- *sampling*: :func:`generate_batch` draws lengths T ~ p(T) (or uses a fixed T) and samples through
+  ``lnf_core.sampling`` (the one sampler: z from the flow prior at a temperature, the emission decoded,
+  optionally the best K of N by likelihood). All randomness comes from one ``torch.Generator`` seeded by
+  the user's seed, so the same seed and settings give the same rolls;
 - *posterior edits*: :func:`variations` samples around the posterior q(z | x) of a piece,
   :func:`interpolate` decodes a path between two posterior means, :func:`score_roll` is the
   importance-weighted log p(x) of any roll under the model ("how Bach-like is this?").
@@ -32,13 +32,15 @@ from typing import Any
 
 import numpy as np
 
+from lnf_core.config import DECODE_MODES, DEFAULT_DECODE
+
 N_KEYS = 88
 PITCH_OFFSET = 21
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = REPO_ROOT / "assets" / "models"
 CHECKPOINT_SUFFIX = ".lnf"
-DECODE_MODES = ("threshold", "bernoulli")
 MAX_BATCH = 64
+MAX_BEST_OF = 16
 # Sampling runs in chunks so a worker can report progress and honour Cancel between them. The chunk size is
 # fixed (not derived from n) so a given seed always gives the same rolls for the same settings.
 SAMPLE_CHUNK = 16
@@ -312,7 +314,7 @@ class LoadedModel:
     @property
     def has_latent(self) -> bool:
         """Whether the model has a posterior q(z|x) to encode pieces (the LSTM baseline has none)."""
-        return callable(getattr(self.model, "encode", None)) and callable(getattr(self.model, "decode_probs", None))
+        return callable(getattr(self.model, "encode", None)) and callable(getattr(self.model, "decode", None))
 
 
 def load_music_model(path: str | Path, allow_text: bool = False) -> LoadedModel:
@@ -376,9 +378,16 @@ class GenerationSettings:
     length: int | None = 64  # None: draw each T from the model's length model p(T)
     temperature: float = 1.0
     seed: int = 0
-    # Bernoulli draws match the data's statistics (polyphony within 3% on JSB, see assets/models/README.md);
-    # thresholding at 0.5, the paper's default, drops uncertain keys (about 20% fewer notes).
-    decode: str = "bernoulli"
+    decode: str = DEFAULT_DECODE
+    key_temperature: float = 1.0
+    best_of: int = 1  # keep the n most likely of best_of * n candidates
+
+    def sampling(self):
+        """The ``lnf_core.sampling.SamplingSettings`` of this batch."""
+        from lnf_core.sampling import SamplingSettings
+
+        return SamplingSettings(temperature=self.temperature, key_temperature=self.key_temperature,
+                                decode=self.decode, best_of=self.best_of)
 
     def validated(self, max_len: int | None = None) -> GenerationSettings:
         """Check the ranges a user can get wrong; raise ``ValueError`` with a readable message."""
@@ -395,6 +404,9 @@ class GenerationSettings:
             raise ValueError(f"decoding must be one of {', '.join(DECODE_MODES)}, not {self.decode!r}")
         if not 0 <= self.seed < 2**63:
             raise ValueError(f"seed must be a non-negative integer, not {self.seed}")
+        if not 1 <= self.best_of <= MAX_BEST_OF:
+            raise ValueError(f"best-of must be between 1 and {MAX_BEST_OF}, not {self.best_of}")
+        self.sampling().validated()
         return self
 
 
@@ -465,22 +477,20 @@ def sample_lengths(model: Any, n: int, length: int | None, generator: Any, max_l
 def iter_generate(model: Any, settings: GenerationSettings) -> Iterator[tuple[int, int, list[np.ndarray]]]:
     """Sample ``settings.n`` rolls chunk by chunk, yielding ``(done, total, new_rolls)`` after each chunk.
 
-    The pieces' lengths are drawn first, then z ~ prior at ``temperature`` and the emission is decoded,
-    :data:`SAMPLE_CHUNK` pieces at a time. A consumer may stop iterating between chunks (Cancel).
+    The pieces' lengths are drawn first, then ``lnf_core.sampling.iter_pieces`` samples them
+    :data:`SAMPLE_CHUNK` candidates at a time. A consumer may stop iterating between chunks (Cancel).
     """
     torch = _torch()
+    from lnf_core.sampling import iter_pieces
+
     max_len = getattr(getattr(model, "config", None), "max_len", None)
     settings.validated(max_len)
     gen = make_generator(settings.seed)
     lengths = sample_lengths(model, settings.n, settings.length, gen, max_len)
     done = 0
     with torch.no_grad():
-        while done < settings.n:
-            chunk = lengths[done : done + SAMPLE_CHUNK]
-            # bf16 LSTMs where the CPU has native bf16: about 2x faster, 99.98% of keys as in float32.
-            out = model.generate(chunk, temperature=settings.temperature, decode=settings.decode, generator=gen,
-                                 precision="auto")
-            x = out.x.detach().to("cpu").numpy().astype(bool)
+        for x, chunk, _ in iter_pieces(model, lengths, settings.sampling(), gen, SAMPLE_CHUNK):
+            x = x.detach().to("cpu").numpy().astype(bool)
             rolls = [np.ascontiguousarray(x[i, : int(chunk[i])]) for i in range(len(chunk))]
             done += len(chunk)
             yield done, settings.n, rolls
@@ -492,7 +502,7 @@ def generate_batch(
     length: int | None = 64,
     temperature: float = 1.0,
     seed: int = 0,
-    decode: str = "threshold",
+    decode: str = DEFAULT_DECODE,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
 ) -> list[np.ndarray]:
@@ -564,22 +574,13 @@ def _check_roll(roll: np.ndarray, max_len: int | None, what: str = "piece") -> n
     return roll
 
 
-def _decode(probs, decode: str, generator) -> np.ndarray:
-    torch = _torch()
-    if decode == "bernoulli":
-        x = torch.bernoulli(probs, generator=generator)
-    else:
-        x = probs > 0.5
-    return x.detach().cpu().numpy().astype(bool)
-
-
 def variations(
     model: Any,
     roll: np.ndarray,
     n: int = 8,
     temperature: float = 1.0,
     seed: int | None = 0,
-    decode: str = "threshold",
+    decode: str = DEFAULT_DECODE,
 ) -> list[np.ndarray]:
     """n pieces near ``roll``: z = mu + temperature * sigma * eps with (mu, log sigma^2) = q(z | x).
 
@@ -596,8 +597,8 @@ def variations(
         sigma = torch.exp(0.5 * logvar).expand(n, -1, -1)
         eps = torch.randn(mu.shape, generator=gen)
         z = mu + float(temperature) * sigma * eps
-        probs = model.decode_probs(z, lengths.expand(n).contiguous())
-    x_out = _decode(probs, decode, gen)
+        x_out, _ = model.decode(z, lengths.expand(n).contiguous(), decode, gen)
+    x_out = x_out.cpu().numpy().astype(bool)
     t = int(lengths[0])
     return [np.ascontiguousarray(x_out[i, :t]) for i in range(n)]
 
@@ -647,8 +648,8 @@ def interpolate(
             s = i / (steps - 1)
             zs.append(slerp(mu_a, mu_b, s) if spherical else (1.0 - s) * mu_a + s * mu_b)
         z = torch.stack(zs)
-        probs = model.decode_probs(z, torch.full((steps,), t_len, dtype=torch.long))
-    x_out = _decode(probs, "threshold", None)
+        x_out, _ = model.decode(z, torch.full((steps,), t_len, dtype=torch.long), "threshold")
+    x_out = x_out.cpu().numpy().astype(bool)
     return [np.ascontiguousarray(x_out[i, :t_len]) for i in range(steps)]
 
 

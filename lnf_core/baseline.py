@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lnf_core.config import ModelConfig
+from lnf_core.config import DEFAULT_DECODE, ModelConfig
 from lnf_core.model import ELBOOutput, Emission, Generation, LengthModel, sequence_mask, zero_padding
 from lnf_core.position import position_dim, position_features
 from lnf_core.precision import bf16_lstms, resolve_precision
@@ -63,15 +63,16 @@ class LSTMBaseline(nn.Module):
 
     @torch.no_grad()
     def generate(
-        self, lengths: Tensor, temperature: float = 1.0, decode: str = "bernoulli",
+        self, lengths: Tensor, temperature: float = 1.0, decode: str | None = None,
         generator: torch.Generator | None = None,
         precision: str = "float32",
+        key_temperature: float = 1.0,
     ) -> Generation:
         """Ancestral sampling, one step at a time. Logits are divided by the temperature. ``precision`` as in
         ``LatentFlowVAE.generate``."""
         low = resolve_precision(precision, self.emission.weight.device) == "bf16"
         with bf16_lstms(self) if low else contextlib.nullcontext():
-            return self._generate(lengths, temperature, decode, generator)
+            return self._generate(lengths, temperature * key_temperature, decode or DEFAULT_DECODE, generator)
 
     def _generate(self, lengths: Tensor, temperature: float, decode: str,
                   generator: torch.Generator | None) -> Generation:

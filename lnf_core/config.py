@@ -11,6 +11,11 @@ TRANSFORM_NAMES = ("nlsq", "affine")
 POS_ENCODINGS = ("compact", "onehot")
 DATA_KINDS = ("music", "text")
 MODEL_TYPES = ("lnf", "lstm")
+EMISSIONS = ("bernoulli", "nade")
+#: How generated keys are decoded: "bernoulli" draws an ancestral sample of the emission (the model's own
+#: distribution; the default everywhere), "threshold" keeps keys above 1/2 (greedy, key by key, for the NADE).
+DECODE_MODES = ("bernoulli", "threshold")
+DEFAULT_DECODE = "bernoulli"
 
 
 @dataclass
@@ -20,6 +25,10 @@ class ModelConfig:
     ``pos_encoding="compact"`` (the default) conditions on a 39-number encoding of (t, T-1-t) instead of the
     paper's one-hot of width ``2*max_len``; ``"onehot"`` reproduces the paper exactly and caps lengths at
     ``max_len``.
+
+    ``emission="bernoulli"`` is the paper's (independent keys given z); ``"nade"`` models the keys of a frame
+    jointly (``lnf_core.nade``, hidden size ``nade_hidden``), still independently across frames given z.
+    ``emission_dropout`` is dropout on the NADE's hidden units during training.
     """
 
     model_type: str = "lnf"
@@ -40,6 +49,9 @@ class ModelConfig:
     dropout: float = 0.2
     pos_encoding: str = "compact"
     max_len: int = 1000
+    emission: str = "bernoulli"
+    nade_hidden: int = 128
+    emission_dropout: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -53,6 +65,10 @@ class ModelConfig:
             (self.prior != "af-af" or self.flow_hidden > self.z_dim or self.flow_layers == 0,
              "MADE needs flow_hidden > z_dim (paper-notes §2.3)"),
             (0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)"),
+            (self.emission in EMISSIONS, f"emission must be one of {EMISSIONS}"),
+            (self.emission == "bernoulli" or self.data_kind == "music", "the NADE emission is for music only"),
+            (self.nade_hidden > 0 and 0.0 <= self.emission_dropout < 1.0,
+             "nade_hidden must be positive and emission_dropout in [0, 1)"),
         ]
         for ok, message in checks:
             if not ok:

@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from lnf_core.config import ModelConfig
+from lnf_core.config import DECODE_MODES, DEFAULT_DECODE, ModelConfig
+from lnf_core.nade import NADEHead
 from lnf_core.position import position_dim, position_features
 from lnf_core.precision import bf16_lstms, resolve_precision
 from lnf_core.prior import HALF_LOG_2PI, FlowPrior
@@ -45,6 +46,9 @@ class ELBOOutput:
 
 @dataclass
 class Generation:
+    """``probs``: each key's probability (for the NADE: its conditional probability given the keys drawn below
+    it), ``x``: the decoded frames, ``z``: the latents (None for models without one)."""
+
     probs: Tensor
     x: Tensor
     lengths: Tensor
@@ -123,7 +127,7 @@ class Emission(nn.Module):
         return torch.sigmoid(logits) if self.kind == "music" else torch.softmax(logits, -1)
 
     def draw(self, probs: Tensor, decode: str, generator: torch.Generator | None) -> Tensor:
-        if decode not in ("threshold", "bernoulli"):
+        if decode not in DECODE_MODES:
             raise ValueError(f"decode must be 'threshold' or 'bernoulli', not {decode!r}")
         if self.kind == "music":
             if decode == "threshold":
@@ -209,8 +213,10 @@ class LatentFlowVAE(nn.Module):
             c.flow_hidden_layers, c.transform, c.dropout,
         )
         self.decoder = nn.LSTM(c.z_dim + self.pos_dim, c.hidden, c.dec_layers, batch_first=True, bidirectional=True)
-        # No nonlinearity between the two output layers, as in the paper's code (paper-notes §1.3).
+        # No nonlinearity between the two output layers, as in the paper's code (docs/model.md).
         self.readout = nn.Linear(c.z_dim + 2 * c.hidden, c.emb_dim)
+        self.nade = (NADEHead(c.vocab_size, c.z_dim + 2 * c.hidden, c.nade_hidden, c.emission_dropout)
+                     if c.emission == "nade" else None)
 
     # -- pieces -------------------------------------------------------------------------------------------
     def positions(self, lengths: Tensor, steps: int) -> Tensor:
@@ -229,21 +235,68 @@ class LatentFlowVAE(nn.Module):
         mu, logvar = self.posterior(h).chunk(2, dim=-1)
         return mu, logvar.clamp(-30.0, 20.0)
 
-    def decode_logits(self, z: Tensor, lengths: Tensor) -> Tensor:
-        """Emission logits ``[B, T, V]``: x_t reads [z_t, forward state after t-1, backward state from t+1]."""
+    def decoder_states(self, z: Tensor, lengths: Tensor) -> Tensor:
+        """d_t = [z_t, forward state after t-1, backward state from t+1] ``[B, T, H + 2*hidden]``: all the
+        emission of x_t reads."""
         steps = z.shape[1]
         pos = self.positions(lengths, steps)[:, :steps]
         h = run_rnn(self.decoder, torch.cat([z, pos], -1), lengths)
         fwd, bwd = h.chunk(2, dim=-1)
         fwd = F.pad(fwd, (0, 0, 1, 0))[:, :steps]
         bwd = F.pad(bwd, (0, 0, 0, 1))[:, 1:]
+        return torch.cat([z, fwd, bwd], dim=-1)
+
+    def _base_logits(self, states: Tensor) -> Tensor:
         # readout and the tied output layer are both linear (no nonlinearity between them, as in the paper's
         # code), so they are applied as one V x (H + 2*hidden) product: same function, ~6x fewer flops.
         weight = self.emission.weight @ self.readout.weight
         bias = self.emission.weight @ self.readout.bias + self.emission.bias
-        return F.linear(torch.cat([z, fwd, bwd], dim=-1), weight, bias)
+        return F.linear(states, weight, bias)
+
+    def decode_logits(self, z: Tensor, lengths: Tensor) -> Tensor:
+        """The independent emission's logits ``[B, T, V]`` (for the NADE: the base logits it refines)."""
+        return self._base_logits(self.decoder_states(z, lengths))
+
+    def frame_log_prob(self, z: Tensor, x: Tensor, lengths: Tensor) -> Tensor:
+        """log p(x_t | z, T) per step ``[B, T]`` (exact for every emission; 0 at padded steps)."""
+        x = zero_padding(x, lengths)
+        states = self.decoder_states(z, lengths)
+        base = self._base_logits(states)
+        if self.nade is not None:
+            log_p = self.nade.log_prob(states, base, x)
+        else:
+            log_p = self.emission.log_prob(base, x)
+        mask = sequence_mask(lengths.to(log_p.device), x.shape[1])
+        return torch.where(mask, log_p, torch.zeros_like(log_p))
+
+    @torch.no_grad()
+    def decode(self, z: Tensor, lengths: Tensor, decode: str | None = None,
+               generator: torch.Generator | None = None, key_temperature: float = 1.0) -> tuple[Tensor, Tensor]:
+        """Frames given latents: ``(x, probs)``, padded steps zero. ``decode`` defaults to ``DEFAULT_DECODE``;
+        ``key_temperature`` divides the emission's logits (1 = the model's distribution)."""
+        decode = decode or DEFAULT_DECODE
+        if decode not in DECODE_MODES:
+            raise ValueError(f"decode must be one of {DECODE_MODES}, not {decode!r}")
+        lengths = torch.as_tensor(lengths, dtype=torch.long).cpu()
+        states = self.decoder_states(z, lengths)
+        base = self._base_logits(states)
+        if self.nade is not None:
+            x, probs = self.nade.sample(states, base, decode, key_temperature, generator)
+        else:
+            probs = self.emission.probs(base if key_temperature == 1.0 else base / max(float(key_temperature), 1e-4))
+            x = self.emission.draw(probs, decode, generator)
+        mask = sequence_mask(lengths.to(x.device), z.shape[1])
+        if x.dim() == 3:
+            x = torch.where(mask.unsqueeze(-1), x, torch.zeros_like(x))
+        else:
+            x = torch.where(mask, x, torch.zeros_like(x))
+        return x, probs
 
     def decode_probs(self, z: Tensor, lengths: Tensor) -> Tensor:
+        """Independent per-key probabilities (Bernoulli emission only: a NADE has no independent marginals; use
+        ``decode``)."""
+        if self.nade is not None:
+            raise TypeError("decode_probs is defined for the independent emission only; use decode()")
         with torch.no_grad():
             return self.emission.probs(self.decode_logits(z, lengths))
 
@@ -267,7 +320,7 @@ class LatentFlowVAE(nn.Module):
         rep_lengths = lengths.repeat(n_samples)
         m = mask.repeat(n_samples, 1)
         x_rep = x.repeat(n_samples, *([1] * (x.dim() - 1)))
-        log_px = self.emission.log_prob(self.decode_logits(z, rep_lengths), x_rep)
+        log_px = self.frame_log_prob(z, x_rep, rep_lengths)
         log_pz, _ = self.prior.log_prob_steps(z, self.positions(rep_lengths, steps))
         zero = torch.zeros_like(log_px)
 
@@ -307,14 +360,17 @@ class LatentFlowVAE(nn.Module):
         self,
         lengths: Tensor,
         temperature: float = 1.0,
-        decode: str = "threshold",
+        decode: str | None = None,
         generator: torch.Generator | None = None,
         precision: str = "float32",
+        key_temperature: float = 1.0,
     ) -> Generation:
         """Sample pieces of the given lengths: eps ~ N(0, temperature^2 I) -> prior -> decoder -> keys.
 
-        ``precision="bf16"`` runs the LSTMs under bfloat16 autocast (about 2x faster on CPUs with native bf16,
-        99.98% of keys equal); ``"auto"`` picks it where the CPU supports it (see ``lnf_core.precision``).
+        ``decode`` defaults to ``DEFAULT_DECODE`` (an ancestral sample of the emission); ``key_temperature``
+        divides the emission's logits. ``precision="bf16"`` runs the LSTMs under bfloat16 autocast (about 2x
+        faster on CPUs with native bf16, 99.98% of keys equal); ``"auto"`` picks it where the CPU supports it
+        (see ``lnf_core.precision``).
         """
         lengths = torch.as_tensor(lengths, dtype=torch.long).cpu()
         if lengths.numel() == 0 or int(lengths.min()) < 1:
@@ -326,7 +382,5 @@ class LatentFlowVAE(nn.Module):
             z, _ = self.prior.sample(pos, temperature, generator)
             mask = sequence_mask(lengths.to(z.device), steps)
             z = torch.where(mask.unsqueeze(-1), z, torch.zeros_like(z))
-            probs = self.emission.probs(self.decode_logits(z, lengths))
-        x = self.emission.draw(probs, decode, generator)
-        x = torch.where(mask.unsqueeze(-1), x, torch.zeros_like(x)) if x.dim() == 3 else torch.where(mask, x, 0)
+            x, probs = self.decode(z, lengths, decode, generator, key_temperature)
         return Generation(probs=probs, x=x, lengths=lengths, z=z)

@@ -278,7 +278,11 @@ class Trainer:
             raise TrainingError(f"cannot resume: {exc}") from None
         if meta.get("kind") != "lnf-studio-train-state":
             raise TrainingError(f"cannot resume: {path} is not a training state file")
-        if meta.get("model_config") != self.model_config.to_dict():
+        try:  # settings added since the state was written take their defaults
+            stored = ModelConfig.from_dict(meta.get("model_config") or {}).to_dict()
+        except (TypeError, ValueError):
+            stored = None
+        if stored != self.model_config.to_dict():
             raise TrainingError(f"cannot resume: {path} was written for different model settings")
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         self.lr = meta["lr"]
