@@ -19,7 +19,19 @@ from pathlib import Path
 from train.presets import PRESETS, TrainConfig, preset_settings
 
 MODEL_KEYS = ("z_dim", "emb_dim", "hidden", "prior_units", "prior_layers", "flow_layers", "flow_hidden",
-              "flow_hidden_layers", "dropout", "transform", "pos_encoding", "max_len", "enc_layers", "dec_layers")
+              "flow_hidden_layers", "dropout", "transform", "pos_encoding", "max_len", "enc_layers", "dec_layers",
+              "emission", "nade_hidden", "emission_dropout")
+_STR_KEYS = ("transform", "pos_encoding", "emission")
+_FLOAT_KEYS = ("dropout", "emission_dropout")
+_MODEL_HELP = {
+    "transform": "flow transform: nlsq (default) or affine",
+    "pos_encoding": "position code: compact (default) or onehot (the paper's)",
+    "hidden": "model: LSTM width of encoder and decoder",
+    "z_dim": "model: latent size per step",
+    "emission": "bernoulli (the paper's: independent keys given z) or nade (keys of a frame modelled jointly)",
+    "nade_hidden": "hidden units of the NADE emission (default 128)",
+    "emission_dropout": "dropout on the NADE's hidden units while training (default 0)",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,13 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-subset", type=int, help="use only the first N training pieces")
     p.add_argument("--eval-subset", type=int)
     p.add_argument("--steps-per-beat", type=int, help="grid of a MIDI-folder dataset (default 2)")
+    p.add_argument("--transpose", type=int, metavar="N",
+                   help="music: transpose every training piece by a random -N..N semitones each step (0 = off)")
     p.add_argument("--bf16", choices=["auto", "on", "off"])
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     for key in MODEL_KEYS:
         p.add_argument(f"--{key.replace('_', '-')}", dest=f"model_{key}",
-                       type=str if key in ("transform", "pos_encoding") else
-                       (float if key == "dropout" else int), help=argparse.SUPPRESS if key not in (
-                           "transform", "pos_encoding", "hidden", "z_dim") else f"model: {key}")
+                       type=str if key in _STR_KEYS else (float if key in _FLOAT_KEYS else int),
+                       help=_MODEL_HELP.get(key, argparse.SUPPRESS))
     return p
 
 

@@ -33,6 +33,7 @@ from torch import nn
 from lnf_core.checkpoint import CheckpointError, build_model, load_tensors, save_checkpoint, save_tensors
 from lnf_core.config import ModelConfig
 from train.data import DataError, bucket_batches, collate, length_counts, load_dataset
+from train.datasets.batching import random_transpositions
 from train.presets import TrainConfig, kl_weight
 
 log = logging.getLogger("lnf.train")
@@ -350,7 +351,12 @@ class Trainer:
 
     def forward_backward(self, idx: list[int], beta: float) -> Any:
         """Loss and gradients of one training batch (indices into the train split); returns the ELBOOutput."""
-        batch = collate([self.splits["train"][j] for j in idx], idx)
+        seqs = [self.splits["train"][j] for j in idx]
+        if self.cfg.transpose:
+            # a fresh draw per step, reproducible from (seed, step) so a resumed run sees the same pieces
+            rng = np.random.default_rng((self.cfg.seed, self.dist.rank, self.step, self.batch_in_epoch))
+            seqs = random_transpositions(seqs, self.cfg.transpose, rng)
+        batch = collate(seqs, idx)
         x, lengths = batch.x.to(self.device, non_blocking=True), batch.lengths
         with self._autocast():
             out = self.train_module(x, lengths, beta, self.cfg.elbo_samples)

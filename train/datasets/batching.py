@@ -71,6 +71,25 @@ def collate(seqs: Sequence[np.ndarray], indices: Sequence[int] | None = None) ->
     return Batch(torch.from_numpy(out), torch.from_numpy(lengths), idx)
 
 
+def random_transpositions(rolls: Sequence[np.ndarray], max_shift: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Each roll shifted by a random whole number of semitones in [-max_shift, max_shift], uniformly among the
+    shifts that keep all its notes on the keyboard (data augmentation: a chorale in D is as good as in C).
+
+    Token sequences (text) and empty rolls are returned unchanged.
+    """
+    out = []
+    for roll in rolls:
+        if max_shift <= 0 or roll.ndim != 2 or not roll.any():
+            out.append(roll)
+            continue
+        keys = np.flatnonzero(roll.any(0))
+        low = max(-max_shift, -int(keys[0]))
+        high = min(max_shift, roll.shape[1] - 1 - int(keys[-1]))
+        shift = int(rng.integers(low, high + 1))
+        out.append(np.roll(roll, shift, axis=1) if shift else roll)  # nothing wraps: the shift keeps notes inside
+    return out
+
+
 def bucket_batches(
     lengths: Sequence[int], batch_size: int, shuffle: bool = True, seed: int = 0, pool_batches: int = 50
 ) -> list[list[int]]:
