@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from lnf_core.config import DECODE_MODES, DEFAULT_DECODE
 from lnf_core.pianoroll import PITCH_OFFSET, note_name, roll_to_notes
 from train.jsonsafe import json_safe
 
@@ -263,26 +264,25 @@ class MusicStatsError(Exception):
 
 
 def sample_rolls(model: Any, num: int, seed: int = 0, temperature: float = 1.0, decode: str | None = None,
-                 batch_size: int = 25) -> list[np.ndarray]:
-    """``num`` pieces from the model, lengths drawn from its length model p(T), deterministic for ``seed``.
-
-    ``decode=None`` uses the model's own default (``generate``'s; the CLI passes Bernoulli draws, the model's
-    sampling distribution).
-    """
+                 batch_size: int = 25, length: int | None = None, key_temperature: float = 1.0,
+                 best_of: int = 1) -> list[np.ndarray]:
+    """``num`` pieces from the model through ``lnf_core.sampling`` (the app's sampler), deterministic for ``seed``;
+    lengths drawn from the model's p(T), or all ``length``. ``decode=None`` is the one default
+    (``lnf_core.config.DEFAULT_DECODE``)."""
     import torch
+
+    from lnf_core.config import DEFAULT_DECODE
+    from lnf_core.sampling import SamplingSettings, iter_pieces
 
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    lengths = model.sample_lengths(num, gen)
-    kwargs: dict[str, Any] = {"temperature": temperature, "generator": gen}
-    if decode is not None:
-        kwargs["decode"] = decode
+    lengths = torch.full((num,), int(length)) if length else model.sample_lengths(num, gen)
+    settings = SamplingSettings(temperature=temperature, key_temperature=key_temperature,
+                                decode=decode or DEFAULT_DECODE, best_of=best_of)
     rolls: list[np.ndarray] = []
-    for start in range(0, num, batch_size):
-        chunk = lengths[start:start + batch_size]
-        out = model.generate(chunk, **kwargs)
-        x = out.x.cpu().numpy().astype(bool)
-        rolls.extend(x[i, : int(n)] for i, n in enumerate(out.lengths.tolist()))
+    for x, chunk, _ in iter_pieces(model, lengths, settings, gen, batch_size):
+        x = x.cpu().numpy().astype(bool)
+        rolls.extend(x[i, : int(n)] for i, n in enumerate(chunk.tolist()))
     return rolls
 
 
@@ -329,7 +329,7 @@ def format_table(checks: Sequence[Check], data: RollStats, samples: RollStats) -
 
 @dataclass
 class MusicStatsResult:
-    """Samples of one checkpoint compared with a data split."""
+    """Samples of one checkpoint compared with a data split (and, in ``musical``, with two baselines)."""
 
     checkpoint: str
     dataset: str
@@ -341,49 +341,88 @@ class MusicStatsResult:
     data: RollStats
     samples: RollStats
     checks: list[Check]
+    length: int | None = None
+    key_temperature: float = 1.0
+    best_of: int = 1
+    musical: dict[str, dict[str, float]] | None = None  # column name -> train.musicality.measures
 
     @property
     def passed(self) -> bool:
         """Every statistic with a target meets it."""
         return all(c.passed for c in self.checks if c.passed is not None)
 
+    @property
+    def setting(self) -> str:
+        """The sampling setting actually used, in words."""
+        text = f"decode {self.decode}, temperature {self.temperature:g}"
+        if self.key_temperature != 1.0:
+            text += f", key temperature {self.key_temperature:g}"
+        if self.best_of > 1:
+            text += f", best {self.num} of {self.num * self.best_of}"
+        return text
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-able dict (NaN and inf become null); the JS divergences are in bits (``js_log_base`` 2)."""
         d = asdict(self)
-        d.update(passed=self.passed, js_log_base=2, mean_tolerance=MEAN_TOLERANCE, js_target=JS_TARGET)
+        d.update(passed=self.passed, js_log_base=2, mean_tolerance=MEAN_TOLERANCE, js_target=JS_TARGET,
+                 setting=self.setting)
         return json_safe(d)
 
 
 def run(checkpoint: str, num: int = 100, seed: int = 0, temperature: float = 1.0, decode: str | None = None,
-        split: str = "test", data_dir: str | None = None, limit: int | None = None) -> MusicStatsResult:
-    """Sample ``num`` pieces from ``checkpoint`` and compare them with its dataset's ``split``."""
+        split: str = "test", data_dir: str | None = None, limit: int | None = None, length: int | None = None,
+        key_temperature: float = 1.0, best_of: int = 1, baselines: bool = True) -> MusicStatsResult:
+    """Sample ``num`` pieces from ``checkpoint`` and compare them with its dataset's ``split``.
+
+    With ``length``, every sample has that many steps and the data split is cut into windows of that length.
+    ``baselines`` adds the random-frame and frame-Markov columns (built from the training split) to ``musical``.
+    """
     import torch
 
     from lnf_core.checkpoint import load_checkpoint
+    from lnf_core.config import DEFAULT_DECODE
+    from train import musicality
     from train.data import load_dataset
+    from train.evaluate import dataset_reference
 
     if num < 1:
         raise MusicStatsError("--num must be at least 1")
     if temperature <= 0:
         raise MusicStatsError("--temperature must be positive")
+    if length is not None and length < 1:
+        raise MusicStatsError("--length must be at least 1")
     model, meta = load_checkpoint(checkpoint)
     if meta.get("data_kind", "music") != "music":
         raise MusicStatsError(f"{checkpoint}: a {meta.get('data_kind')} model; these statistics are for music "
                               "(piano-roll) models")
     if "dataset" not in meta:
         raise MusicStatsError(f"{checkpoint}: the checkpoint does not say which dataset it was trained on")
-    dataset = load_dataset(meta["dataset"], data_dir)
+    dataset = load_dataset(dataset_reference(meta), data_dir)
     if split not in dataset.splits:
         raise MusicStatsError(f"dataset {meta['dataset']!r} has no {split!r} split")
     reference = dataset.splits[split][:limit] if limit else dataset.splits[split]
+    if length:
+        reference = musicality.windows(reference, length) or list(reference)
     offset = int(meta.get("pitch_offset") or PITCH_OFFSET)
+    decode = decode or DEFAULT_DECODE
     with torch.no_grad():
-        rolls = sample_rolls(model, num, seed, temperature, decode)
+        rolls = sample_rolls(model, num, seed, temperature, decode, length=length, key_temperature=key_temperature,
+                             best_of=best_of)
     data_stats = roll_statistics(reference, offset)
     sample_stats = roll_statistics(rolls, offset)
-    model_decode = decode or "bernoulli"
-    return MusicStatsResult(str(checkpoint), meta["dataset"], split, num, seed, temperature, model_decode,
-                            data_stats, sample_stats, compare(data_stats, sample_stats))
+    train_rolls = dataset.splits["train"]
+    index = musicality.training_index(train_rolls)
+    lengths = [len(r) for r in rolls]
+    musical = {"data": musicality.measures(reference, index, offset)}
+    if baselines:
+        musical["random frames"] = musicality.measures(musicality.random_frames(train_rolls, lengths, seed), index,
+                                                       offset)
+        musical["frame Markov"] = musicality.measures(musicality.frame_markov(train_rolls, lengths, seed), index,
+                                                      offset)
+    musical["model"] = musicality.measures(rolls, index, offset)
+    return MusicStatsResult(str(checkpoint), meta["dataset"], split, num, seed, temperature, decode,
+                            data_stats, sample_stats, compare(data_stats, sample_stats), length, key_temperature,
+                            best_of, musical)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -393,9 +432,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num", type=int, default=100, help="pieces to sample (default 100)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--temperature", type=float, default=1.0, help="prior temperature (default 1.0)")
-    p.add_argument("--decode", choices=["threshold", "bernoulli"],
-                   help="keys from probabilities: Bernoulli draws (default: the model's sampling distribution) "
-                        "or threshold at 0.5 (the paper's argmax decoding)")
+    p.add_argument("--decode", choices=DECODE_MODES, default=DEFAULT_DECODE,
+                   help=f"keys from the emission: {DEFAULT_DECODE!r} draws a sample (default, as the app does) or "
+                        "'threshold' keeps keys above 1/2 (greedy)")
+    p.add_argument("--key-temperature", type=float, default=1.0,
+                   help="divide the emission's logits by this (default 1: the model's distribution)")
+    p.add_argument("--best-of", type=int, default=1, metavar="N",
+                   help="sample N candidates per piece and keep the most likely (default 1)")
+    p.add_argument("--length", type=int,
+                   help="fixed length of every sample in steps; the data split is then cut into windows of it "
+                        "(default: lengths from the model's p(T), whole pieces)")
+    p.add_argument("--no-baselines", action="store_true", help="leave out the random-frame and Markov columns")
     p.add_argument("--split", default="test", choices=["train", "valid", "test"],
                    help="data split to compare with (default test)")
     p.add_argument("--limit", type=int, help="compare with only the first N pieces of the split")
@@ -412,21 +459,27 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(max(1, args.threads))
     try:
         r = run(args.checkpoint, args.num, args.seed, args.temperature, args.decode, args.split, args.data_dir,
-                args.limit)
-    except (CheckpointError, DataError, MusicStatsError) as exc:
+                args.limit, args.length, args.key_temperature, args.best_of, not args.no_baselines)
+    except (CheckpointError, DataError, MusicStatsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(r.to_json()))
     else:
         d, s = r.data, r.samples
-        print(f"{r.checkpoint}: {r.num} samples (T ~ p(T), seed {r.seed}, temperature {r.temperature}, "
-              f"decode {r.decode}) vs {r.dataset} {r.split} ({d.pieces} pieces)")
+        lengths = f"T = {r.length}" if r.length else "T ~ p(T)"
+        print(f"{r.checkpoint}: {r.num} samples ({lengths}, seed {r.seed}, {r.setting}) vs {r.dataset} {r.split} "
+              f"({d.pieces} {'windows' if r.length else 'pieces'})")
         print(f"frames: data {d.frames}, samples {s.frames}; notes: data {d.notes}, samples {s.notes}; "
               "JS divergence in bits (log base 2)\n")
         print(format_table(r.checks, d, s))
         print(f"\noverall: {'PASS' if r.passed else 'FAIL'} (every mean within {MEAN_TOLERANCE:.0%} of the data, "
               f"JS divergence < {JS_TARGET})")
+        if r.musical:
+            from train.musicality import format_measures
+
+            print("\nWhat a musician hears (train.musicality; baselines built from the training split):\n")
+            print(format_measures(r.musical))
     return 0
 
 
