@@ -32,8 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="length in time steps (default: drawn from the model's length distribution p(T))")
     ap.add_argument("--temperature", "-t", type=float, default=1.0, help="prior temperature (default 1.0)")
     ap.add_argument("--seed", "-s", type=int, default=None, help="random seed (default: a new one, printed)")
-    ap.add_argument("--decode", choices=session.DECODE_MODES, default="bernoulli",
-                    help="read keys from the decoder by threshold (p > 0.5) or Bernoulli sampling")
+    ap.add_argument("--decode", choices=session.DECODE_MODES, default=session.DEFAULT_DECODE,
+                    help="keys from the emission: draw a sample (bernoulli, default) or keep keys with p > 0.5")
+    ap.add_argument("--key-temperature", type=float, default=1.0,
+                    help="divide the emission's logits by this: < 1 plays safer chords (default 1)")
+    ap.add_argument("--best-of", type=int, default=1, metavar="N",
+                    help=f"draw N candidates per piece and keep the most likely (1-{session.MAX_BEST_OF}; default 1)")
     ap.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder (created if needed)")
     ap.add_argument("--wav", action="store_true", help="also render each piece to .wav (needs FluidSynth)")
     ap.add_argument("--png", action="store_true", help="also draw each roll as .png")
@@ -62,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         return _error(f"--program must be a General MIDI program 0-127, not {args.program}", 2)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31 - 1)
     settings = session.GenerationSettings(
-        n=args.num, length=args.length, temperature=args.temperature, seed=seed, decode=args.decode
+        n=args.num, length=args.length, temperature=args.temperature, seed=seed, decode=args.decode,
+        key_temperature=args.key_temperature, best_of=args.best_of,
     )
     try:
         settings.validated(loaded.max_len)
@@ -70,11 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         return _error(str(exc), 2)
 
     t0 = time.perf_counter()
-    rolls = session.generate_batch(loaded.model, **_kwargs(settings))
+    rolls = [roll for _, _, chunk in session.iter_generate(loaded.model, settings) for roll in chunk]
     sample_s = time.perf_counter() - t0
     length = f"T={args.length}" if args.length else "T ~ p(T)"
     print(
-        f"sampled {len(rolls)} pieces ({length}, temperature {args.temperature:g}, seed {seed}, {args.decode}) "
+        f"sampled {len(rolls)} pieces ({length}, seed {seed}, {settings.sampling().describe()}) "
         f"from {loaded.label} in {sample_s * 1000:.0f} ms"
     )
 
@@ -110,10 +115,6 @@ def main(argv: list[str] | None = None) -> int:
     for p in written:
         print(f"wrote {p}")
     return code
-
-
-def _kwargs(s: session.GenerationSettings) -> dict:
-    return dict(n=s.n, length=s.length, temperature=s.temperature, seed=s.seed, decode=s.decode)
 
 
 if __name__ == "__main__":

@@ -403,8 +403,9 @@ class MainWindow(WindowActions, QMainWindow):
         s = result.settings
         self.gallery.set_pieces(result.pieces)
         length = "lengths from p(T)" if s.length is None else f"{s.length} steps"
+        best = f" · best of {s.best_of} each" if s.best_of > 1 else ""
         self.batch_label.setText(
-            f"Batch · {len(result.pieces)} pieces · {length} · temperature {s.temperature:g} · seed {s.seed}"
+            f"Batch · {len(result.pieces)} pieces{best} · {length} · temperature {s.temperature:g} · seed {s.seed}"
         )
         noun = "piece" if len(result.pieces) == 1 else "pieces"
         self.status(f"Generated {len(result.pieces)} {noun} in {format_ms(result.seconds)}")

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.session import MAX_BATCH, GenerationSettings
+from app.session import MAX_BATCH, MAX_BEST_OF, GenerationSettings
 
 SEED_MAX = 2**31 - 1
 LENGTH_STEPS, LENGTH_BARS, LENGTH_MODEL = "steps", "bars", "model"
@@ -128,6 +128,18 @@ class GeneratePanel(QWidget):
             "sample each key independently"
         )
         form.addRow("Decoding", self.decode)
+
+        self.best_of = QSpinBox()
+        self.best_of.setObjectName("bestOfSpin")
+        self.best_of.setRange(1, MAX_BEST_OF)
+        self.best_of.setValue(1)
+        self.best_of.setPrefix("best of ")
+        self.best_of.setSpecialValueText("off (keep every sample)")
+        self.best_of.setToolTip(
+            "Keep the best of N: sample N candidates for every piece and keep the one the model finds most likely "
+            "(fewer wrong notes, a little less variety; N times the sampling work plus scoring)"
+        )
+        form.addRow("Keep", self.best_of)
         outer.addLayout(form)
 
         buttons = QHBoxLayout()
@@ -230,6 +242,7 @@ class GeneratePanel(QWidget):
             temperature=round(self.temperature.value(), 4),
             seed=self.seed.value(),
             decode=self.decode.currentData(),
+            best_of=self.best_of.value(),
         )
 
     def apply_settings(self, s: GenerationSettings) -> None:
@@ -243,6 +256,7 @@ class GeneratePanel(QWidget):
         self.temperature.setValue(s.temperature)
         self.seed.setValue(s.seed)
         self.decode.setCurrentIndex(self.decode.findData(s.decode))
+        self.best_of.setValue(s.best_of)
 
     @property
     def last_settings(self) -> GenerationSettings | None:
