@@ -6,7 +6,7 @@ decoder BiLSTM, readout, sigmoid, threshold) for 16 sequences of length T, and o
 backward, gradient clipping, Adam) at batch 5 and T ~ 62 (the official JSB batches), for each prior, and
 compares with the official code's figures measured on this machine kind (docs/reference-speed.md).
 
-    python -m lnf_core.bench [--json] [--repeats N] [--T 32 64 128 256] [--quick] [--profile] [--no-bf16]
+    python -m lnf_core.bench [--json] [--repeats N] [--T 32 64 128 256] [--quick] [--profile] [--no-bf16] [--no-nade]
 
 Models are untrained (speed does not depend on the weights, except AF/AF whose Jacobi inversion needs more
 sweeps when the dims depend more strongly on each other: the sweep counts are reported). Timings are the
@@ -55,6 +55,16 @@ def paper_config(prior: str) -> ModelConfig:
     """The paper's music model: H=50, 500-wide embedding/LSTMs, 2x500 prior LSTM, 5 NLSq hidden-flow layers of
     2x100 conditioners, dropout 0.2; compact position codes (the one difference from the official setup)."""
     return ModelConfig(prior=prior, pos_encoding="compact")
+
+
+NADE_SIZES = (128, 256)
+
+
+def build_nade_model(nade_hidden: int, seed: int = 0) -> LatentFlowVAE:
+    """The paper-size IAF/SCF model with the NADE emission (``lnf_core.nade``)."""
+    torch.manual_seed(seed)
+    config = ModelConfig(prior="iaf-scf", pos_encoding="compact", emission="nade", nade_hidden=nade_hidden)
+    return LatentFlowVAE(config, [0] * 10 + [1] * 200)
 
 
 def build_model(prior: str, seed: int = 0) -> LatentFlowVAE:
@@ -299,7 +309,7 @@ def _ratio(a: float | None, b: float | None) -> str:
 
 
 def run(lengths: Sequence[int], repeats: int, train: bool, bf16: bool, profile: bool,
-        log: Callable[[str], None]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        log: Callable[[str], None], emission: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     records: list[dict[str, Any]] = []
     extra: dict[str, Any] = {"sweeps": {}, "bf16": {}, "profile": None}
     sample: dict[tuple[str, int], float] = {}
@@ -329,6 +339,17 @@ def run(lengths: Sequence[int], repeats: int, train: bool, bf16: bool, profile: 
                             "what": "train_step", "seconds": seconds})
             log(f"  {LABELS[prior]:8s} train step (batch 5, T {max(TRAIN_LENGTHS)}) {seconds:8.3f} s")
         del model
+    if emission:
+        extra["nade"] = {}
+        for size in NADE_SIZES:
+            model = build_nade_model(size).eval()
+            for steps in lengths:
+                seconds = time_sampling(model, steps, repeats)
+                extra["nade"][(size, steps)] = seconds
+                records.append({"prior": "iaf-scf", "emission": f"nade-{size}", "T": steps, "batch": SAMPLE_BATCH,
+                                "what": "sample", "seconds": seconds})
+                log(f"  IAF/SCF  NADE {size} sample 16 x {steps:<4d} {seconds:8.3f} s")
+            del model
     if profile:
         extra["profile"] = profile_iaf_sampling(128, max(repeats, 3))
         for stage, seconds in extra["profile"].items():
@@ -369,6 +390,16 @@ def format_report(lengths: Sequence[int], extra: dict[str, Any], threads: int, l
                 f"{r['decided_key_agreement']:.4f}, max |dp| {r['max_prob_diff']:.1e}"
                 f"{'' if adopted else '  [not faster or not close: not a usable row]'}"
             )
+    if extra.get("nade"):
+        lines.append("")
+        lines.append("Emission cost: IAF/SCF sampling with the NADE emission (88 key steps batched over all frames) "
+                     "against the Bernoulli row above:")
+        for steps in lengths:
+            bern = sample.get(("iaf-scf", steps))
+            cells = "  ".join(f"NADE {size}: {_fmt(extra['nade'].get((size, steps)))} s "
+                              f"({_ratio(extra['nade'].get((size, steps)), bern)} of Bernoulli)"
+                              for size in NADE_SIZES)
+            lines.append(f"{steps:>5} | Bernoulli {_fmt(bern)} s  {cells}")
     lines += ["", f"{REFERENCE_LABEL}: official TextFlow code, 16 x T, 2 threads (T=256 with max_T=320)"]
     lines.append(f"{'T':>5} | {'AF/AF':>8} {'AF/SCF':>8} {'IAF/SCF':>8} | ours vs ref: "
                  f"{'AF/AF':>7} {'AF/SCF':>7} {'IAF/SCF':>7}")
@@ -428,6 +459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="break IAF/SCF sampling at 16 x 128 into stages")
     parser.add_argument("--no-train", action="store_true", help="skip the training-step timings")
     parser.add_argument("--no-bf16", action="store_true", help="skip the bf16-autocast IAF/SCF sampling rows")
+    parser.add_argument("--no-nade", action="store_true", help="skip the NADE-emission IAF/SCF sampling rows")
     parser.add_argument("--checkpoint", nargs="+", default=[], metavar="PATH",
                         help="also time sampling of these trained .lnf models (and count AF/AF sweeps)")
     args = parser.parse_args(argv)
@@ -446,7 +478,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(message, file=sys.stderr, flush=True)
 
     records, extra = run(args.T, args.repeats, train=not args.no_train, bf16=not args.no_bf16 and not args.quick,
-                         profile=args.profile, log=log)
+                         profile=args.profile, log=log, emission=not args.no_nade and not args.quick)
     extra["checkpoints"] = time_checkpoints(args.checkpoint, args.T, args.repeats, log) if args.checkpoint else []
     for row in extra["checkpoints"]:
         records.append({"prior": row["prior"], "T": row["T"], "batch": SAMPLE_BATCH, "what": "sample_checkpoint",
