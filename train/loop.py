@@ -246,6 +246,7 @@ class Trainer:
             "metrics": metrics or {},
             "training": {"preset": cfg.preset, "epochs": self.epoch, "steps": self.step,
                          "wall_time_s": round(self.wall_time, 1), "batch_size": cfg.batch_size, "lr": self.lr,
+                         "transpose": cfg.transpose,
                          "seed": cfg.seed, "device": str(self.device)},
         }
 

@@ -152,8 +152,16 @@ def model_label(meta: dict[str, Any]) -> str:
     """The paper's name of the model: LSTM baseline, AF/AF, AF/SCF, IAF/SCF (+ the transform if not NLSq)."""
     key = model_key(meta)
     label = MODEL_NAMES.get(key, key)
-    transform = meta.get("config", {}).get("transform", "nlsq")
-    return label if key == "lstm" or transform == "nlsq" else f"{label} ({transform})"
+    config = meta.get("config", {})
+    transform = config.get("transform", "nlsq")
+    if key != "lstm" and transform != "nlsq":
+        label = f"{label} ({transform})"
+    if config.get("emission", "bernoulli") == "nade":
+        label += f" + NADE {config.get('nade_hidden', '')}".rstrip()
+    shift = (meta.get("training") or {}).get("transpose") or 0
+    if shift:
+        label += f", transposed ±{shift}"
+    return label
 
 
 def dataset_key(name: str) -> str:
@@ -238,6 +246,12 @@ def evaluate_entry(entry: Entry, split: str = "test", samples: int = 30, seed: i
                    ) -> dict[str, Any]:
     """One row of the report: NLL (via ``evaluate_checkpoint``), training facts, parameters, sampling time."""
     meta = entry.metadata
+    if entry.run_dir is not None and "transpose" not in (meta.get("training") or {}):
+        try:  # runs started before checkpoints recorded the augmentation: the run's own config says it
+            shift = json.loads((entry.run_dir / "config.json").read_text())["train"].get("transpose", 0)
+            meta = {**meta, "training": {**(meta.get("training") or {}), "transpose": shift}}
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
     ev = evaluate_checkpoint(str(entry.checkpoint), split, samples, seed, data_dir, batch_size, limit)
     model, _ = load_checkpoint(entry.checkpoint)
     row: dict[str, Any] = {
