@@ -134,9 +134,10 @@ def _drive_screenshot(app, window, model_path: Path | None, args: argparse.Names
     from app.session import GenerationSettings
 
     def fail(message: str, code: int = 2) -> None:
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {message}", file=sys.stderr, flush=True)
         exit_code[0] = code
-        app.quit()
+        # quit() does nothing before the event loop runs (this can be called before app.exec()): queue it
+        QTimer.singleShot(0, app.quit)
 
     def save() -> None:
         app.processEvents()
@@ -172,7 +173,7 @@ def _drive_screenshot(app, window, model_path: Path | None, args: argparse.Names
     window.check_audio()
     if model_path is None:
         if args.generate:
-            fail("no model to generate with: put a .lnf in assets/models or pass --model")
+            fail(f"no model to generate with: no .lnf checkpoint in {window.models_dir}; pass --model CKPT")
             return
         QTimer.singleShot(50, save)
     else:
