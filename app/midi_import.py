@@ -69,18 +69,20 @@ def read_midi_roll(
     path: str | Path,
     steps_per_beat: int = 1,
     *,
-    limit: int = MAX_OPEN_STEPS,
+    limit: int | None = None,
     take_steps: int | None = None,
 ) -> np.ndarray | MidiTooLong:
     """The roll of a MIDI file (``bool [T, 88]``), or a :class:`MidiTooLong` when ``T > limit``.
 
-    ``take_steps`` opens only the first ``take_steps`` steps (the answer to "open the first N bars"); where
+    ``limit`` defaults to :data:`MAX_OPEN_STEPS`. ``take_steps`` opens only the first ``take_steps`` steps (the
+    answer to "open the first N bars"); where
     ``lnf_core.pianoroll.midi_to_roll`` can stop early (a ``max_steps`` parameter) it is asked to. Raises
     ``MidiReadError`` / ``ValueError`` with a message for the user.
     """
     from lnf_core.pianoroll import midi_to_roll
 
     path = Path(path)
+    limit = MAX_OPEN_STEPS if limit is None else int(limit)
     kwargs = {}
     if take_steps is not None and _reader_takes("max_steps"):
         kwargs["max_steps"] = int(take_steps)

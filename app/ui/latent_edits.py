@@ -92,7 +92,8 @@ class LatentEditor(QObject):
         under the model when one is loaded."""
         path = Path(path)
         piece = Piece(roll, path.stem, "midi")
-        self.pieces_ready.emit([piece], f"MIDI file {path.name}", f"Opened {path.name}: {roll.shape[0]} steps{note}")
+        self.pieces_ready.emit([piece], f"MIDI file {path.name}{note}",
+                               f"Opened {path.name}: {roll.shape[0]} steps{note}")
         if loaded is not None:
             self.score(loaded, piece)
         return piece

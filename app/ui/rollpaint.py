@@ -19,6 +19,8 @@ from app.ui.theme import RollColors, dark_palette, light_palette
 BLACK_PCS = frozenset({1, 3, 6, 8, 10})
 _NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 BEATS_PER_BAR = 4  # the rolls carry no meter; the app assumes 4/4
+LABEL_ALL_MIN_KEY_H = 9.0
+"""Rows at least this tall (pixels) get every key's name on the keyboard; shorter ones only the Cs."""
 MAX_IMAGE_WIDTH = 16_000
 """Widest roll picture :func:`render_roll_image` makes, in pixels (PNG export of very long pieces)."""
 
@@ -228,13 +230,24 @@ def paint_keyboard(
     if font is not None:
         p.setFont(font)
     fm = p.fontMetrics()
+    label_all = geom.key_h >= LABEL_ALL_MIN_KEY_H
+    if label_all and fm.ascent() + 1 > geom.key_h:  # rows a little short for the font: a smaller one
+        small = QFont(p.font())
+        small.setPixelSize(max(6, int(geom.key_h)))
+        p.setFont(small)
+        fm = p.fontMetrics()
     label_h = fm.height()
-    label_all = geom.key_h >= fm.ascent() + 1  # digits and capitals fit the row (descenders may overlap)
     p.setPen(colors.key_label)
     for key in range(geom.bottom_key, geom.top_key + 1):
         if label_all or (key + PITCH_OFFSET) % 12 == 0:
             y = geom.key_y(key)
             cy = y + geom.key_h / 2
+            if is_black(key):  # on the black key itself, in the white keys' colour
+                p.setPen(colors.key_white)
+                rect = QRectF(2, cy - label_h / 2, black_w - 3, label_h)
+                p.drawText(rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, note_name(key + 21))
+                p.setPen(colors.key_label)
+                continue
             rect = QRectF(black_w * 0.55, cy - label_h / 2, width - black_w * 0.55 - 4, label_h)
             p.drawText(rect, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, note_name(key + 21))
     p.setPen(QPen(colors.key_border, 1))

@@ -9,6 +9,7 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QLabel,
+    QLayout,
     QSizePolicy,
     QSpinBox,
     QStyle,
@@ -140,6 +141,8 @@ class TransportBar(QWidget):
             sl.addSpacing(4)
         sl.addWidget(self.humanize)
         self._grid = QGridLayout(self)
+        # the width decides the rows (resizeEvent), not the other way round
+        self._grid.setSizeConstraint(QLayout.SizeConstraint.SetNoConstraint)
         self._grid.setContentsMargins(6, 4, 6, 4)
         self._grid.setHorizontalSpacing(12)
         self._grid.setVerticalSpacing(4)
