@@ -227,6 +227,8 @@ class MainWindow(WindowActions, QMainWindow):
         self.audio_label.clicked.connect(self._show_audio_details)
         sb.addPermanentWidget(self.tasks)
         sb.addPermanentWidget(self.model_status)
+        # while a task shows its progress the model's name (also on top of the sidebar) makes room for it
+        self.tasks.changed.connect(lambda n: self.model_status.setVisible(n == 0))
         sb.addPermanentWidget(self.audio_label)
 
     def _tool_button(self, text: str, tip: str, slot) -> QToolButton:

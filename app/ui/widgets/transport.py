@@ -36,6 +36,9 @@ def gm_program_names() -> list[str]:
 def format_time(seconds: float) -> str:
     seconds = max(0.0, seconds)
     m, s = divmod(int(seconds + 0.5), 60)
+    if m >= 60:
+        h, m = divmod(m, 60)
+        return f"{h}:{m:02d}:{s:02d}"
     return f"{m}:{s:02d}"
 
 
@@ -87,7 +90,7 @@ class TransportBar(QWidget):
 
         self.position_label = QLabel("0:00 / 0:00")
         self.position_label.setObjectName("positionLabel")
-        self.position_label.setMinimumWidth(self.fontMetrics().horizontalAdvance("000:00 / 000:00") + 12)
+        self.position_label.setMinimumWidth(self.fontMetrics().horizontalAdvance("0:00:00 / 0:00:00") + 12)
         self.position_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
 
         self.program = QComboBox()
