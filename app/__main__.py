@@ -134,11 +134,19 @@ def _drive_screenshot(app, window, model_path: Path | None, args: argparse.Names
     from app.session import GenerationSettings
 
     def fail(message: str, code: int = 2) -> None:
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {message}", file=sys.stderr, flush=True)
         exit_code[0] = code
-        app.quit()
+        # quit() does nothing before the event loop runs (this can be called before app.exec()): queue it
+        QTimer.singleShot(0, app.quit)
+
+    audio_pending = [True]  # the audio check runs on a worker: wait for it (a few seconds at most)
+    tries = [0]
 
     def save() -> None:
+        if audio_pending[0] and tries[0] < 100:
+            tries[0] += 1
+            QTimer.singleShot(50, save)
+            return
         app.processEvents()
         pix = window.grab()
         path = Path(args.screenshot)
@@ -169,10 +177,11 @@ def _drive_screenshot(app, window, model_path: Path | None, args: argparse.Names
 
     window.model_loaded.connect(on_loaded)
     window.model_failed.connect(lambda msg: fail(msg))
+    window.audio_checked.connect(lambda _status: audio_pending.__setitem__(0, False))
     window.check_audio()
     if model_path is None:
         if args.generate:
-            fail("no model to generate with: put a .lnf in assets/models or pass --model")
+            fail(f"no model to generate with: no .lnf checkpoint in {window.models_dir}; pass --model CKPT")
             return
         QTimer.singleShot(50, save)
     else:

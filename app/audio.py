@@ -20,7 +20,8 @@ import os
 import sys
 import threading
 import weakref
-from collections.abc import Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -211,6 +212,8 @@ def _float_writer(fluidsynth: Any) -> Any:
 
 
 _FLUSH_CHUNK = 4096
+BLOCK_FRAMES = 8192
+"""Frames per block of :meth:`Synthesizer.render_blocks` (0.19 s at 44.1 kHz)."""
 _FLUSH_MAX_S = 4.0
 
 
@@ -339,26 +342,21 @@ class Synthesizer:
         ``(pitch, start_s, end_s[, velocity])`` played with GM ``program``. ``tail_seconds`` of release follow
         the end. The level is the synth's own (a four-voice chorale is about -35 dBFS RMS) unless
         ``normalize`` scales the peak to ``peak_dbfs`` for export; silence is never amplified.
+
+        The whole piece is held in memory (about 21 MB per minute): long pieces are better rendered block by
+        block with :meth:`render_blocks`.
         """
         sr = int(sample_rate or self.sample_rate)
         pm = _as_midi(midi, program)
         setups, events = _timed_note_events(pm, sr)
-        end_s = max(pm.get_end_time(), 0.0)
-        total = int(math.ceil(end_s * sr)) + int(round(max(tail_seconds, 0.0) * sr))
-        if events:
-            total = max(total, events[-1][0] + 1)
+        total = _total_frames(pm, events, sr, tail_seconds)
         out = np.zeros((total, 2), dtype=np.float32)
         with self._lock:
             if not self._finalizer.alive:
                 raise RuntimeError("this Synthesizer has been closed")
             engine = self._engine(sr)
-            synth, sfid = engine.synth, engine.sfid
             engine.reset()
-            for chan, bank, prog in setups:
-                # sfid from sfload (the first font is 1, not 0). A font lacking the preset falls back to the
-                # bank's first program rather than leaving the channel on whatever it had.
-                if synth.program_select(chan, sfid, bank, prog) != 0:
-                    synth.program_select(chan, sfid, bank, 0)
+            _select_programs(engine, setups)
             pos = 0
 
             def advance(to: int) -> None:
@@ -368,20 +366,106 @@ class Synthesizer:
                     engine.write(out, pos, n)
                     pos += n
 
-            for sample, _order, kind, chan, a, b in events:
-                advance(sample)
-                if kind == "on":
-                    synth.noteon(chan, a, b)
-                elif kind == "off":
-                    synth.noteoff(chan, a)
-                elif kind == "cc":
-                    synth.cc(chan, a, b)
-                else:
-                    synth.pitch_bend(chan, a)
+            for event in events:
+                advance(event[0])
+                _apply(engine.synth, event)
             advance(total)
         if normalize:
             return peak_normalize(out, peak_dbfs)
         return np.clip(out, -1.0, 1.0, out=out)
+
+    def render_blocks(
+        self,
+        midi: pretty_midi.PrettyMIDI | Iterable[Any],
+        sample_rate: int | None = None,
+        *,
+        program: int = 0,
+        tail_seconds: float = RELEASE_TAIL_S,
+        block_frames: int = BLOCK_FRAMES,
+        loop: Callable[[], bool] | None = None,
+        loop_frames: int | None = None,
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """Render ``midi`` block by block: yields ``(first_frame, block)`` with ``block`` float32 ``[n, 2]``
+        (clipped, at most ``block_frames`` frames), so a piece of any length needs only one block of memory.
+
+        Each call runs on its own FluidSynth instance (the SoundFont's samples are shared), so blocks can be
+        drawn on any thread while :meth:`render` or another generator is in use, and two calls on one piece
+        give the same samples. With ``loop`` (checked at ``loop_frames``, default: the end of the piece
+        without its release tail) the piece starts again from frame 0 for as long as ``loop()`` is true; once
+        it is false the release tail is rendered and the generator ends. Closing the generator frees the
+        instance.
+        """
+        sr = int(sample_rate or self.sample_rate)
+        pm = _as_midi(midi, program)
+        setups, events = _timed_note_events(pm, sr)
+        total = _total_frames(pm, events, sr, tail_seconds)
+        if loop_frames is None:
+            loop_frames = max(1, int(math.ceil(max(pm.get_end_time(), 0.0) * sr)))
+        loop_frames = max(1, min(int(loop_frames), total))
+        block_frames = max(64, int(block_frames))
+        engine = _FluidEngine(self._fs, self.soundfont, sr, self.gain)
+        try:
+            _select_programs(engine, setups)
+            pos, i, n_events = 0, 0, len(events)
+            while pos < total:
+                end = min(pos + block_frames, total)
+                if loop is not None and pos < loop_frames < end:
+                    end = loop_frames  # a block never straddles the loop point
+                out = np.empty((end - pos, 2), dtype=np.float32)
+                cur = pos
+                while i < n_events and events[i][0] < end:
+                    sample = events[i][0]
+                    if sample > cur:
+                        engine.write(out, cur - pos, sample - cur)
+                        cur = sample
+                    _apply(engine.synth, events[i])
+                    i += 1
+                if end > cur:
+                    engine.write(out, cur - pos, end - cur)
+                yield pos, np.clip(out, -1.0, 1.0, out=out)
+                pos = end
+                if loop is not None and pos >= loop_frames and loop():
+                    engine.reset()
+                    _select_programs(engine, setups)
+                    pos, i = 0, 0
+        finally:
+            engine.close()
+
+    def total_frames(self, midi: pretty_midi.PrettyMIDI, sample_rate: int | None = None,
+                     tail_seconds: float = RELEASE_TAIL_S) -> int:
+        """How many frames :meth:`render` returns for ``midi`` (the piece plus its release tail)."""
+        sr = int(sample_rate or self.sample_rate)
+        end_s = max(midi.get_end_time(), 0.0)
+        return int(math.ceil(end_s * sr)) + int(round(max(tail_seconds, 0.0) * sr))
+
+
+def _total_frames(pm: pretty_midi.PrettyMIDI, events: list[tuple], sr: int, tail_seconds: float) -> int:
+    end_s = max(pm.get_end_time(), 0.0)
+    total = int(math.ceil(end_s * sr)) + int(round(max(tail_seconds, 0.0) * sr))
+    if events:
+        total = max(total, events[-1][0] + 1)
+    return total
+
+
+def _select_programs(engine: _FluidEngine, setups: list[tuple[int, int, int]]) -> None:
+    synth, sfid = engine.synth, engine.sfid
+    for chan, bank, prog in setups:
+        # sfid from sfload (the first font is 1, not 0). A font lacking the preset falls back to the bank's
+        # first program rather than leaving the channel on whatever it had.
+        if synth.program_select(chan, sfid, bank, prog) != 0:
+            synth.program_select(chan, sfid, bank, 0)
+
+
+def _apply(synth: Any, event: tuple) -> None:
+    _sample, _order, kind, chan, a, b = event
+    if kind == "on":
+        synth.noteon(chan, a, b)
+    elif kind == "off":
+        synth.noteoff(chan, a)
+    elif kind == "cc":
+        synth.cc(chan, a, b)
+    else:
+        synth.pitch_bend(chan, a)
 
 
 # --------------------------------------------------------------------------------------------- playback
@@ -426,22 +510,188 @@ def _output_device(sd: Any, device: int | str | None) -> dict[str, Any]:
     return dict(info)
 
 
-class Player:
-    """Plays a float32 sample buffer on the audio output with sounddevice (PortAudio).
+def _copy_frames(out: np.ndarray, src: np.ndarray) -> None:
+    """Copy ``src`` frames into ``out`` (same length), mixing down to mono when ``out`` has one channel."""
+    if out.shape[1] == src.shape[1]:
+        out[:] = src
+    else:
+        out[:] = src.mean(axis=1, keepdims=True)
 
-    Playback runs in PortAudio's callback; :meth:`position_seconds` counts the frames the callback has handed
+
+class _BufferSource:
+    """A whole buffer in memory. While looping it wraps at ``loop_end`` (default: its end), otherwise it plays
+    to its end; the loop flag may change at any time and takes effect at once."""
+
+    def __init__(self, buf: np.ndarray, loop: bool, loop_end: int | None) -> None:
+        self.buf = buf
+        self.n = len(buf)
+        self.loop = bool(loop)
+        self.loop_end = self.n if loop_end is None or not 0 < loop_end <= self.n else int(loop_end)
+        self.pos = 0
+        self.wrapped = False
+
+    @property
+    def frames(self) -> int:
+        return self.n
+
+    def read(self, out: np.ndarray, frames: int) -> tuple[int, bool]:
+        written = 0
+        while written < frames:
+            end = self.loop_end if self.loop else self.n
+            if self.pos >= end:
+                if self.loop and end > 0:
+                    self.pos = 0
+                    self.wrapped = True
+                    continue
+                return written, True
+            take = min(frames - written, end - self.pos)
+            _copy_frames(out[written : written + take], self.buf[self.pos : self.pos + take])
+            written += take
+            self.pos += take
+        return written, False
+
+    def frame(self) -> int:
+        """Frame of the piece after the last one handed out."""
+        return self.pos
+
+
+class RenderStream:
+    """Audio blocks rendered ahead on a background thread into a bounded queue, for :meth:`Player.play_stream`.
+
+    ``blocks`` yields ``(first_frame, float32 [n, 2])`` (e.g. :meth:`Synthesizer.render_blocks`); at most
+    ``ahead_seconds`` of audio wait in the queue, so a piece of any length plays in constant memory and starts
+    as soon as its first block is there. The audio callback never waits for rendering: when the queue runs dry
+    it plays silence until the next block arrives. ``loop`` is the same flag the generator loops on: a block
+    that starts the piece again after looping was switched off ends the stream there.
+    """
+
+    def __init__(
+        self,
+        blocks: Iterator[tuple[int, np.ndarray]],
+        total_frames: int,
+        sample_rate: int = DEFAULT_SAMPLE_RATE,
+        *,
+        ahead_seconds: float = 2.0,
+        loop: Callable[[], bool] | None = None,
+    ) -> None:
+        self.total_frames = int(total_frames)
+        self.sample_rate = int(sample_rate)
+        self.error: BaseException | None = None
+        self.done = False
+        self._blocks = blocks
+        self._loop = loop
+        self._ahead = max(1, int(ahead_seconds * sample_rate))
+        self._queue: deque[tuple[int, np.ndarray]] = deque()
+        self._queued = 0
+        self._cond = threading.Condition()
+        self._stop = False
+        self._current: tuple[int, np.ndarray] | None = None
+        self._offset = 0
+        self._frame = 0
+        self._started = False
+        self.peak_queued = 0
+        self._thread = threading.Thread(target=self._produce, name="lnf-render-stream", daemon=True)
+        self._thread.start()
+
+    @property
+    def frames(self) -> int:
+        return self.total_frames
+
+    # -- producer thread
+    def _produce(self) -> None:
+        try:
+            for start, block in self._blocks:
+                with self._cond:
+                    while self._queued >= self._ahead and not self._stop:
+                        self._cond.wait(0.1)
+                    if self._stop:
+                        break
+                    self._queue.append((int(start), block))
+                    self._queued += len(block)
+                    self.peak_queued = max(self.peak_queued, self._queued)
+                    self._cond.notify_all()
+        except BaseException as exc:  # reported to whoever waits or polls; never lost in a thread
+            self.error = exc
+        finally:
+            close = getattr(self._blocks, "close", None)
+            if close is not None:
+                close()
+            with self._cond:
+                self.done = True
+                self._cond.notify_all()
+
+    def wait_ready(self, timeout: float = 30.0, cancel: Callable[[], bool] | None = None) -> bool:
+        """Wait (not on the UI thread) until the first block is there or rendering ended; raises the renderer's
+        error. Returns False when ``cancel()`` became true or the time ran out."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not self._queue and not self.done:
+                if (cancel is not None and cancel()) or time.monotonic() > deadline:
+                    return False
+                self._cond.wait(0.05)
+        if self.error is not None and not self._queue:
+            raise self.error
+        return True
+
+    def stop(self) -> None:
+        """Stop rendering (the thread ends after the block it is working on)."""
+        with self._cond:
+            self._stop = True
+            self._queue.clear()
+            self._queued = 0
+            self._cond.notify_all()
+
+    @property
+    def queued_frames(self) -> int:
+        return self._queued
+
+    # -- audio callback thread
+    def read(self, out: np.ndarray, frames: int) -> tuple[int, bool]:
+        written = 0
+        while written < frames:
+            if self._current is None:
+                with self._cond:
+                    if not self._queue:
+                        return written, self.done
+                    start, block = self._queue.popleft()
+                    self._queued -= len(block)
+                    self._cond.notify_all()
+                if start == 0 and self._started and self._loop is not None and not self._loop():
+                    self.stop()  # the next round was rendered ahead, but looping is off now
+                    return written, True
+                self._current, self._offset, self._started = (start, block), 0, True
+            start, block = self._current
+            take = min(frames - written, len(block) - self._offset)
+            _copy_frames(out[written : written + take], block[self._offset : self._offset + take])
+            written += take
+            self._offset += take
+            self._frame = start + self._offset
+            if self._offset >= len(block):
+                self._current = None
+        return written, False
+
+    def frame(self) -> int:
+        return self._frame
+
+
+class Player:
+    """Plays audio on the output with sounddevice (PortAudio): a float32 buffer (:meth:`play`) or a
+    :class:`RenderStream` (:meth:`play_stream`).
+
+    Playback runs in PortAudio's callback; :meth:`position_seconds` follows the frames the callback has handed
     to the device (less the stream's output latency), so a playhead follows what is heard and never drifts
-    like a Python timer would. ``sounddevice`` is imported on first use.
+    like a Python timer would. :meth:`set_loop` changes looping while playing. ``sounddevice`` is imported on
+    first use.
     """
 
     def __init__(self, device: int | str | None = None) -> None:
         self.device = device
         self._lock = threading.Lock()
         self._stream: Any = None
-        self._buffer = np.zeros((0, 2), dtype=np.float32)
+        self._source: Any = _BufferSource(np.zeros((0, 2), dtype=np.float32), False, None)
         self._sample_rate = DEFAULT_SAMPLE_RATE
-        self._loop = False
-        self._pos = 0  # next frame of the buffer the callback will read
         self._consumed = 0  # frames handed to PortAudio since play()
         self._latency_frames = 0
         self._finished = True
@@ -450,45 +700,43 @@ class Player:
 
     # -- PortAudio thread
     def _callback(self, outdata: np.ndarray, frames: int, _time: Any, _status: Any) -> None:
-        buf, n = self._buffer, len(self._buffer)
-        written = 0
-        while written < frames and n:
-            take = min(frames - written, n - self._pos)
-            outdata[written : written + take] = buf[self._pos : self._pos + take]
-            written += take
-            self._pos += take
-            if self._pos >= n:
-                if not self._loop:
-                    break
-                self._pos = 0
+        written, exhausted = self._source.read(outdata, frames)
         self._consumed += written
         if written < frames:
             outdata[written:] = 0
+        if exhausted:
             raise self._sd.CallbackStop
 
     def _on_finished(self) -> None:
         self._finished = True
 
     # -- public
-    def play(self, buffer: np.ndarray, sample_rate: int = DEFAULT_SAMPLE_RATE, loop: bool = False) -> None:
-        """Start playing ``buffer`` (``[n]`` mono or ``[n, channels]``), replacing what is playing."""
-        sd = _import_sounddevice()
-        self._sd = sd
+    def play(
+        self, buffer: np.ndarray, sample_rate: int = DEFAULT_SAMPLE_RATE, loop: bool = False,
+        loop_end: int | None = None,
+    ) -> None:
+        """Start playing ``buffer`` (``[n]`` mono or ``[n, channels]``), replacing what is playing. While
+        looping, playback wraps at frame ``loop_end`` (default: the end of the buffer)."""
         buf = np.asarray(buffer, dtype=np.float32)
         if buf.ndim == 1:
             buf = buf[:, None]
         if buf.ndim != 2 or buf.shape[1] < 1:
             raise ValueError(f"expected a [frames, channels] buffer, got shape {buf.shape}")
+        self._start(_BufferSource(np.ascontiguousarray(buf), loop, loop_end), buf.shape[1], sample_rate)
+
+    def play_stream(self, stream: RenderStream) -> None:
+        """Start playing a :class:`RenderStream` (stereo), replacing what is playing."""
+        self._start(stream, 2, stream.sample_rate)
+
+    def _start(self, source: Any, channels: int, sample_rate: int) -> None:
+        sd = _import_sounddevice()
+        self._sd = sd
         self.stop()
         info = _output_device(sd, self.device)
-        channels = buf.shape[1]
-        if channels > int(info["max_output_channels"]):
-            buf = buf.mean(axis=1, keepdims=True)
-            channels = 1
-        buf = np.ascontiguousarray(buf)
+        channels = min(channels, max(1, int(info["max_output_channels"])))
         with self._lock:
-            self._buffer, self._sample_rate, self._loop = buf, int(sample_rate), bool(loop)
-            self._pos = self._consumed = 0
+            self._source, self._sample_rate = source, int(sample_rate)
+            self._consumed = 0
             self._finished = False
             self._frozen = None
             try:
@@ -511,6 +759,11 @@ class Player:
                 ) from exc
             self._stream = stream
 
+    def set_loop(self, loop: bool) -> None:
+        """Loop (or stop looping) the buffer being played; a stream loops on its own flag."""
+        if isinstance(self._source, _BufferSource):
+            self._source.loop = bool(loop)
+
     def stop(self) -> None:
         """Stop playback now (keeps :meth:`position_seconds` where it stopped)."""
         with self._lock:
@@ -522,32 +775,37 @@ class Player:
             finally:
                 stream.close()
             self._finished = True
+        if isinstance(self._source, RenderStream):
+            self._source.stop()
 
     close = stop
 
     @property
     def is_playing(self) -> bool:
-        """Whether sound is being played (False once a non-looping buffer has played to its end)."""
+        """Whether sound is being played (False once a non-looping piece has played to its end)."""
         stream = self._stream
         return stream is not None and not self._finished and bool(stream.active)
 
     @property
     def duration_seconds(self) -> float:
-        """Length of the buffer given to :meth:`play`."""
-        return len(self._buffer) / float(self._sample_rate)
+        """Length of what :meth:`play` / :meth:`play_stream` was given."""
+        return self._source.frames / float(self._sample_rate)
 
     def position_seconds(self) -> float:
-        """Playback position in the buffer, in seconds, from the frames consumed by the audio device."""
-        n = len(self._buffer)
+        """Playback position in the piece, in seconds, from the frames consumed by the audio device."""
+        source = self._source
+        n = source.frames
         if n == 0:
             return 0.0
         if self._frozen is not None:
             return self._frozen
-        if self._finished and not self._loop and self._pos >= n:
+        if self._finished and isinstance(source, _BufferSource) and not source.loop and source.pos >= n:
             return n / float(self._sample_rate)
-        heard = max(0, self._consumed - self._latency_frames)
-        frame = heard % n if self._loop else min(heard, n)
-        return frame / float(self._sample_rate)
+        frame = source.frame() - self._latency_frames
+        if frame < 0:
+            loop_end = getattr(source, "loop_end", n)
+            frame = frame + loop_end if self._consumed > loop_end else 0
+        return max(0, min(frame, n)) / float(self._sample_rate)
 
 
 # --------------------------------------------------------------------------------------------- status

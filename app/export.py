@@ -52,6 +52,7 @@ def _atomic_write(path: Path, write: Callable[[Path], None], *, overwrite: bool 
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; a saved file gets the usual permissions
         if overwrite:
             os.replace(tmp, path)
         else:
@@ -71,6 +72,20 @@ def _atomic_write(path: Path, write: Callable[[Path], None], *, overwrite: bool 
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system allows (Linux: /proc/self/status)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore at once
+    os.umask(mask)
+    return mask
 
 
 def _midi_writer(pm: pretty_midi.PrettyMIDI) -> Callable[[Path], None]:
@@ -123,6 +138,77 @@ def write_wav(
     return _atomic_write(Path(path), write, overwrite=overwrite)
 
 
+ProgressFn = Callable[[int, int], None]
+"""``progress(done_frames, total_frames)`` while a long WAV is written."""
+
+
+def write_wav_blocks(
+    blocks: Callable[[], Iterable[tuple[int, np.ndarray]]],
+    sample_rate: int,
+    path: str | os.PathLike[str],
+    *,
+    total_frames: int | None = None,
+    normalize: bool = True,
+    peak_dbfs: float = -1.0,
+    overwrite: bool = True,
+    progress: ProgressFn | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> Path:
+    """Write audio that arrives block by block (``blocks()`` yields ``(first_frame, float [n, channels])``,
+    e.g. ``Synthesizer.render_blocks``) as 16-bit PCM WAV in constant memory.
+
+    With ``normalize`` the blocks are drawn twice: once to find the peak, once to write them scaled to
+    ``peak_dbfs`` (the renderer must give the same samples both times, as ``render_blocks`` does); silence is
+    never amplified. ``cancel()`` is checked between blocks and raises :class:`app.session.Cancelled`, leaving
+    no file behind.
+    """
+    from app.audio import SILENCE_PEAK
+    from app.session import Cancelled
+
+    passes = 2 if normalize else 1
+    done = [0]
+
+    def tick(n: int) -> None:
+        done[0] += n
+        if cancel is not None and cancel():
+            raise Cancelled()
+        if progress is not None and total_frames:
+            progress(min(done[0], passes * total_frames), passes * total_frames)
+
+    gain = 1.0
+    if normalize:
+        peak = 0.0
+        for _start, block in blocks():
+            if block.size:
+                peak = max(peak, float(np.max(np.abs(block))))
+            tick(len(block))
+        if peak >= SILENCE_PEAK:
+            gain = 10.0 ** (peak_dbfs / 20.0) / peak
+
+    def write(tmp: Path) -> None:
+        with wave.open(str(tmp), "wb") as wf:
+            wf.setsampwidth(2)
+            wf.setframerate(int(sample_rate))
+            channels = None
+            for _start, block in blocks():
+                buf = np.asarray(block, dtype=np.float32)
+                if buf.ndim == 1:
+                    buf = buf[:, None]
+                if channels is None:
+                    channels = buf.shape[1]
+                    wf.setnchannels(channels)
+                if not np.isfinite(buf).all():
+                    raise ValueError("the audio contains NaN or infinite samples")
+                if gain != 1.0:
+                    buf = buf * np.float32(gain)
+                wf.writeframes(np.ascontiguousarray(_to_int16(buf)).tobytes())
+                tick(len(buf))
+            if channels is None:
+                wf.setnchannels(2)
+
+    return _atomic_write(Path(path), write, overwrite=overwrite)
+
+
 def next_index(folder: str | os.PathLike[str], stem: str = "lnf") -> int:
     """One more than the highest ``<stem>_<number>.<ext>`` already in ``folder`` (1 for a new folder)."""
     pattern = re.compile(rf"^{re.escape(stem)}_(\d+)\.[A-Za-z0-9]+$")
@@ -142,6 +228,8 @@ def export_batch(
     *,
     sample_rate: int | None = None,
     normalize: bool = True,
+    progress: Callable[[int, int, str], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
     **midi_kwargs: Any,
 ) -> list[Path]:
     """Export generated rolls as numbered files ``<stem>_001.mid`` (and ``.wav``) in ``folder``.
@@ -150,7 +238,10 @@ def export_batch(
     nothing existing is overwritten. ``formats`` is any of ``"mid"`` and ``"wav"``; WAV needs a
     :class:`app.audio.Synthesizer` (one is created when ``synth`` is None, which raises
     :class:`app.audio.AudioUnavailable` when sound cannot be rendered) and is written at ``sample_rate`` (default:
-    the synth's). ``midi_kwargs`` go to :func:`lnf_core.pianoroll.roll_to_midi`. Returns the written paths in
+    the synth's) block by block, so a long piece needs little memory. ``midi_kwargs`` go to
+    :func:`lnf_core.pianoroll.roll_to_midi`. ``progress(done, total, message)`` (``done`` of ``total`` = 1000)
+    reports along the way; ``cancel()`` is checked between blocks and pieces and raises
+    :class:`app.session.Cancelled`, removing the files of the piece being written. Returns the written paths in
     order (roll by roll, format by format).
     """
     fmts = [f.lower().lstrip(".") for f in formats]
@@ -168,7 +259,8 @@ def export_batch(
     if sample_rate is None:
         sample_rate = synth.sample_rate if synth is not None else DEFAULT_SAMPLE_RATE
     try:
-        return _export_numbered(rolls, Path(folder), stem, fmts, synth, sample_rate, normalize, midi_kwargs)
+        return _export_numbered(rolls, Path(folder), stem, fmts, synth, sample_rate, normalize, midi_kwargs,
+                                progress, cancel)
     finally:
         if own_synth is not None:
             own_synth.close()
@@ -183,12 +275,27 @@ def _export_numbered(
     sample_rate: int,
     normalize: bool,
     midi_kwargs: dict[str, Any],
+    progress: Callable[[int, int, str], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
 ) -> list[Path]:
+    from app.session import Cancelled
+
     written: list[Path] = []
     index = next_index(folder, stem)
-    for roll in rolls:
+    rolls = list(rolls)
+    n = len(rolls)
+    for i, roll in enumerate(rolls):
+        if cancel is not None and cancel():
+            raise Cancelled()
+        if progress is not None:
+            progress(1000 * i // max(1, n), 1000, f"Exporting piece {i + 1} of {n}…")
         pm = roll_to_midi(roll, **midi_kwargs)
-        audio = synth.render(pm, sample_rate) if "wav" in fmts and synth is not None else None
+
+        def wav_progress(done: int, total: int, i: int = i) -> None:
+            if progress is not None:
+                progress(int(1000 * (i + done / max(1, total)) / max(1, n)), 1000,
+                         f"Rendering piece {i + 1} of {n}: {100 * done // max(1, total)}%")
+
         while True:
             width = max(3, len(str(index)))
             name = f"{stem}_{index:0{width}d}"
@@ -196,19 +303,27 @@ def _export_numbered(
             if folder.is_dir() and any(folder.glob(f"{glob.escape(name)}.*")):  # the number is taken
                 index += 1
                 continue
+            done: list[Path] = []
             try:
-                done: list[Path] = []
                 for fmt, target in targets.items():
                     if fmt == "mid":
                         done.append(_atomic_write(target, _midi_writer(pm), overwrite=False))
                     else:
-                        assert audio is not None
-                        done.append(write_wav(audio, sample_rate, target, normalize=normalize, overwrite=False))
+                        assert synth is not None
+                        done.append(write_wav_blocks(
+                            lambda pm=pm: synth.render_blocks(pm, sample_rate), sample_rate, target,
+                            total_frames=synth.total_frames(pm, sample_rate), normalize=normalize,
+                            overwrite=False, progress=wav_progress, cancel=cancel,
+                        ))
             except FileExistsError:  # another exporter took the number meanwhile: undo this set, move on
                 for p in done:
                     p.unlink(missing_ok=True)
                 index += 1
                 continue
+            except BaseException:  # cancelled or failed half-way: no half set of files stays behind
+                for p in done:
+                    p.unlink(missing_ok=True)
+                raise
             written.extend(done)
             index += 1
             break

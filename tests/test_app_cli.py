@@ -134,3 +134,16 @@ def test_no_display_is_a_message_not_an_abort():
     out = subprocess.run([sys.executable, "-m", "app"], capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 2
     assert "no display found" in out.stderr and "app.generate" in out.stderr
+
+
+def test_screenshot_generate_without_any_model_exits_2_at_once(tmp_path):
+    empty = tmp_path / "no-models"
+    empty.mkdir()
+    t0 = __import__("time").perf_counter()
+    res = subprocess.run(
+        [sys.executable, "-m", "app", "--models-dir", str(empty), "--screenshot", str(tmp_path / "s.png"),
+         "--generate", "2"],
+        capture_output=True, text=True, env=_env(), cwd=REPO, timeout=60,
+    )
+    assert res.returncode == 2 and "no model to generate with" in res.stderr and str(empty) in res.stderr
+    assert __import__("time").perf_counter() - t0 < 30 and not (tmp_path / "s.png").exists()

@@ -55,6 +55,13 @@ def generate(qtbot, w: MainWindow, **kw) -> session.GenerationResult:
     return blocker.args[0]
 
 
+def check_audio(qtbot, w: MainWindow):
+    """The audio check runs on a worker: wait for its answer."""
+    with qtbot.waitSignal(w.audio_checked, timeout=WAIT) as blocker:
+        w.check_audio()
+    return blocker.args[0]
+
+
 def test_window_opens_on_the_default_model(window, models_dir):
     assert window.loaded is not None and window.loaded.label == "Default JSB"
     assert window.model_panel.current_label.text() == "Default JSB"
@@ -217,7 +224,7 @@ def test_png_export_and_roll_view(qtbot, window, tmp_path):
 
 
 def test_playback_through_the_null_device(qtbot, window):
-    window.check_audio()
+    check_audio(qtbot, window)
     assert window.audio_status is not None and window.audio_status.can_play, window.audio_status.summary()
     assert window.audio_label.text().startswith("Audio: ")
     generate(qtbot, window, n=1, length=16)
@@ -247,12 +254,16 @@ def test_missing_audio_is_reported_and_the_rest_works(qtbot, window, monkeypatch
         raise audio.AudioUnavailable(message)
 
     monkeypatch.setattr(audio, "audio_status", broken)
-    window.check_audio()
+    window.status("Loading something…")
+    check_audio(qtbot, window)
     assert not window.transport.play_button.isEnabled()
     assert "libportaudio2" in window.transport.play_button.toolTip()
-    assert "libportaudio2" in window.last_status and window.audio_label.text() == "⚠ Audio unavailable"
-    assert not window.play()
+    # the warning has its own place; the status line keeps what it said
+    assert "libportaudio2" in window.audio_label.toolTip() and window.audio_label.text() == "⚠ Audio unavailable"
+    assert window.last_status == "Loading something…"
     generate(qtbot, window, n=2)  # generation and MIDI export still work
+    assert not window.play()
+    assert window.last_status.count("Playback unavailable") == 1 and "libportaudio2" in window.last_status
     assert window.export_pieces(window.gallery.pieces(), tmp_path, ("mid",))
 
     # A device that disappears later: the player raises when asked to play.
@@ -260,7 +271,7 @@ def test_missing_audio_is_reported_and_the_rest_works(qtbot, window, monkeypatch
     monkeypatch.setattr(audio, "Player", lambda *a, **k: (_ for _ in ()).throw(audio.AudioUnavailable(message)))
     window.playback._player = None
     with qtbot.waitSignal(window.playback.unavailable, timeout=WAIT):
-        assert not window.play()
+        window.play()
     assert not window.transport.play_button.isEnabled()
 
 
@@ -271,17 +282,19 @@ def test_open_midi_scores_it(qtbot, window, tmp_path):
     path = tmp_path / "chorale.mid"
     pretty = __import__("lnf_core.pianoroll", fromlist=["roll_to_midi"]).roll_to_midi(roll, tempo_bpm=100)
     pretty.write(str(path))
-    with qtbot.waitSignal(window.pieces_added, timeout=WAIT):
-        piece = window.open_midi(path)
-    assert piece is not None and np.array_equal(piece.roll, roll)
+    with qtbot.waitSignal(window.pieces_added, timeout=WAIT) as blocker:
+        window.open_midi(path)  # read on a worker
+    (piece,) = blocker.args[0]
+    assert np.array_equal(piece.roll, roll)
     qtbot.waitUntil(lambda: piece.nll_per_step is not None, timeout=WAIT)
     assert piece.nll_per_step > 0
     assert "nats/step" in window.last_status and "chorale" in window.last_status
     assert "nats/step" in window.piece_info.text()
     bad = tmp_path / "bad.mid"
     bad.write_bytes(b"MThd garbage")
-    assert window.open_midi(bad) is None
-    assert "bad.mid" in window.last_error
+    with qtbot.waitSignal(window.error_shown, timeout=WAIT):
+        window.open_midi(bad)
+    assert "bad.mid" in window.last_error and "Unexpected" not in window.last_error
 
 
 def test_variations_and_interpolation(qtbot, window):
@@ -345,7 +358,7 @@ def test_settings_persist_and_stay_out_of_the_users_folder(qtbot, models_dir, tm
     qtbot.addWidget(w2)
     assert w2.transport.current_tempo() == 72 and w2.transport.current_program() == 73
     # The chosen SoundFont is missing: the audio check says so, and playback is disabled.
-    w2.check_audio()
+    check_audio(qtbot, w2)
     assert not w2.transport.audio_available and "font.sf2" in w2.transport.play_button.toolTip()
     w2.close()
 

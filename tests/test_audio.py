@@ -292,3 +292,66 @@ def test_missing_output_device_is_reported(tmp_path) -> None:
     assert res.returncode == 0, res.stderr
     assert "PLAY: No audio output device found" in res.stdout
     assert "STATUS: False True No audio output device found" in res.stdout
+
+
+# ------------------------------------------------------------------------------------------- block rendering
+
+
+def test_render_blocks_matches_render_and_repeats_exactly(synth: Synthesizer) -> None:
+    pm = roll_to_midi(np.tile(chorale_roll(), (3, 1)), tempo_bpm=120.0)
+    whole = synth.render(pm)
+    blocks = list(synth.render_blocks(pm, block_frames=4096))
+    assert all(len(b) <= 4096 for _, b in blocks)
+    assert [s for s, _ in blocks] == list(range(0, len(whole), 4096))
+    joined = np.concatenate([b for _, b in blocks])
+    assert joined.shape == whole.shape == (synth.total_frames(pm), 2)
+    # A fresh FluidSynth instance per call: the same samples every time, and close to render().
+    again = np.concatenate([b for _, b in synth.render_blocks(pm, block_frames=1000)])
+    assert np.array_equal(joined, again)
+    assert np.abs(joined - whole).max() < 0.01
+    assert rms(joined) > 1e-3
+
+
+def test_render_blocks_loops_while_the_flag_is_set(synth: Synthesizer) -> None:
+    pm = roll_to_midi(chorale_roll(), tempo_bpm=120.0)  # 8 beats = 4 s, then a 1 s tail
+    loop_end = 4 * SR
+    state = {"loop": True}
+    starts = []
+    gen = synth.render_blocks(pm, block_frames=SR, loop=lambda: state["loop"])
+    for start, block in gen:
+        starts.append((start, len(block)))
+        if len(starts) == 6:
+            state["loop"] = False  # unticked during the second round: that round ends with the tail
+    assert starts[:5] == [(0, SR), (SR, SR), (2 * SR, SR), (3 * SR, SR), (0, SR)]
+    assert starts[-1] == (4 * SR, SR) and sum(n for s, n in starts if s >= loop_end) == SR
+
+
+def test_stream_plays_long_pieces_in_constant_memory_and_stops_looping_when_asked(synth: Synthesizer) -> None:
+    roll = np.tile(chorale_roll(), (40, 1))  # 320 beats at 300 BPM: 64 s of audio
+    pm = roll_to_midi(roll, tempo_bpm=300.0)
+    flag = {"loop": True}
+    stream = audio.RenderStream(synth.render_blocks(pm, loop=lambda: flag["loop"]), synth.total_frames(pm), SR,
+                                ahead_seconds=1.0, loop=lambda: flag["loop"])
+    assert stream.wait_ready(10)
+    player = Player()
+    player.play_stream(stream)
+    assert player.duration_seconds == pytest.approx(65.0, abs=0.01)
+    assert _wait(lambda: player._consumed > 2 * 64 * SR, timeout=30)  # looped (the null sink is not paced)
+    assert player.is_playing
+    flag["loop"] = False
+    assert _wait(lambda: not player.is_playing, timeout=30)
+    # never more than about a second (plus one block) of audio was waiting in memory
+    assert stream.peak_queued <= SR + audio.BLOCK_FRAMES
+    player.stop()
+
+
+def test_player_loop_can_be_switched_off_while_playing() -> None:
+    player = Player()
+    tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(SR // 2) / SR)).astype(np.float32)
+    player.play(np.stack([tone, tone], axis=1), SR, loop=True, loop_end=SR // 4)
+    assert _wait(lambda: player._consumed > SR)  # wrapping at loop_end
+    assert player.is_playing and player.position_seconds() <= 0.5
+    player.set_loop(False)
+    assert _wait(lambda: not player.is_playing)  # plays on to the end of the buffer and stops
+    assert player.position_seconds() == pytest.approx(0.5)
+    player.close()

@@ -156,3 +156,42 @@ def test_export_batch_with_wav_renders_audio(tmp_path: Path, synth: Synthesizer)
         export_batch(rolls, tmp_path, formats=("mp3",))
     with pytest.raises(ValueError, match="stem"):
         export_batch(rolls, tmp_path, stem="a/b")
+
+
+def test_exported_files_get_normal_permissions(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        assert export.current_umask() == 0o022
+        path = write_midi(random_roll(1), tmp_path / "piece.mid")
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+        os.umask(0o077)
+        private = write_midi(random_roll(1), tmp_path / "private.mid")
+        assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    finally:
+        os.umask(old)
+
+
+def test_long_wav_is_written_block_by_block_and_cancel_leaves_nothing(tmp_path: Path, synth: Synthesizer) -> None:
+    from app.session import Cancelled
+
+    roll = np.tile(random_roll(6, T=32), (8, 1))  # 256 beats at 240 BPM: 64 s
+    seen: list[tuple[int, int, str]] = []
+    (path,) = export_batch([roll], tmp_path, formats=("wav",), synth=synth, tempo_bpm=240.0,
+                           progress=lambda d, t, m: seen.append((d, t, m)))
+    data, sr = read_wav(path)
+    assert len(data) == pytest.approx(65 * SR, abs=2)
+    assert 20 * np.log10(np.abs(data).max() / 32767) == pytest.approx(-1.0, abs=0.1)  # two passes: normalised
+    assert len(seen) > 10 and all(t == 1000 for _, t, _ in seen) and "Rendering piece 1 of 1" in seen[-1][2]
+    assert [d for d, _, _ in seen] == sorted(d for d, _, _ in seen)
+    calls = []
+
+    def cancel() -> bool:
+        calls.append(1)
+        return len(calls) > 40
+
+    with pytest.raises(Cancelled):
+        export_batch([roll], tmp_path / "c", formats=("mid", "wav"), synth=synth, tempo_bpm=240.0, cancel=cancel)
+    assert list((tmp_path / "c").iterdir()) == []  # neither the .mid of the set nor a .part file

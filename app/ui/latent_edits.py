@@ -87,19 +87,13 @@ class LatentEditor(QObject):
 
         return self._run("Score", session.score_roll, loaded.model, piece.roll, NLL_SAMPLES, on_result=done)
 
-    def open_midi(self, path: str | Path, loaded: LoadedModel | None) -> Piece | None:
-        """A MIDI file as a piece on the model's beat grid, scored under the model when one is loaded."""
-        from lnf_core.pianoroll import MidiReadError, midi_to_roll
-
+    def add_midi(self, roll, path: str | Path, loaded: LoadedModel | None, note: str = "") -> Piece:
+        """A MIDI file's roll (read on a worker, see :func:`app.midi_import.read_midi_roll`) as a piece, scored
+        under the model when one is loaded."""
         path = Path(path)
-        spb = loaded.steps_per_beat if loaded else 1
-        try:
-            roll = midi_to_roll(path, steps_per_beat=spb)
-        except (MidiReadError, ValueError) as exc:
-            self.error.emit("Cannot open MIDI file", str(exc))
-            return None
         piece = Piece(roll, path.stem, "midi")
-        self.pieces_ready.emit([piece], f"MIDI file {path.name}", f"Opened {path.name}: {roll.shape[0]} steps")
+        self.pieces_ready.emit([piece], f"MIDI file {path.name}{note}",
+                               f"Opened {path.name}: {roll.shape[0]} steps{note}")
         if loaded is not None:
             self.score(loaded, piece)
         return piece

@@ -2,8 +2,9 @@
 
 Layout: a sidebar (model panel, generate panel) beside a vertical splitter holding the large piano-roll
 view with its transport bar above the gallery of the current batch. Long work (loading a model,
-sampling, scoring a MIDI file, variations, interpolation) runs on :class:`app.workers.Worker` threads; the
-UI thread only reacts to their signals.
+sampling, scoring, variations, interpolation, opening MIDI files, checking the sound chain, rendering audio
+for playback, writing MIDI/WAV/PNG files) runs on :class:`app.workers.Worker` threads; the UI thread only
+reacts to their signals. File tasks show their progress, with Cancel, in the status bar.
 """
 
 from __future__ import annotations
@@ -36,20 +37,23 @@ from app import session
 from app.audio import AudioUnavailable
 from app.session import GenerationResult, GenerationSettings, LoadedModel, ModelInfo, Piece
 from app.ui.actions import WindowActions
-from app.ui.exporting import Exporter
+from app.ui.exporting import Exporter, piece_stem
 from app.ui.latent_edits import LatentEditor
-from app.ui.playback import PlaybackController
+from app.ui.playback import PlaybackController, midi_factory
 from app.ui.settings import AppSettings
 from app.ui.theme import apply_theme
-from app.ui.widgets.elided_label import ElidedLabel
+from app.ui.widgets.elided_label import ElidedLabel, PartsLabel
 from app.ui.widgets.gallery import GalleryView
 from app.ui.widgets.generate_panel import GeneratePanel
 from app.ui.widgets.model_panel import ModelPanel
 from app.ui.widgets.pianoroll_view import PianoRollView
+from app.ui.widgets.tasks import TaskIndicator
 from app.ui.widgets.transport import TransportBar
 from app.workers import Worker, WorkerPool
 
 APP_NAME = "LNF Studio"
+USER_ERRORS = frozenset({"MidiReadError", "AudioUnavailable", "ExportError", "CheckpointError"})
+"""Exception classes whose message is meant for the user (shown as is, not as an unexpected error)."""
 
 
 def format_ms(seconds: float) -> str:
@@ -65,6 +69,7 @@ class MainWindow(WindowActions, QMainWindow):
     batch_ready = Signal(object)  # GenerationResult
     pieces_added = Signal(list)  # list[Piece] (variations, interpolations, MIDI files)
     error_shown = Signal(str)
+    audio_checked = Signal(object)  # AudioStatus, or None when the check failed
 
     def __init__(
         self,
@@ -83,7 +88,9 @@ class MainWindow(WindowActions, QMainWindow):
         self.last_status: str = ""
         self.last_result: GenerationResult | None = None
         self.workers = WorkerPool(self)
+        self.io_workers = WorkerPool(self, max_threads=2)  # file tasks, so they never hold up the model's work
         self._gen_worker: Worker | None = None
+        self._piece_models: dict[int, str] = {}  # piece uid -> file stem of the model that made it
         self._loading: Path | None = None
         self._playing_uid: int | None = None
         self.audio_status = None
@@ -96,7 +103,7 @@ class MainWindow(WindowActions, QMainWindow):
         self.editor = LatentEditor(self.workers, self)
         self.exporter = Exporter(
             self, self.settings, self.midi_options, self.playback.synthesizer,
-            lambda text: self.status(text, 8000), self.show_error,
+            lambda text: self.status(text, 8000), self.show_error, self.run_task, self.piece_file_stem,
         )
         self._build_widgets()
         self._build_actions()
@@ -116,6 +123,7 @@ class MainWindow(WindowActions, QMainWindow):
         self.transport = TransportBar()
         self.gallery = GalleryView()
         self.gallery.piece_model.midi_writer = self._write_piece_midi
+        self.gallery.piece_model.file_stem = self.piece_file_stem
 
         sidebar = QWidget()
         sidebar.setObjectName("sidebar")
@@ -175,9 +183,11 @@ class MainWindow(WindowActions, QMainWindow):
         bf = QFont(self.batch_label.font())
         bf.setBold(True)
         self.batch_label.setFont(bf)
-        self.batch_hint = ElidedLabel(
-            "Double-click to play · Ctrl-click two pieces to interpolate · drag a piece out to save a .mid"
+        # Parts in order of importance: as many whole parts as fit are shown (drag-out is mentioned nowhere else).
+        self.batch_hint = PartsLabel(
+            ["Drag a piece out to save it as .mid", "double-click to play", "Ctrl-click two pieces to interpolate"]
         )
+        self.batch_hint.setObjectName("batchHint")
         self.batch_hint.setForegroundRole(QPalette.ColorRole.PlaceholderText)
         self.batch_hint.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         gh = QHBoxLayout()
@@ -205,11 +215,20 @@ class MainWindow(WindowActions, QMainWindow):
         self.setCentralWidget(self.main_split)
 
         sb = self.statusBar()
+        self.tasks = TaskIndicator()
         self.model_status = QLabel("")
         self.model_status.setObjectName("modelStatus")
-        self.audio_label = QLabel("Audio: checking…")
+        # Audio problems live here (a permanent place), never in the transient message of the status bar;
+        # a click shows the whole check.
+        self.audio_label = QToolButton()
+        self.audio_label.setText("Audio: checking…")
         self.audio_label.setObjectName("audioLabel")
+        self.audio_label.setAutoRaise(True)
+        self.audio_label.clicked.connect(self._show_audio_details)
+        sb.addPermanentWidget(self.tasks)
         sb.addPermanentWidget(self.model_status)
+        # while a task shows its progress the model's name (also on top of the sidebar) makes room for it
+        self.tasks.changed.connect(lambda n: self.model_status.setVisible(n == 0))
         sb.addPermanentWidget(self.audio_label)
 
     def _tool_button(self, text: str, tip: str, slot) -> QToolButton:
@@ -236,6 +255,7 @@ class MainWindow(WindowActions, QMainWindow):
         tr.loop_toggled.connect(self.playback.set_loop)
         tr.program_changed.connect(self._program_changed)
         tr.tempo_changed.connect(self._tempo_changed)
+        tr.dynamics_changed.connect(self._dynamics_changed)
         ed = self.editor
         ed.pieces_ready.connect(self._pieces_ready)
         ed.scored.connect(self._scored)
@@ -244,7 +264,8 @@ class MainWindow(WindowActions, QMainWindow):
         pb = self.playback
         pb.position_changed.connect(self._playback_position)
         pb.stopped.connect(self._playback_stopped)
-        pb.started.connect(lambda d: self.transport.set_playing(True))
+        pb.started.connect(self._playback_started)
+        pb.preparing.connect(self._playback_preparing)
         pb.unavailable.connect(self._audio_unavailable)
         pb.error.connect(lambda m: self.show_error("Playback", m))
 
@@ -256,6 +277,8 @@ class MainWindow(WindowActions, QMainWindow):
     def _restore_preferences(self) -> None:
         self.transport.tempo.setValue(self.settings.tempo)
         self.transport.set_program(self.settings.program)
+        self.transport.velocity.setValue(self.settings.velocity)
+        self.transport.humanize.setChecked(self.settings.humanize)
         theme = self.settings.theme
         for mode, act in self.act_theme.items():
             act.setChecked(mode == theme)
@@ -283,6 +306,36 @@ class MainWindow(WindowActions, QMainWindow):
             box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
             box.open()
 
+    def run_task(self, fn, text: str, on_result, error_title: str = "Error") -> Worker:
+        """Run ``fn(progress=..., cancel=...)`` on a file worker, shown with progress and Cancel in the status bar.
+
+        ``progress(done, total, message)`` and ``cancel() -> bool`` are handed to ``fn``; its result goes to
+        ``on_result`` on the UI thread, a failure to an error message titled ``error_title``.
+        """
+        holder: dict[str, Worker] = {}
+
+        def job():
+            worker = holder["worker"]
+            try:
+                return fn(progress=worker.signals.progress.emit, cancel=lambda: worker.is_cancelled)
+            except session.Cancelled:
+                raise
+            except (OSError, RuntimeError, LookupError) as exc:  # file, audio, MIDI errors: their message
+                raise ValueError(str(exc) or type(exc).__name__) from exc
+            except Exception as exc:
+                if type(exc).__name__ in USER_ERRORS:
+                    raise ValueError(str(exc)) from exc
+                raise
+
+        worker = Worker(job)
+        holder["worker"] = worker
+        worker.signals.result.connect(on_result)
+        worker.signals.error.connect(lambda m: self.show_error(error_title, m))
+        worker.signals.cancelled.connect(lambda: self.status(f"Cancelled: {text.rstrip('…')}", 6000))
+        self.tasks.track(worker, text)
+        self.io_workers.start(worker)
+        return worker
+
     def _hover(self, text: str) -> None:
         if text:
             self.statusBar().showMessage(text, 3000)
@@ -306,13 +359,30 @@ class MainWindow(WindowActions, QMainWindow):
             return None
         self._loading = path
         self.model_panel.set_busy(True)
-        self.status(f"Loading {path.name}…")
+        name = self._model_name(path)
+        self.model_panel.set_loading(name)
+        self.model_status.setText(f"Loading {name}…")
+        self.status(f"Loading {name}…")
         worker = Worker(self._load_job, path)
         worker.signals.result.connect(self._model_ready)
         worker.signals.error.connect(lambda msg, p=path: self._model_error(p, msg))
         worker.signals.finished.connect(self._model_load_finished)
         self.workers.start(worker)
         return worker
+
+    def _model_name(self, path: Path) -> str:
+        """The label the model list shows for ``path`` (its file name when it is not listed)."""
+        try:
+            key = path.resolve()
+        except OSError:
+            key = path
+        for info in self.model_panel.items():
+            try:
+                if info.path.resolve() == key:
+                    return info.label
+            except OSError:
+                continue
+        return path.name
 
     def _load_job(self, path: Path) -> LoadedModel:
         """Runs on a worker thread: the first load also imports torch."""
@@ -348,6 +418,8 @@ class MainWindow(WindowActions, QMainWindow):
         self.model_loaded.emit(loaded)
 
     def _model_error(self, path: Path, message: str) -> None:
+        self.model_panel.set_loading(None)
+        self.model_status.setText(f"Model: {self.loaded.label}" if self.loaded else "No model")
         keep = f"\n\nStill using {self.loaded.label}." if self.loaded else ""
         self.show_error("Cannot open model", message + keep)
         self.model_failed.emit(message)
@@ -401,6 +473,7 @@ class MainWindow(WindowActions, QMainWindow):
         self._gen_finished()  # the batch is final: the UI is ready for the next one before ``finished``
         self.last_result = result
         s = result.settings
+        self._remember_model(result.pieces)
         self.gallery.set_pieces(result.pieces)
         length = "lengths from p(T)" if s.length is None else f"{s.length} steps"
         best = f" · best of {s.best_of} each" if s.best_of > 1 else ""
@@ -423,7 +496,8 @@ class MainWindow(WindowActions, QMainWindow):
 
     # ================================================================================== pieces
     def _show_piece(self, piece: Piece | None) -> None:
-        if self.playback.is_playing and (piece is None or piece.uid != self._playing_uid):
+        busy = self.playback.is_playing or self.playback.is_preparing
+        if busy and (piece is None or piece.uid != self._playing_uid):
             self.stop()
         spb = self.loaded.steps_per_beat if self.loaded else 1
         if piece is None:
@@ -458,8 +532,19 @@ class MainWindow(WindowActions, QMainWindow):
         cur = self.current_piece()
         return [cur] if cur else []
 
+    def _remember_model(self, pieces: Sequence[Piece]) -> None:
+        if self.loaded is not None:
+            for p in pieces:
+                self._piece_models.setdefault(p.uid, self.loaded.path.stem)
+
+    def piece_file_stem(self, piece: Piece) -> str:
+        """File name (no suffix) for exporting or dragging ``piece``: model, seed and piece, e.g.
+        ``jsb-iaf-scf-seed123-1``."""
+        return piece_stem(piece, self._piece_models.get(piece.uid))
+
     def add_pieces(self, pieces: Sequence[Piece], label: str | None = None) -> None:
         """Append pieces (variations, interpolations, MIDI files) to the gallery and select the first."""
+        self._remember_model(pieces)
         self.gallery.append_pieces(list(pieces))
         if label:
             self.batch_label.setText(label)
@@ -534,43 +619,107 @@ class MainWindow(WindowActions, QMainWindow):
         if path:
             self.open_midi(path)
 
-    def open_midi(self, path: str | Path) -> Piece | None:
-        """Show a MIDI file as a roll and score it under the current model (NLL per step)."""
-        return self.editor.open_midi(path, self.loaded)
+    def open_midi(self, path: str | Path, take_bars: int | None = None) -> Worker:
+        """Read a MIDI file on a worker, show it as a roll and score it under the current model (NLL per step).
+
+        A file longer than :data:`app.midi_import.MAX_OPEN_STEPS` is not opened whole: the window offers its
+        first bars instead (or opens the first ``take_bars`` bars when given).
+        """
+        from app import midi_import
+
+        path = Path(path)
+        spb = self.loaded.steps_per_beat if self.loaded else 1
+        take = None if take_bars is None else max(1, int(take_bars)) * midi_import.BEATS_PER_BAR * spb
+
+        def job(progress=None, cancel=None):
+            return midi_import.read_midi_roll(path, spb, take_steps=take)
+
+        note = "" if take is None else f" (the first {take_bars:,} bars)"
+        return self.run_task(job, f"Opening {path.name}…", lambda out: self._midi_read(path, out, note),
+                             "Cannot open MIDI file")
+
+    def _midi_read(self, path: Path, outcome, note: str = "") -> None:
+        from app.midi_import import MidiTooLong
+
+        if not isinstance(outcome, MidiTooLong):
+            self.editor.add_midi(outcome, path, self.loaded, note)
+            return
+        too_long: MidiTooLong = outcome
+        bars = too_long.max_bars
+        question = f"{too_long.message}\n\nOpen the first {bars:,} bars?"
+        self.last_error = too_long.message
+        self.status(too_long.message, 15000)
+        self.error_shown.emit(too_long.message)
+        if not self.interactive:
+            return
+        box = QMessageBox(QMessageBox.Icon.Question, "MIDI file too long", question,
+                          QMessageBox.StandardButton.Cancel, self)
+        box.setObjectName("tooLongBox")
+        take = box.addButton(f"Open the first {bars:,} bars", QMessageBox.ButtonRole.AcceptRole)
+        box.setDefaultButton(take)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+        def answered(_result: int) -> None:
+            if box.clickedButton() is take:
+                roll = too_long.first_bars(bars)
+                if roll is not None:
+                    self.editor.add_midi(roll, path, self.loaded, f" (the first {bars:,} bars)")
+                else:
+                    self.open_midi(path, take_bars=bars)
+
+        box.finished.connect(answered)
+        box.open()
 
     # ================================================================================== playback
     def step_seconds(self) -> float:
         spb = self.loaded.steps_per_beat if self.loaded else 1
         return 60.0 / (self.transport.current_tempo() * spb)
 
+    HUMANIZE = 0.5  # velocity spread of "Humanize": standard deviation 10 around the chosen velocity
+
     def midi_options(self) -> dict:
+        """How a roll becomes MIDI for playback and every export (``lnf_core.pianoroll.roll_to_midi``)."""
+        humanize = self.transport.humanized()
         return {
             "tempo_bpm": float(self.transport.current_tempo()),
             "steps_per_beat": self.loaded.steps_per_beat if self.loaded else 1,
             "program": self.transport.current_program(),
+            "velocity": self.transport.current_velocity(),
+            # a fixed seed: a piece gets the same dynamics when played, exported or played again
+            "humanize": self.HUMANIZE if humanize else 0.0,
+            "seed": 0,
         }
 
     def play(self) -> bool:
+        """Start playing the current piece in the background (True when it was started)."""
         piece = self.current_piece()
         if piece is None:
             return False
         if not self.transport.audio_available:
-            self.status(f"Playback unavailable: {self.transport.play_button.toolTip()}", 10000)
+            self.status(f"Playback unavailable: {self.transport.unavailable_reason}", 10000)
             return False
         from lnf_core.pianoroll import roll_to_midi
 
-        midi = roll_to_midi(piece.roll, **self.midi_options())
         self._playing_uid = piece.uid
-        ok = self.playback.play(
-            midi, piece.length, self.step_seconds(), self.transport.current_program(),
-            loop=self.transport.loop_button.isChecked(),
+        self._playing_title = piece.title
+        self.status(f"Preparing {piece.title}…")
+        return self.playback.play(
+            midi_factory(piece.roll, roll_to_midi, **self.midi_options()), piece.length, self.step_seconds(),
+            self.transport.current_program(), loop=self.transport.loop_button.isChecked(),
         )
-        if ok:
-            self.status(f"Playing {piece.title} (rendered in {format_ms(self.playback.last_render_seconds)})", 4000)
-        return ok
 
     def stop(self) -> None:
         self.playback.stop()
+
+    def _playback_preparing(self, busy: bool) -> None:
+        if busy:
+            self.transport.stop_button.setEnabled(True)  # Stop also cancels a piece still being prepared
+            self.transport.play_button.setEnabled(False)
+
+    def _playback_started(self, _duration: float) -> None:
+        self.transport.set_playing(True)
+        self.status(f"Playing {getattr(self, '_playing_title', '')} (started after "
+                    f"{format_ms(self.playback.last_render_seconds)})", 4000)
 
     def _playback_position(self, step: float, seconds: float, duration: float) -> None:
         self.roll_view.set_playhead(step)
@@ -584,22 +733,42 @@ class MainWindow(WindowActions, QMainWindow):
     def _program_changed(self, program: int) -> None:
         self.settings.program = program
 
+    def _dynamics_changed(self) -> None:
+        self.settings.velocity = self.transport.current_velocity()
+        self.settings.humanize = self.transport.humanized()
+
     def _tempo_changed(self, tempo: int) -> None:
         self.settings.tempo = tempo
         piece = self.current_piece()
         if piece is not None and not self.playback.is_playing:
             self.transport.set_position(0.0, piece.length * self.step_seconds())
 
-    def check_audio(self) -> None:
-        """Find out whether sound works; disable what cannot work and say how to fix it."""
-        try:
-            status = self.playback.check()
-        except AudioUnavailable as exc:
-            self._audio_unavailable(str(exc))
+    def check_audio(self) -> Worker:
+        """Find out on a worker whether sound works (the first check imports FluidSynth and PortAudio, about
+        0.3 s); then disable what cannot work and say how to fix it. :attr:`audio_checked` follows."""
+        playback = self.playback
+
+        def job(progress=None, cancel=None):
+            try:
+                return ("ok", playback.check())
+            except AudioUnavailable as exc:
+                return ("unavailable", str(exc))
+            except Exception as exc:  # the check itself must never take the app down
+                return ("unavailable", f"Audio check failed: {exc}")
+
+        worker = Worker(job)
+        worker.signals.result.connect(self._audio_checked)
+        self.io_workers.start(worker)
+        return worker
+
+    def _audio_checked(self, outcome) -> None:
+        kind, value = outcome
+        if kind != "ok":
+            self.audio_status = None
+            self._audio_unavailable(value)
+            self.audio_checked.emit(None)
             return
-        except Exception as exc:  # the check itself must never take the app down
-            self._audio_unavailable(f"Audio check failed: {exc}")
-            return
+        status = value
         self.audio_status = status
         if status.can_play:
             font = status.soundfont_path.name if status.soundfont_path else "SoundFont"
@@ -610,22 +779,33 @@ class MainWindow(WindowActions, QMainWindow):
             missing = next(c.message for c in (status.fluidsynth, status.soundfont, status.output) if not c.ok)
             self._audio_unavailable(missing, status.summary())
         self._update_actions()
+        self.audio_checked.emit(status)
 
     def _audio_unavailable(self, message: str, detail: str | None = None) -> None:
+        """Sound does not work: say so in the audio place of the status bar (tooltip and a click give the
+        details) and on the Play button; the transient status line keeps what it was saying (e.g. Loading…)."""
         self.transport.set_audio_available(False, message)
         self.transport.set_playing(False)
         self.audio_label.setText("⚠ Audio unavailable")
-        self.audio_label.setToolTip(detail or message)
+        self.audio_label.setToolTip(f"{detail or message}\n\nClick for details.")
+        self._audio_detail = detail or message
         self.act_play.setEnabled(False)
-        self.status(f"Playback unavailable: {message}", 20000)
         self.last_error = message
+
+    def _show_audio_details(self) -> None:
+        text = getattr(self, "_audio_detail", None) or (self.audio_status.summary() if self.audio_status else "")
+        if text and self.interactive:
+            box = QMessageBox(QMessageBox.Icon.Information, "Sound", text, QMessageBox.StandardButton.Ok, self)
+            box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            box.open()
 
     # ================================================================================== export
     def _write_piece_midi(self, piece: Piece, path: Path) -> Path:
         return self.exporter.write_midi(piece, path)
 
     def export_pieces(self, pieces: Sequence[Piece], folder: str | Path, kinds: Sequence[str] = ("mid",)) -> list[Path]:
-        """Write pieces as numbered files in ``folder`` (MIDI and/or WAV); returns the paths."""
+        """Write pieces as numbered files in ``folder`` (MIDI and/or WAV) right now; returns the paths. (The
+        menu actions do this on a worker: :meth:`export_dialog`.)"""
         return self.exporter.export_pieces(pieces, folder, kinds)
 
     def export_selected_midi_dialog(self) -> None:
@@ -635,14 +815,14 @@ class MainWindow(WindowActions, QMainWindow):
         self.exporter.folder_dialog(self.gallery.pieces() if all_pieces else self._selected_or_current(), kinds)
 
     def export_png(self, path: str | Path) -> Path:
-        """The large roll (whole piece, with keyboard and bar ruler) as a PNG image."""
+        """The large roll (whole piece, with keyboard and bar ruler, at most 16,000 px wide) as a PNG, now."""
         img = self.roll_view.render_image()
         if not img.save(str(path), "PNG"):
             raise OSError(f"Could not write {path}: check that the folder exists and is writable")
         return Path(path)
 
     def export_png_dialog(self) -> None:
-        self.exporter.png_dialog(self.current_piece(), self.export_png)
+        self.exporter.png_dialog(self.current_piece(), self.roll_view.image_renderer())
 
     # ================================================================================== settings, theme
     def settings_dialog(self) -> None:
@@ -706,7 +886,10 @@ class MainWindow(WindowActions, QMainWindow):
         self.playback.shutdown()
         if self._gen_worker is not None:
             self._gen_worker.cancel()
+        self.tasks.cancel_all()
         self.workers.shutdown(3000)
+        self.io_workers.shutdown(3000)
+        self.gallery.piece_model.cleanup()
         self.settings.save_window_state(self.saveGeometry(), self.saveState())
         self.settings.q.setValue("ui/main_split", self.main_split.saveState())
         self.settings.q.setValue("ui/center_split", self.center_split.saveState())

@@ -19,6 +19,10 @@ from app.ui.theme import RollColors, dark_palette, light_palette
 BLACK_PCS = frozenset({1, 3, 6, 8, 10})
 _NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 BEATS_PER_BAR = 4  # the rolls carry no meter; the app assumes 4/4
+LABEL_ALL_MIN_KEY_H = 9.0
+"""Rows at least this tall (pixels) get every key's name on the keyboard; shorter ones only the Cs."""
+MAX_IMAGE_WIDTH = 16_000
+"""Widest roll picture :func:`render_roll_image` makes, in pixels (PNG export of very long pieces)."""
 
 
 def note_name(pitch: int) -> str:
@@ -45,6 +49,25 @@ def note_runs(roll: np.ndarray) -> np.ndarray:
     so = np.lexsort((st, sk))
     eo = np.lexsort((et, ek))
     return np.stack([sk[so], st[so], et[eo]], axis=1).astype(np.int64)
+
+
+def pooled_runs(roll: np.ndarray, factor: int) -> np.ndarray:
+    """Like :func:`note_runs`, for a drawing where one column stands for ``factor`` steps: a key sounds in a
+    column when it sounds at any of its steps. Start and end are in steps (multiples of ``factor``, the last
+    end clipped to the roll), so a piece of any length draws as at most ``T / factor`` columns per key."""
+    roll = np.asarray(roll, dtype=bool)
+    factor = max(1, int(factor))
+    if factor == 1:
+        return note_runs(roll)
+    n = roll.shape[0]
+    full = n - n % factor
+    cols = roll[:full].reshape(-1, factor, roll.shape[1]).any(axis=1)
+    if full < n:
+        cols = np.concatenate([cols, roll[full:].any(axis=0, keepdims=True)])
+    runs = note_runs(cols)
+    runs[:, 1:] *= factor
+    np.minimum(runs[:, 2], n, out=runs[:, 2])
+    return runs
 
 
 def pitch_range(roll: np.ndarray, min_span: int = 24, margin: int = 2) -> tuple[int, int]:
@@ -120,7 +143,13 @@ def paint_grid(
     h = geom.height()
     step_lines = geom.step_w >= 14 and spb > 1
     beat_lines = geom.step_w * spb >= 5
-    for t in range(max(0, t0), t1 + 1):
+    # Only lines at least 3 px apart are drawn, and only those are visited (a long piece zoomed out has
+    # hundreds of thousands of steps).
+    every = 1 if step_lines else spb if beat_lines else bar
+    while every * geom.step_w < 3:
+        every *= 2
+    start = max(0, t0) + (-max(0, t0)) % every
+    for t in range(start, t1 + 1, every):
         x = t * geom.step_w - 0.5
         if t % bar == 0:
             p.setPen(QPen(colors.bar_line, 1))
@@ -183,7 +212,8 @@ def paint_notes(
 def paint_keyboard(
     p: QPainter, geom: RollGeometry, colors: RollColors, width: float, font: QFont | None = None
 ) -> None:
-    """A vertical piano keyboard: white rows, black keys as shorter dark bars, C notes labelled."""
+    """A vertical piano keyboard: white rows, black keys as shorter dark bars; every key labelled when the
+    rows are tall enough for the font, otherwise the Cs."""
     h = geom.height()
     p.fillRect(QRectF(0, 0, width, h), colors.key_white)
     black_w = width * 0.58
@@ -199,12 +229,25 @@ def paint_keyboard(
             p.fillRect(QRectF(0, y + 0.5, black_w, geom.key_h - 1), colors.key_black)
     if font is not None:
         p.setFont(font)
-    label_h = p.fontMetrics().height()
+    fm = p.fontMetrics()
+    label_all = geom.key_h >= LABEL_ALL_MIN_KEY_H
+    if label_all and fm.ascent() + 1 > geom.key_h:  # rows a little short for the font: a smaller one
+        small = QFont(p.font())
+        small.setPixelSize(max(6, int(geom.key_h)))
+        p.setFont(small)
+        fm = p.fontMetrics()
+    label_h = fm.height()
     p.setPen(colors.key_label)
     for key in range(geom.bottom_key, geom.top_key + 1):
-        if (key + PITCH_OFFSET) % 12 == 0:
+        if label_all or (key + PITCH_OFFSET) % 12 == 0:
             y = geom.key_y(key)
             cy = y + geom.key_h / 2
+            if is_black(key):  # on the black key itself, in the white keys' colour
+                p.setPen(colors.key_white)
+                rect = QRectF(2, cy - label_h / 2, black_w - 3, label_h)
+                p.drawText(rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, note_name(key + 21))
+                p.setPen(colors.key_label)
+                continue
             rect = QRectF(black_w * 0.55, cy - label_h / 2, width - black_w * 0.55 - 4, label_h)
             p.drawText(rect, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, note_name(key + 21))
     p.setPen(QPen(colors.key_border, 1))
@@ -235,9 +278,15 @@ def paint_ruler(
     last = int((scroll_x + width) / step_w) + 1
     bar_px = step_w * bar
     label_every = 1
-    while bar_px * label_every < fm.horizontalAdvance("000") + 10:
+    digits = len(str(max(1, n_steps // bar + 1)))
+    while bar_px * label_every < fm.horizontalAdvance("0" * max(3, digits)) + 10:
         label_every *= 2
-    for t in range(first - first % spb, last + 1, spb):
+    beat_ticks = step_w * spb >= 6
+    # Visit only the positions that get a tick (at least 3 px apart): beats, or every k-th bar.
+    every = spb if beat_ticks else bar
+    while every * step_w < 3:
+        every *= 2
+    for t in range(first - first % every, last + 1, every):
         x = x0 + t * step_w - scroll_x
         if x < x0 - 1 or x > x0 + width:
             continue
@@ -252,7 +301,7 @@ def paint_ruler(
                     Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
                     str(bar_no + 1),
                 )
-        elif step_w * spb >= 6:
+        elif beat_ticks:
             p.setPen(QPen(colors.bar_line, 1))
             p.drawLine(QPointF(x - 0.5, height * 0.72), QPointF(x - 0.5, height))
     p.setPen(QPen(colors.key_border, 1))
@@ -292,6 +341,9 @@ def render_thumbnail(
         p.setPen(QPen(colors.beat_line, 1))
         for t in range(bar, n_steps, bar):
             p.drawLine(QPointF(t * geom.step_w, 0), QPointF(t * geom.step_w, height))
+    factor = int(n_steps // max(1.0, 2 * width * dpr))  # a long piece: about two columns per pixel
+    if factor > 1:
+        runs = pooled_runs(roll, factor)
     paint_notes(p, note_runs(roll) if runs is None else runs, geom, colors)
     p.end()
     return img
@@ -306,18 +358,27 @@ def render_roll_image(
     full_range: bool = False,
     title: str | None = None,
     colors: RollColors | None = None,
+    max_width: int | None = None,
 ) -> QImage:
-    """The whole roll with keyboard axis and bar ruler, as a PNG-ready image (export, CLI)."""
+    """The whole roll with keyboard axis and bar ruler, as a PNG-ready image (export, CLI).
+
+    The image is never wider than ``max_width`` (default :data:`MAX_IMAGE_WIDTH`) pixels: a long piece is
+    drawn with the time axis scaled down (below one pixel per step, each column shows every key that sounds
+    in its steps), so the picture of a piece of any length takes at most about 70 MB while it is drawn.
+    """
     roll = np.asarray(roll, dtype=bool)
     colors = colors or RollColors.from_palette(palette_for(dark))
     n_steps = max(1, roll.shape[0])
     if step_w is None:
         step_w = float(min(24.0, max(6.0, 1200.0 / n_steps)))
+    kb_w = 52
+    max_width = MAX_IMAGE_WIDTH if max_width is None else max(kb_w + 64, int(max_width))
+    step_w = min(float(step_w), (max_width - kb_w - 1) / n_steps)
     lo, hi = (0, N_KEYS - 1) if full_range else pitch_range(roll, min_span=36, margin=3)
     geom = RollGeometry(step_w=step_w, key_h=key_h, top_key=hi, bottom_key=lo)
-    kb_w, ruler_h = 52, 22
+    ruler_h = 22
     title_h = 28 if title else 0
-    width = int(kb_w + n_steps * step_w + 1)
+    width = min(max_width, int(kb_w + n_steps * step_w + 1))
     height = int(title_h + ruler_h + geom.height())
     img = QImage(width, height, QImage.Format.Format_ARGB32_Premultiplied)
     img.fill(colors.ruler)
@@ -340,7 +401,7 @@ def render_roll_image(
     p.translate(kb_w, 0)
     paint_lanes(p, geom, colors, 0, n_steps * step_w)
     paint_grid(p, geom, colors, 0, n_steps, steps_per_beat)
-    paint_notes(p, note_runs(roll), geom, colors)
+    paint_notes(p, note_runs(roll) if step_w >= 0.5 else pooled_runs(roll, int(0.5 / step_w)), geom, colors)
     p.restore()
     paint_keyboard(p, geom, colors, kb_w, font)
     p.end()

@@ -1,8 +1,9 @@
 """Persistent preferences (QSettings, organisation "LNF Studio").
 
-Stored: the SoundFont path, the last model, tempo, GM program, output folder, theme, recent checkpoints and
-the window layout. When ``LNF_STUDIO_SETTINGS`` names a file, or ``LNF_STUDIO_TEST`` is set (the test suite
-does), settings live in an INI file there / in a temporary folder, so tests never touch a user's settings.
+Stored: the SoundFont path, the last model, tempo, GM program, velocity and humanize, output folder, theme,
+recent checkpoints and the window layout. When ``LNF_STUDIO_SETTINGS`` names a file, or ``LNF_STUDIO_TEST`` is
+set (the test suite does), settings live in an INI file there / in a temporary folder, so tests never touch a
+user's settings.
 """
 
 from __future__ import annotations
@@ -30,6 +31,19 @@ def settings_file_override() -> Path | None:
             _test_settings_file = Path(tempfile.mkdtemp(prefix="lnf-studio-settings-")) / "settings.ini"
         return _test_settings_file
     return None
+
+
+def default_output_dir() -> Path:
+    """Where exports go until the user picks a folder: "LNF Studio" in the user's Music folder (the home folder
+    when there is none); under the test suite (``LNF_STUDIO_TEST``) a folder beside the test settings."""
+    override = settings_file_override()
+    if override is not None and os.environ.get("LNF_STUDIO_TEST") and not os.environ.get("LNF_STUDIO_SETTINGS"):
+        return override.parent / "exports"
+    from PySide6.QtCore import QStandardPaths
+
+    music = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.MusicLocation)
+    base = Path(music) if music and Path(music).is_dir() else Path.home()
+    return base / APPLICATION
 
 
 def make_qsettings() -> QSettings:
@@ -89,8 +103,24 @@ class AppSettings:
         self.q.setValue("playback/program", int(value))
 
     @property
+    def velocity(self) -> int:
+        return max(1, min(127, self._int("playback/velocity", 80)))
+
+    @velocity.setter
+    def velocity(self, value: int) -> None:
+        self.q.setValue("playback/velocity", int(value))
+
+    @property
+    def humanize(self) -> bool:
+        return str(self.q.value("playback/humanize", "false")).lower() in ("1", "true", "yes")
+
+    @humanize.setter
+    def humanize(self, value: bool) -> None:
+        self.q.setValue("playback/humanize", "true" if value else "false")
+
+    @property
     def output_dir(self) -> str:
-        return self._str("export/output_dir") or str(Path.home() / "LNF Studio")
+        return self._str("export/output_dir") or str(default_output_dir())
 
     @output_dir.setter
     def output_dir(self, value: str) -> None:

@@ -2,12 +2,14 @@
 
 A ``QListView`` in icon mode over :class:`PieceListModel`; :class:`PieceDelegate` paints each piece's
 thumbnail (cached as a ``QPixmap`` per piece, size and palette) and a caption. Dragging pieces out writes
-each as a temporary ``.mid`` file and offers the files' URLs, so they can be dropped on a DAW, a file
-manager or a MIDI player.
+each as a ``.mid`` file named like an export in a per-session folder (removed at exit) and offers the files'
+URLs, so they can be dropped on a DAW, a file manager or a MIDI player.
 """
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -54,7 +56,9 @@ class PieceListModel(QAbstractListModel):
         super().__init__(parent)
         self._pieces: list[Piece] = []
         self.midi_writer: MidiWriter | None = None
+        self.file_stem: Callable[[Piece], str] | None = None  # file name (no suffix) for a dragged piece
         self._drag_dir: Path | None = None
+        self._drag_files: dict[int, Path] = {}
         self._notes: dict[int, int] = {}
 
     # -- content
@@ -141,15 +145,37 @@ class PieceListModel(QAbstractListModel):
         return mime
 
     def drag_file_for(self, piece: Piece) -> Path | None:
-        """Write ``piece`` as a temporary .mid (for drag and drop); ``None`` if no writer is set."""
+        """Write ``piece`` as a .mid in this session's drag folder (for drag and drop); ``None`` if no writer is
+        set. The file is named like an export (:attr:`file_stem`); :meth:`cleanup` removes the folder."""
         if self.midi_writer is None:
             return None
         if self._drag_dir is None or not self._drag_dir.is_dir():
             self._drag_dir = Path(tempfile.mkdtemp(prefix="lnf-studio-drag-"))
-        safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in piece.title).strip("-") or "piece"
-        path = self._drag_dir / f"lnf-{safe}-{piece.uid}.mid"
+            self._drag_files.clear()
+            atexit.register(shutil.rmtree, self._drag_dir, True)  # also when the window is never closed
+        path = self._drag_files.get(piece.uid)
+        if path is None:
+            stem = self.file_stem(piece) if self.file_stem is not None else ""
+            stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in stem).strip("-.") or "piece"
+            taken = set(self._drag_files.values())
+            path, n = self._drag_dir / f"{stem}.mid", 1
+            while path in taken:
+                n += 1
+                path = self._drag_dir / f"{stem}-{n}.mid"
+            self._drag_files[piece.uid] = path
         self.midi_writer(piece, path)
         return path
+
+    @property
+    def drag_dir(self) -> Path | None:
+        return self._drag_dir
+
+    def cleanup(self) -> None:
+        """Remove the drag folder and its files (at exit: a drop target has copied them by then)."""
+        if self._drag_dir is not None:
+            shutil.rmtree(self._drag_dir, ignore_errors=True)
+            self._drag_dir = None
+            self._drag_files.clear()
 
 
 class PieceDelegate(QStyledItemDelegate):

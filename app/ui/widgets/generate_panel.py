@@ -102,12 +102,16 @@ class GeneratePanel(QWidget):
         self.seed.setObjectName("seedSpin")
         self.seed.setRange(0, SEED_MAX)
         self.seed.setValue(new_seed())
-        self.seed.setToolTip("Same seed and settings on the same model give the same pieces")
+        self.seed.setToolTip("Same seed and settings on the same model give the same pieces. A seed you type "
+                             "is used for the next batch, also with \"New seed for every batch\" ticked")
+        self._seed_chosen = False  # the user typed (or drew) the seed in the box: the next batch uses it
+        self._setting_seed = False
+        self.seed.valueChanged.connect(self._seed_edited)
         self.new_seed_button = QToolButton()
         self.new_seed_button.setObjectName("newSeedButton")
         self.new_seed_button.setText("New")
         self.new_seed_button.setToolTip("Pick a new random seed")
-        self.new_seed_button.clicked.connect(lambda: self.seed.setValue(new_seed()))
+        self.new_seed_button.clicked.connect(lambda: self.seed.setValue(new_seed()))  # counts as chosen
         srow = QHBoxLayout()
         srow.setSpacing(6)
         srow.addWidget(self.seed, 1)
@@ -116,7 +120,10 @@ class GeneratePanel(QWidget):
         self.auto_seed = QCheckBox("New seed for every batch")
         self.auto_seed.setObjectName("autoSeed")
         self.auto_seed.setChecked(True)
-        self.auto_seed.setToolTip("Untick to keep the seed, e.g. to compare temperatures on the same noise")
+        self.auto_seed.setToolTip(
+            "Each Generate draws a fresh seed, except right after you typed one (that one is used first). "
+            "Untick to keep the seed, e.g. to compare temperatures on the same noise"
+        )
         form.addRow("", self.auto_seed)
 
         self.decode = QComboBox()
@@ -254,9 +261,26 @@ class GeneratePanel(QWidget):
             self.length_mode.setCurrentIndex(self.length_mode.findData(LENGTH_STEPS))
             self.length.setValue(s.length)
         self.temperature.setValue(s.temperature)
-        self.seed.setValue(s.seed)
+        self._set_seed(s.seed)
         self.decode.setCurrentIndex(self.decode.findData(s.decode))
         self.best_of.setValue(s.best_of)
+
+    def _set_seed(self, seed: int) -> None:
+        """Put a seed in the box on the program's behalf (not a seed the user chose)."""
+        self._setting_seed = True
+        try:
+            self.seed.setValue(seed)
+        finally:
+            self._setting_seed = False
+
+    def _seed_edited(self, _value: int) -> None:
+        if not self._setting_seed:
+            self._seed_chosen = True
+
+    @property
+    def seed_chosen(self) -> bool:
+        """Whether the seed in the box was typed by the user since the last batch (it will be used as is)."""
+        return self._seed_chosen
 
     @property
     def last_settings(self) -> GenerationSettings | None:
@@ -265,12 +289,13 @@ class GeneratePanel(QWidget):
     def _generate_clicked(self) -> None:
         if self._running:
             return
-        if self.auto_seed.isChecked() and self._last is not None:
-            self.seed.setValue(new_seed())
+        if self.auto_seed.isChecked() and self._last is not None and not self._seed_chosen:
+            self._set_seed(new_seed())
         self.request(self.settings())
 
     def request(self, s: GenerationSettings) -> None:
         self._last = s
+        self._seed_chosen = False  # used now; with "New seed for every batch" the next batch draws again
         self.reproduce_button.setEnabled(True)
         self.generate_requested.emit(s)
 

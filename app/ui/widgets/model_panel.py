@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from PySide6.QtCore import QModelIndex, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QFont, QPainter, QPalette
+from PySide6.QtGui import QFont, QFontMetrics, QPainter, QPalette
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -26,14 +26,53 @@ InfoRole = Qt.ItemDataRole.UserRole + 1
 HeaderRole = Qt.ItemDataRole.UserRole + 2
 
 
+def summary_lines(summary: str, fm: QFontMetrics, width: int, max_lines: int = 2) -> list[str]:
+    """``summary`` ("jsb · IAF-SCF · 6.4M params · test NLL 6.97") broken between its " · " parts into lines of
+    at most ``width`` pixels; only what does not fit in ``max_lines`` lines is elided."""
+    parts = summary.split(" · ") if summary else [""]
+    lines: list[str] = []
+    for part in parts:
+        if lines and fm.horizontalAdvance(lines[-1] + " · " + part) <= width:
+            lines[-1] += " · " + part
+        else:
+            lines.append(part)
+    if len(lines) > max_lines:
+        lines = lines[: max_lines - 1] + [" · ".join(lines[max_lines - 1 :])]
+    return [fm.elidedText(line, Qt.TextElideMode.ElideRight, width) for line in lines]
+
+
 class _ModelItemDelegate(QStyledItemDelegate):
-    """Two lines per model (label, then dataset · prior · size · NLL); section headers in small caps."""
+    """A model's label, then its dataset · prior · size · NLL on one or two lines (broken between parts, so a
+    number is never cut off); section headers in small caps."""
+
+    @staticmethod
+    def _small(option) -> QFont:
+        small = QFont(option.font)
+        small.setPointSizeF(option.font.pointSizeF() * 0.88)
+        return small
+
+    @staticmethod
+    def _text_width(option) -> int:
+        widget = option.widget
+        width = widget.viewport().width() if widget is not None else option.rect.width()
+        return max(40, width - 16)
+
+    @staticmethod
+    def _summary(index: QModelIndex) -> str:
+        info: ModelInfo | None = index.data(InfoRole)
+        if info is None:
+            return ""
+        if info.error:
+            return "cannot be opened: " + info.error.splitlines()[0]
+        return info.summary or str(info.path.name)
 
     def sizeHint(self, option, index: QModelIndex) -> QSize:  # noqa: N802
         fm = option.fontMetrics
         if index.data(HeaderRole):
             return QSize(100, fm.height() + 10)
-        return QSize(100, fm.height() * 2 + 12)
+        small = QFontMetrics(self._small(option))
+        lines = summary_lines(self._summary(index), small, self._text_width(option))
+        return QSize(100, fm.height() + small.height() * len(lines) + 12)
 
     def paint(self, painter: QPainter, option, index: QModelIndex) -> None:
         pal: QPalette = option.palette
@@ -52,7 +91,6 @@ class _ModelItemDelegate(QStyledItemDelegate):
             )
             painter.restore()
             return
-        info: ModelInfo | None = index.data(InfoRole)
         selected = bool(option.state & QStyle.StateFlag.State_Selected)
         if selected:
             painter.fillRect(rect, pal.color(QPalette.ColorRole.Highlight))
@@ -71,19 +109,14 @@ class _ModelItemDelegate(QStyledItemDelegate):
             Qt.AlignmentFlag.AlignLeft,
             painter.fontMetrics().elidedText(label, Qt.TextElideMode.ElideRight, w),
         )
-        small = QFont(option.font)
-        small.setPointSizeF(option.font.pointSizeF() * 0.88)
-        painter.setFont(small)
+        painter.setFont(self._small(option))
         dim = text if selected else pal.color(QPalette.ColorRole.PlaceholderText)
         painter.setPen(dim)
-        summary = (info.summary if info else "") or (str(info.path.name) if info else "")
-        if info is not None and info.error:
-            summary = "cannot be opened: " + info.error.splitlines()[0]
-        painter.drawText(
-            QRectF(x, rect.y() + 6 + fm.height(), w, fm.height()),
-            Qt.AlignmentFlag.AlignLeft,
-            painter.fontMetrics().elidedText(summary, Qt.TextElideMode.ElideRight, w),
-        )
+        sfm = painter.fontMetrics()
+        y = rect.y() + 6 + fm.height()
+        for line in summary_lines(self._summary(index), sfm, w):
+            painter.drawText(QRectF(x, y, w, sfm.height()), Qt.AlignmentFlag.AlignLeft, line)
+            y += sfm.height()
         painter.restore()
 
 
@@ -97,6 +130,7 @@ class ModelPanel(QWidget):
         super().__init__(parent)
         self.setObjectName("modelPanel")
         self._current: Path | None = None
+        self._current_info: ModelInfo | None = None
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(6)
@@ -162,6 +196,12 @@ class ModelPanel(QWidget):
         self._mark_current()
         self._fit_height()
 
+    def resizeEvent(self, event) -> None:  # noqa: N802 - rows wrap to the width: lay them out again
+        super().resizeEvent(event)
+        if event.size().width() != event.oldSize().width():
+            self.list.doItemsLayout()
+            self._fit_height()
+
     def _fit_height(self) -> None:
         """Size the list to its rows (3 to 9 rows visible) so the sidebar has no large empty box."""
         rows = sum(self.list.sizeHintForRow(i) for i in range(self.list.count()))
@@ -181,8 +221,23 @@ class ModelPanel(QWidget):
         item.setToolTip(f"{info.path}\n{info.summary}" + (f"\n{info.error}" if info.error else ""))
         self.list.addItem(item)
 
+    def set_loading(self, name: str | None) -> None:
+        """While a model loads: "Loading <name>…" on top (``None``: back to the model in use)."""
+        if name is None:
+            self.set_current(self._current_info)
+            return
+        self.current_label.setText(f"Loading {name}…")
+        self.current_label.setToolTip("")
+        self.current_details.setText("Reading the checkpoint and starting the model library; the first load "
+                                     "takes a few seconds.")
+
+    @property
+    def loading(self) -> bool:
+        return self.current_label.text().startswith("Loading ")
+
     def set_current(self, info: ModelInfo | None) -> None:
         """Show the model in use (bold in the list, details on top)."""
+        self._current_info = info
         self._current = _key(info.path) if info else None
         if info is None:
             self.current_label.setText("No model loaded")

@@ -7,11 +7,12 @@ the playhead, which moves many times a second during playback, costs one blit an
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QFont, QImage, QPainter, QPainterPath, QPalette, QPen, QPixmap
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPainterPath, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import QAbstractScrollArea, QWidget
 
 from app.session import N_KEYS, PITCH_OFFSET
@@ -51,6 +52,8 @@ class PianoRollView(QAbstractScrollArea):
         self._step_w = 14.0
         self._key_h = 10.0
         self._playhead: float | None = None
+        self._hover_key: int | None = None
+        self._auto_fit = True  # refit when resized, until the user zooms
         self._follow = True
         self._cache: QPixmap | None = None
         self._cache_key: tuple | None = None
@@ -112,6 +115,7 @@ class PianoRollView(QAbstractScrollArea):
         anchor_step = (hbar.value() + anchor_x - KEYBOARD_W) / self._step_w
         vbar = self.verticalScrollBar()
         center_key = (vbar.value() + (self.viewport().height() - RULER_H) / 2) / self._key_h
+        self._auto_fit = False
         if step_w is not None:
             self._step_w = float(min(MAX_STEP_W, max(MIN_STEP_W, step_w)))
         if key_h is not None:
@@ -129,7 +133,9 @@ class PianoRollView(QAbstractScrollArea):
         self.set_zoom(self._step_w / 1.25)
 
     def fit(self) -> None:
-        """Fit the piece's length to the width and its pitch range to the height."""
+        """Fit the piece's length to the width and its pitch range to the height (and keep fitting it when the
+        view is resized, until the user zooms)."""
+        self._auto_fit = True
         t = max(1, self._roll.shape[0])
         avail_w = max(50, self.viewport().width() - KEYBOARD_W - 4)
         avail_h = max(50, self.viewport().height() - RULER_H)
@@ -165,8 +171,14 @@ class PianoRollView(QAbstractScrollArea):
     # ---------------------------------------------------------------------------------------------- export
     def render_image(self, full_range: bool = False) -> QImage:
         """The whole roll (not only the visible part) at the current horizontal zoom, with axes."""
-        return render_roll_image(
-            self._roll,
+        return self.image_renderer(full_range)()
+
+    def image_renderer(self, full_range: bool = False):
+        """A function drawing :meth:`render_image` from a copy of the roll, safe to call on a worker thread
+        (QImage, not QPixmap); at most :data:`app.ui.rollpaint.MAX_IMAGE_WIDTH` pixels wide."""
+        return functools.partial(
+            render_roll_image,
+            self._roll.copy(),
             steps_per_beat=self._steps_per_beat,
             step_w=max(6.0, min(24.0, self._step_w)),
             key_h=max(7.0, min(12.0, self._key_h)),
@@ -190,6 +202,9 @@ class PianoRollView(QAbstractScrollArea):
 
     def resizeEvent(self, event) -> None:  # noqa: N802
         super().resizeEvent(event)
+        if self._auto_fit and self._roll.shape[0]:
+            self.fit()
+            return
         self._update_scrollbars()
         if not self._roll.shape[0]:
             self._center_on_key(39)  # an empty view shows the middle of the keyboard (C4), not its top
@@ -233,10 +248,47 @@ class PianoRollView(QAbstractScrollArea):
             self._cache_key = key
         p = QPainter(vp)
         p.drawPixmap(0, 0, self._cache)
+        if self._hover_key is not None:
+            self._paint_hover_key(p)
         if self._playhead is not None and self._roll.shape[0]:
             self._paint_playhead(p)
         p.end()
         self.paint_count += 1
+
+    def _paint_hover_key(self, p: QPainter) -> None:
+        """The key under the mouse: its row tinted across the roll and its name on the keyboard (where the
+        rows are too small to name every key)."""
+        colors = self._roll_colors()
+        key = self._hover_key
+        y = RULER_H + (N_KEYS - 1 - key) * self._key_h - self.verticalScrollBar().value()
+        if y + self._key_h < RULER_H or y > self.viewport().height():
+            return
+        p.save()
+        p.setClipRect(QRectF(0, RULER_H, self.viewport().width(), self.viewport().height() - RULER_H))
+        tint = QColor(colors.playhead)
+        tint.setAlpha(40)
+        p.fillRect(QRectF(0, y, self.viewport().width(), self._key_h), tint)
+        p.setFont(self._font)
+        fm = p.fontMetrics()
+        name = note_name(key + PITCH_OFFSET)
+        w = fm.horizontalAdvance(name) + 8
+        h = fm.height() + 2
+        badge = QRectF(KEYBOARD_W - w - 3, y + self._key_h / 2 - h / 2, w, h)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        path = QPainterPath()
+        path.addRoundedRect(badge, 3, 3)
+        p.fillPath(path, colors.playhead)
+        p.setPen(QColor("white"))
+        p.drawText(badge, Qt.AlignmentFlag.AlignCenter, name)
+        p.restore()
+
+    def hovered_key(self) -> int | None:
+        return self._hover_key
+
+    def _set_hover_key(self, key: int | None) -> None:
+        if key != self._hover_key:
+            self._hover_key = key
+            self.viewport().update()
 
     def _render_visible(self, w: int, h: int, dpr: float) -> QPixmap:
         colors = self._roll_colors()
@@ -360,12 +412,21 @@ class PianoRollView(QAbstractScrollArea):
         super().keyPressEvent(event)
 
     def mouseMoveEvent(self, event) -> None:  # noqa: N802
+        self._set_hover_key(self.key_at(event.position().y()))
         self.hovered.emit(self.describe_point(event.position()))
         super().mouseMoveEvent(event)
 
     def leaveEvent(self, event) -> None:  # noqa: N802
+        self._set_hover_key(None)
         self.hovered.emit("")
         super().leaveEvent(event)
+
+    def key_at(self, y: float) -> int | None:
+        """The key (roll column) at viewport height ``y``, over the keyboard or the roll; None on the ruler."""
+        if y < RULER_H:
+            return None
+        key = N_KEYS - 1 - int((y - RULER_H + self.verticalScrollBar().value()) / self._key_h)
+        return key if 0 <= key < N_KEYS else None
 
     def describe_point(self, pos: QPointF) -> str:
         """Note name and bar/beat under a viewport position ("" outside the roll)."""
