@@ -77,10 +77,20 @@ def _midi_writer(pm: pretty_midi.PrettyMIDI) -> Callable[[Path], None]:
     return lambda tmp: pm.write(str(tmp))
 
 
-def write_midi(roll: np.ndarray, path: str | os.PathLike[str], *, overwrite: bool = True, **midi_kwargs: Any) -> Path:
+def _to_midi(roll: np.ndarray, velocities: np.ndarray | None, midi_kwargs: dict[str, Any]) -> pretty_midi.PrettyMIDI:
+    if velocities is None:
+        return roll_to_midi(roll, **midi_kwargs)
+    from app.editing import roll_midi
+
+    return roll_midi(roll, velocities, **midi_kwargs)
+
+
+def write_midi(roll: np.ndarray, path: str | os.PathLike[str], *, overwrite: bool = True,
+               velocities: np.ndarray | None = None, **midi_kwargs: Any) -> Path:
     """Write a roll as a Standard MIDI File; ``midi_kwargs`` go to :func:`lnf_core.pianoroll.roll_to_midi`
-    (``tempo_bpm``, ``steps_per_beat``, ``program``, ``velocity``, ``merge_repeats``, ``humanize`` ...)."""
-    pm = roll_to_midi(roll, **midi_kwargs)
+    (``tempo_bpm``, ``steps_per_beat``, ``program``, ``velocity``, ``merge_repeats``, ``humanize`` ...).
+    ``velocities`` (uint8 [T, 88], an edited piece's) gives each note its own velocity."""
+    pm = _to_midi(roll, velocities, midi_kwargs)
     return _atomic_write(Path(path), _midi_writer(pm), overwrite=overwrite)
 
 
@@ -142,6 +152,7 @@ def export_batch(
     *,
     sample_rate: int | None = None,
     normalize: bool = True,
+    velocities: Sequence[np.ndarray | None] | None = None,
     **midi_kwargs: Any,
 ) -> list[Path]:
     """Export generated rolls as numbered files ``<stem>_001.mid`` (and ``.wav``) in ``folder``.
@@ -150,8 +161,9 @@ def export_batch(
     nothing existing is overwritten. ``formats`` is any of ``"mid"`` and ``"wav"``; WAV needs a
     :class:`app.audio.Synthesizer` (one is created when ``synth`` is None, which raises
     :class:`app.audio.AudioUnavailable` when sound cannot be rendered) and is written at ``sample_rate`` (default:
-    the synth's). ``midi_kwargs`` go to :func:`lnf_core.pianoroll.roll_to_midi`. Returns the written paths in
-    order (roll by roll, format by format).
+    the synth's). ``midi_kwargs`` go to :func:`lnf_core.pianoroll.roll_to_midi`; ``velocities`` (one grid or
+    None per roll) gives edited pieces their notes' velocities. Returns the written paths in order (roll by roll,
+    format by format).
     """
     fmts = [f.lower().lstrip(".") for f in formats]
     fmts = list(dict.fromkeys("mid" if f in ("midi", "mid") else f for f in fmts))
@@ -168,7 +180,8 @@ def export_batch(
     if sample_rate is None:
         sample_rate = synth.sample_rate if synth is not None else DEFAULT_SAMPLE_RATE
     try:
-        return _export_numbered(rolls, Path(folder), stem, fmts, synth, sample_rate, normalize, midi_kwargs)
+        return _export_numbered(rolls, Path(folder), stem, fmts, synth, sample_rate, normalize, midi_kwargs,
+                                velocities)
     finally:
         if own_synth is not None:
             own_synth.close()
@@ -183,11 +196,12 @@ def _export_numbered(
     sample_rate: int,
     normalize: bool,
     midi_kwargs: dict[str, Any],
+    velocities: Sequence[np.ndarray | None] | None = None,
 ) -> list[Path]:
     written: list[Path] = []
     index = next_index(folder, stem)
-    for roll in rolls:
-        pm = roll_to_midi(roll, **midi_kwargs)
+    for i, roll in enumerate(rolls):
+        pm = _to_midi(roll, velocities[i] if velocities is not None else None, midi_kwargs)
         audio = synth.render(pm, sample_rate) if "wav" in fmts and synth is not None else None
         while True:
             width = max(3, len(str(index)))
