@@ -8,23 +8,24 @@ net are those of the new total length T.
 
 How (all in the model's latent space):
 
-1. posterior: ``mu, logvar = q(z | x)`` of the canvas (its original content, silence in new frames);
-2. a *window* ``[a, b) = [s - C, e + C]`` (C kept context frames each side) holds the variables of the sampler:
-   the noise ``eps`` for IAF priors (``z = prior(eps)`` is parallel there), ``z`` itself for AF priors (whose
-   density is parallel). Outside the window z stays at the posterior mean; the prior LSTM's state at ``a`` is
-   computed exactly from the (inverted) posterior before the window;
-3. the target is ``log p(x_kept | z) + log p(z)`` over the window (the fully kept frames' exact log-likelihood
-   through ``model.frame_log_prob``, any emission), initialised with the posterior outside the region and fresh
-   prior noise inside. Methods (:data:`METHODS`):
+1. posterior: ``mu = E q(z | x)`` of the canvas (its original content; silence in new frames). Outside the
+   region every latent stays ``mu``; the prior LSTM's state at the region's start is computed exactly from the
+   noise of ``mu`` before it (IAF: a sequential inversion of those steps; AF: one LSTM pass over ``mu``);
+2. the sampler's variables are the region's noise eps (IAF/SCF: ``z = prior(eps)`` is parallel) or its z (AF
+   priors, whose density is parallel). The target is ``log p(z_region, mu_after | mu_before) +
+   log p(x_kept | z)`` over a *window* of C kept frames each side (``frame_log_prob`` of the fully kept frames,
+   any emission; ``mu_after`` = the C kept latents after the region, whose prior density says how well what
+   follows fits the new region). Methods (:data:`METHODS`):
 
-   - ``resample``: no conditioning: the region's eps drawn afresh (the prior conditions on the left only);
-   - ``rank``: ``oversample`` such draws per candidate, the ones that explain the kept frames best kept
-     (sampling-importance-resampling by greedy selection: the weight of a prior draw is its likelihood);
-   - ``mala``: ``rank``'s draws refined by preconditioned Metropolis-adjusted Langevin steps on the target;
-4. every candidate's z (posterior outside the window) is decoded over the whole piece, and the kept keys are
-   copied from the canvas over the decoded frames (keys of a partially kept frame are *forced* after decoding:
-   the sampler's likelihood sees fully kept frames only, the final ranking sees the spliced piece);
-5. candidates are ranked by the importance-weighted log p of the spliced piece (``rank_samples`` samples).
+   - ``resample``: a prior draw of the region given what precedes it (no conditioning on what follows);
+   - ``rank``: ``oversample`` prior draws per candidate, the best by importance weight kept (the weight of a
+     prior draw is its target minus its own prior density: the kept frames' likelihood and the fit of what
+     follows; sampling-importance-resampling with greedy selection);
+   - ``mala``: ``rank``'s picks refined by Metropolis-adjusted Langevin steps on the target;
+3. every candidate's z is decoded over the whole piece and the kept keys are copied from the canvas over the
+   decoded frames (with a pitch range the kept keys of the region's frames are *forced* after decoding: the
+   sampler's likelihood sees the fully kept frames only; the final ranking sees the spliced piece);
+4. candidates are ranked by the importance-weighted log p of the spliced piece (``rank_samples`` samples).
 
 ``python -m lnf_core.infill`` measures the methods (docs/infill.md): kept frames, region NLL against free samples,
 border windows, and the time to 4 candidates.
@@ -135,7 +136,6 @@ class InfillSettings:
     iterations: int = 8  # MALA steps
     step_size: float = 0.05  # initial MALA step (variance per preconditioned dimension), adapted per chain
     oversample: int = 8  # prior draws per candidate for "rank" and as the start of "mala"
-    move_outside: bool = False  # MALA also moves the kept context's latents (preconditioned by q's scale)
     context: int = 16  # kept frames each side of the region inside the sampler's window
     temperature: float = 1.0  # scale of the region's fresh noise
     decode: str = DEFAULT_DECODE
@@ -184,63 +184,97 @@ ProgressFn = Callable[[int, int, str], None]
 
 # ------------------------------------------------------------------------------------------------ the window
 class _Window:
-    """Prior and decoder restricted to steps ``[a, b)`` of a piece of length T, the prior's recurrent state at
-    ``a`` fixed. Variables ``v [B, W, H]``: eps (IAF prior) or z (AF priors)."""
+    """The model restricted to the region ``[s, e)`` and its context ``[a, b)`` of a piece of length T.
 
-    def __init__(self, model, pos_full: Tensor, a: int, b: int, prefix: Tensor) -> None:
+    The variables ``v [B, L, H]`` (L = e - s) are the region's eps (IAF prior: ``z = prior(eps)`` is parallel) or
+    its z (AF priors: the density is parallel). Every other latent stays at the posterior mean ``mu``. The prior
+    LSTM's state at ``s`` is exact (from the posterior before the region); the prior density covers the region and
+    the C steps after it (``log p(mu_t | z_<t)`` for t in ``[e, b)``: how well what follows fits the new region);
+    the decoder sees ``[a, b)`` with zero initial states at the window's edges.
+    """
+
+    def __init__(self, model, pos_full: Tensor, mu: Tensor, a: int, s: int, e: int, b: int, prefix: Tensor) -> None:
         self.model, self.prior = model, model.prior
-        self.a, self.b = a, b
-        self.width = b - a
+        self.a, self.s, self.e, self.b = a, s, e, b
         self.iaf = bool(self.prior.inverse_autoregressive)
         prior = self.prior
         h0, c0 = prior.initial_state(pos_full[:, 0])
-        if a > 0:
-            inputs = torch.cat([prefix[:, :a], pos_full[:, 1 : a + 1]], dim=-1)
-            _, (h0, c0) = prior.rnn(inputs, (h0, c0))
-        self.state = (h0, c0)  # [layers, 1, units]
+        if s > 0:
+            _, (h0, c0) = prior.rnn(torch.cat([prefix[:, :s], pos_full[:, 1 : s + 1]], dim=-1), (h0, c0))
+        self.state = (h0, c0)  # [layers, 1, units]: the LSTM after the steps before the region
         self.pos_full = pos_full
-        self.pos_in = pos_full[:, a + 1 : b]  # LSTM inputs of steps a .. b-2
+        self.mu = mu
         self.pos_dec = pos_full[:, a:b]
 
-    def _expand_state(self, batch: int) -> tuple[Tensor, Tensor]:
+    def _expand(self, batch: int) -> tuple[Tensor, Tensor]:
         return self.state[0].expand(-1, batch, -1).contiguous(), self.state[1].expand(-1, batch, -1).contiguous()
 
-    def contexts(self, w: Tensor) -> Tensor:
-        batch = w.shape[0]
-        h0, c0 = self._expand_state(batch)
-        first = h0[-1].unsqueeze(1)
-        if w.shape[1] <= 1:
-            return self.prior.drop(first)
-        out, _ = self.prior.rnn(torch.cat([w[:, :-1], self.pos_in.expand(batch, -1, -1)], dim=-1), (h0, c0))
-        return self.prior.drop(torch.cat([first, out], dim=1))
-
     def latents(self, v: Tensor) -> tuple[Tensor, Tensor]:
-        """``(z [B, W, H], per-step log prior [B, W])``: the log density of the sampler's variables (eps for
-        IAF: log N(eps); z for AF: log p(z_t | z_<t))."""
-        ctx = self.contexts(v)
+        """``(z over [a, b) [B, W, H], log prior [B])`` for region variables ``v``."""
+        prior, batch = self.prior, v.shape[0]
+        s, e, b = self.s, self.e, self.b
+        h0, c0 = self._expand(batch)
+        right = self.mu[:, e:b].expand(batch, -1, -1)
         if self.iaf:
-            z, _ = self.prior.flow.to_data(v, ctx)
-            return z, standard_normal_log_prob(v)
-        eps, log_det = self.prior.flow.to_noise(v, ctx)
-        return v, standard_normal_log_prob(eps) + log_det
+            out, (h, c) = prior.rnn(torch.cat([v, self.pos_full[:, s + 1 : e + 1].expand(batch, -1, -1)], -1), (h0, c0))
+            ctx = prior.drop(torch.cat([h0[-1].unsqueeze(1), out[:, :-1]], dim=1))
+            z_region, _ = prior.flow.to_data(v, ctx)
+            log_prior = standard_normal_log_prob(v).sum(1)
+            if b > e:  # the kept latents after the region, given it: sequential inversion over C steps
+                stepper = _LSTMStepper(prior.rnn, self.pos_full[:, e + 1 : b + 1].expand(batch, -1, -1), (h, c), 0.0,
+                                       False)
+                for i in range(b - e):
+                    eps_t, log_det = prior.flow.to_noise(right[:, i], prior.drop(stepper.context))
+                    log_prior = log_prior + standard_normal_log_prob(eps_t) + log_det
+                    stepper.advance(eps_t, i)
+        else:
+            w = torch.cat([v, right], dim=1)
+            first = h0[-1].unsqueeze(1)
+            if w.shape[1] > 1:
+                out, _ = prior.rnn(torch.cat([w[:, :-1], self.pos_full[:, s + 1 : b].expand(batch, -1, -1)], -1),
+                                   (h0, c0))
+                ctx = prior.drop(torch.cat([first, out], dim=1))
+            else:
+                ctx = prior.drop(first)
+            eps, log_det = prior.flow.to_noise(w, ctx)
+            log_prior = (standard_normal_log_prob(eps) + log_det).sum(1)
+            z_region = v
+        z = torch.cat([self.mu[:, self.a : s].expand(batch, -1, -1), z_region, right], dim=1)
+        return z, log_prior
+
+    def region_log_prior(self, v: Tensor) -> Tensor:
+        if self.iaf:
+            return standard_normal_log_prob(v).sum(1)
+        return self._af_region_log_prior(v)
+
+    def _af_region_log_prior(self, v: Tensor) -> Tensor:
+        prior, batch = self.prior, v.shape[0]
+        h0, c0 = self._expand(batch)
+        first = h0[-1].unsqueeze(1)
+        if v.shape[1] > 1:
+            out, _ = prior.rnn(torch.cat([v[:, :-1], self.pos_full[:, self.s + 1 : self.e].expand(batch, -1, -1)],
+                                         -1), (h0, c0))
+            ctx = prior.drop(torch.cat([first, out], dim=1))
+        else:
+            ctx = prior.drop(first)
+        eps, log_det = prior.flow.to_noise(v, ctx)
+        return (standard_normal_log_prob(eps) + log_det).sum(1)
 
     def frame_log_prob(self, z: Tensor, x: Tensor) -> Tensor:
-        lengths = torch.full((z.shape[0],), self.width, dtype=torch.long)
+        lengths = torch.full((z.shape[0],), self.b - self.a, dtype=torch.long)
         return self.model.frame_log_prob(z, x.expand(z.shape[0], -1, -1), lengths,
                                          pos=self.pos_dec.expand(z.shape[0], -1, -1))
 
-    def sample_af(self, mu: Tensor, region: Tensor, eps: Tensor) -> Tensor:
-        """AF priors: z over the window, posterior mean outside the region, drawn from the prior inside
-        (sequential, as AF sampling is)."""
-        batch = eps.shape[0]
-        pos_inputs = self.pos_full[:, self.a + 1 : self.b + 1].expand(batch, -1, -1)
-        stepper = _LSTMStepper(self.prior.rnn, pos_inputs, self._expand_state(batch), 0.0, False)
+    def draw(self, noise: Tensor) -> Tensor:
+        """Region variables from the prior given what precedes the region (eps itself for IAF; AF: sequential)."""
+        if self.iaf:
+            return noise
+        batch = noise.shape[0]
+        stepper = _LSTMStepper(self.prior.rnn, self.pos_full[:, self.s + 1 : self.e + 1].expand(batch, -1, -1),
+                               self._expand(batch), 0.0, False)
         steps = []
-        for i in range(self.width):
-            if bool(region[i]):
-                z_t, _ = self.prior.flow.to_data(eps[:, i], self.prior.drop(stepper.context))
-            else:
-                z_t = mu[:, i].expand(batch, -1)
+        for i in range(noise.shape[1]):
+            z_t, _ = self.prior.flow.to_data(noise[:, i], self.prior.drop(stepper.context))
             stepper.advance(z_t, i)
             steps.append(z_t)
         return torch.stack(steps, dim=1)
@@ -308,29 +342,21 @@ def _infill(model, canvas: Canvas, s: InfillSettings) -> Iterator[tuple[int, int
     pos_full = model.positions(lengths, T)
     with torch.no_grad():
         mu, _ = model.encode(x_full, lengths)
-        window_prior_iaf = bool(model.prior.inverse_autoregressive)
-        if window_prior_iaf:
-            # eps of the posterior mean for the steps before the window ends (exact, sequential)
-            _, eps_post = model.prior.log_prob_steps(mu[:, :b], pos_full[:, : b + 1])
-            prefix = eps_post
+        if model.prior.inverse_autoregressive and start > 0:
+            # the noise of the posterior mean before the region (exact, sequential): the prior LSTM's input
+            _, prefix = model.prior.log_prob_steps(mu[:, :start], pos_full[:, : start + 1])
         else:
-            eps_post = None
             prefix = mu
-        win = _Window(model, pos_full, a, b, prefix)
+        win = _Window(model, pos_full, mu, a, start, end, b, prefix)
     timings["posterior"] = time.perf_counter() - t_start
     yield 1, total, "Drawing candidates…"
 
-    region = torch.zeros(b - a, dtype=torch.bool)
-    region[start - a : end - a] = True
     kept_w = kept[a:b].to(dtype)
     x_w = x_full[:, a:b]
     n = int(s.n)
     draws = n * (int(s.oversample) if s.method in ("rank", "mala") else 1)
     H = mu.shape[-1]
-
-    def fresh(count: int) -> Tensor:
-        eps = torch.randn(count, b - a, H, generator=gen) * float(s.temperature)
-        return eps.to(device=device, dtype=dtype)
+    L = end - start
 
     def target_parts(v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         z, log_prior = win.latents(v)
@@ -342,63 +368,46 @@ def _infill(model, canvas: Canvas, s: InfillSettings) -> Iterator[tuple[int, int
         inits, weights = [], []
         for lo in range(0, draws, 16):
             count = min(16, draws - lo)
-            noise = fresh(count)
-            if window_prior_iaf:
-                v = torch.where(region.view(1, -1, 1).to(device), noise, eps_post[:, a:b].expand(count, -1, -1))
-            else:
-                v = win.sample_af(mu[:, a:b], region, noise)
+            noise = torch.randn(count, L, H, generator=gen).to(device=device, dtype=dtype) * float(s.temperature)
+            v = win.draw(noise)
             if draws > n:
+                # importance weight of a prior draw of the region: the kept frames' likelihood and the prior
+                # density of the kept latents after it (the region's own prior density is the proposal's)
                 _, log_prior, log_lik = target_parts(v)
-                # importance weight of a prior draw of the region: the likelihood and the prior of what follows
-                weights.append(log_lik + (log_prior * (~region).to(dtype).to(device)).sum(1))
+                weights.append(log_lik + log_prior - win.region_log_prior(v))
             inits.append(v)
         v = torch.cat(inits)
         if draws > n:
-            best = torch.cat(weights).topk(n).indices
-            v = v[best]
+            v = v[torch.cat(weights).topk(n).indices]
     timings["draws"] = time.perf_counter() - t0
     yield 2, total, "Conditioning on the kept notes…" if iters else "Decoding…"
 
-    # Preconditioner: prior scale (1) inside the region, the posterior's scale outside (where the kept frames
-    # pin the latents down).
     acceptance = None
     t0 = time.perf_counter()
     if iters:
-        with torch.no_grad():
-            _, logvar = model.encode(x_full, lengths)
-        scale = torch.ones(1, b - a, H, device=device, dtype=dtype)
-        outside = (~region).to(device)
-        if s.move_outside:
-            scale[:, outside] = torch.exp(0.5 * logvar[:, a:b][:, outside]).clamp(0.05, 1.0)
-        else:
-            scale[:, outside] = 0.0  # the kept context stays at the posterior: only the region moves
-        mass = scale * scale
-        moving = (mass > 0).expand(n, -1, -1)
-        safe_mass = torch.where(mass > 0, mass, torch.ones_like(mass))
         h = torch.full((n, 1, 1), float(s.step_size), device=device, dtype=dtype)
 
         def log_target_and_grad(v: Tensor) -> tuple[Tensor, Tensor]:
             v = v.detach().requires_grad_(True)
             with torch.enable_grad():
                 _, log_prior, log_lik = target_parts(v)
-                lp = log_prior.sum(1) + log_lik
+                lp = log_prior + log_lik
                 (grad,) = torch.autograd.grad(lp.sum(), v)
             return lp.detach(), grad
 
         lp, grad = log_target_and_grad(v)
         accepted = 0.0
         for k in range(iters):
-            mean = v + 0.5 * h * mass * grad
+            mean = v + 0.5 * h * grad
             noise = torch.randn(v.shape, generator=gen).to(device=device, dtype=dtype)
-            prop = mean + torch.sqrt(h) * scale * noise
+            prop = mean + torch.sqrt(h) * noise
             lp_p, grad_p = log_target_and_grad(prop)
-            back = prop + 0.5 * h * mass * grad_p
-            log_q_fwd = -torch.where(moving, (prop - mean) ** 2 / (2 * h * safe_mass), 0.0).sum((1, 2))
-            log_q_back = -torch.where(moving, (v - back) ** 2 / (2 * h * safe_mass), 0.0).sum((1, 2))
+            back = prop + 0.5 * h * grad_p
+            log_q_fwd = -((prop - mean) ** 2 / (2 * h)).sum((1, 2))
+            log_q_back = -((v - back) ** 2 / (2 * h)).sum((1, 2))
             log_alpha = lp_p - lp + log_q_back - log_q_fwd
             u = torch.rand(n, generator=gen).to(device=device, dtype=dtype)
-            take = torch.log(u) < log_alpha
-            take &= torch.isfinite(lp_p)
+            take = (torch.log(u) < log_alpha) & torch.isfinite(lp_p)
             v = torch.where(take.view(-1, 1, 1), prop, v)
             lp = torch.where(take, lp_p, lp)
             grad = torch.where(take.view(-1, 1, 1), grad_p, grad)
@@ -412,7 +421,7 @@ def _infill(model, canvas: Canvas, s: InfillSettings) -> Iterator[tuple[int, int
     t0 = time.perf_counter()
     with torch.no_grad():
         z_win, log_prior, log_lik = target_parts(v)
-        target = (log_prior.sum(1) + log_lik).cpu()
+        target = (log_prior + log_lik).cpu()
         z = mu.expand(n, -1, -1).clone()
         z[:, a:b] = z_win
         x_dec, _ = model.decode(z, lengths.expand(n).contiguous(), s.decode, gen)

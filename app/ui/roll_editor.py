@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QToolButton,
     QWidget,
@@ -92,9 +93,19 @@ class RollEditor(PianoRollView):
         if doc is not None:
             doc.steps_per_beat = self.steps_per_beat
             self._sync(force=True)
+        if region is not None and region[2] is not None:
+            self._show_keys(*region[2])
         self.viewport().update()
         self.region_changed.emit(self.region)
         self.selection_changed.emit(len(doc.selection) if doc else 0)
+
+    def _show_keys(self, lo: int, hi: int) -> None:
+        """Scroll vertically so keys lo..hi are in view (centred when they were not)."""
+        vbar = self.verticalScrollBar()
+        avail = max(1, self.viewport().height() - RULER_H)
+        top, bottom = (N_KEYS - 1 - hi) * self._key_h, (N_KEYS - lo) * self._key_h
+        if top < vbar.value() or bottom > vbar.value() + avail:
+            vbar.setValue(round((top + bottom) / 2 - avail / 2))
 
     def _sync(self, force: bool = False) -> None:
         """Re-read the notes after the model changed (repaints)."""
@@ -538,6 +549,7 @@ class EditBar(QWidget):
         self.region_label = ElidedLabel()
         self.region_label.setObjectName("regionLabel")
         self.region_label.setMinimumWidth(60)
+        self.region_label.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Preferred)
         self.clear_region = QToolButton()
         self.clear_region.setText("×")
         self.clear_region.setToolTip("Clear the region (Esc)")
@@ -579,6 +591,7 @@ class EditBar(QWidget):
             lay.addWidget(wdg)
         lay.addWidget(self.region_label, 1)
         lay.addWidget(self.clear_region)
+        lay.addStretch(0)
         for wdg in (self.progress, self.cancel, self.candidates, self.regenerate, _separator(), self.bars, self.cont,
                     self.intro, self.help):
             lay.addWidget(wdg)
