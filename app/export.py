@@ -92,10 +92,20 @@ def _midi_writer(pm: pretty_midi.PrettyMIDI) -> Callable[[Path], None]:
     return lambda tmp: pm.write(str(tmp))
 
 
-def write_midi(roll: np.ndarray, path: str | os.PathLike[str], *, overwrite: bool = True, **midi_kwargs: Any) -> Path:
+def _to_midi(roll: np.ndarray, velocities: np.ndarray | None, midi_kwargs: dict[str, Any]) -> pretty_midi.PrettyMIDI:
+    if velocities is None:
+        return roll_to_midi(roll, **midi_kwargs)
+    from app.editing import roll_midi
+
+    return roll_midi(roll, velocities, **midi_kwargs)
+
+
+def write_midi(roll: np.ndarray, path: str | os.PathLike[str], *, overwrite: bool = True,
+               velocities: np.ndarray | None = None, **midi_kwargs: Any) -> Path:
     """Write a roll as a Standard MIDI File; ``midi_kwargs`` go to :func:`lnf_core.pianoroll.roll_to_midi`
-    (``tempo_bpm``, ``steps_per_beat``, ``program``, ``velocity``, ``merge_repeats``, ``humanize`` ...)."""
-    pm = roll_to_midi(roll, **midi_kwargs)
+    (``tempo_bpm``, ``steps_per_beat``, ``program``, ``velocity``, ``merge_repeats``, ``humanize`` ...).
+    ``velocities`` (uint8 [T, 88], an edited piece's) gives each note its own velocity."""
+    pm = _to_midi(roll, velocities, midi_kwargs)
     return _atomic_write(Path(path), _midi_writer(pm), overwrite=overwrite)
 
 
@@ -230,6 +240,7 @@ def export_batch(
     normalize: bool = True,
     progress: Callable[[int, int, str], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    velocities: Sequence[np.ndarray | None] | None = None,
     **midi_kwargs: Any,
 ) -> list[Path]:
     """Export generated rolls as numbered files ``<stem>_001.mid`` (and ``.wav``) in ``folder``.
@@ -241,8 +252,9 @@ def export_batch(
     the synth's) block by block, so a long piece needs little memory. ``midi_kwargs`` go to
     :func:`lnf_core.pianoroll.roll_to_midi`. ``progress(done, total, message)`` (``done`` of ``total`` = 1000)
     reports along the way; ``cancel()`` is checked between blocks and pieces and raises
-    :class:`app.session.Cancelled`, removing the files of the piece being written. Returns the written paths in
-    order (roll by roll, format by format).
+    :class:`app.session.Cancelled`, removing the files of the piece being written. ``velocities`` (one grid or
+    None per roll) gives edited pieces their notes' velocities. Returns the written paths in order (roll by roll,
+    format by format).
     """
     fmts = [f.lower().lstrip(".") for f in formats]
     fmts = list(dict.fromkeys("mid" if f in ("midi", "mid") else f for f in fmts))
@@ -260,7 +272,7 @@ def export_batch(
         sample_rate = synth.sample_rate if synth is not None else DEFAULT_SAMPLE_RATE
     try:
         return _export_numbered(rolls, Path(folder), stem, fmts, synth, sample_rate, normalize, midi_kwargs,
-                                progress, cancel)
+                                progress, cancel, velocities)
     finally:
         if own_synth is not None:
             own_synth.close()
@@ -277,6 +289,7 @@ def _export_numbered(
     midi_kwargs: dict[str, Any],
     progress: Callable[[int, int, str], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    velocities: Sequence[np.ndarray | None] | None = None,
 ) -> list[Path]:
     from app.session import Cancelled
 
@@ -289,7 +302,7 @@ def _export_numbered(
             raise Cancelled()
         if progress is not None:
             progress(1000 * i // max(1, n), 1000, f"Exporting piece {i + 1} of {n}…")
-        pm = roll_to_midi(roll, **midi_kwargs)
+        pm = _to_midi(roll, velocities[i] if velocities is not None else None, midi_kwargs)
 
         def wav_progress(done: int, total: int, i: int = i) -> None:
             if progress is not None:

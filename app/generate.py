@@ -8,6 +8,14 @@ status 2 and a message, never a traceback.
 Example::
 
     python -m app.generate --num 8 --length 64 --temperature 0.9 --seed 7 --out out/ --wav --png
+
+From a piece (``--from FILE.mid``): regenerate a region, continue it or give it an intro, writing the ranked
+candidates (best first; kept notes identical to the input, see ``app.regenerate`` for the range syntax)::
+
+    python -m app.generate --from chorale.mid --regenerate 9b:16b --num 4 --out out/   # bars 9-16 (inclusive)
+    python -m app.generate --from chorale.mid --regenerate 32:64 --pitch C4:C6 --out out/  # steps 32..63, C4-C6
+    python -m app.generate --from chorale.mid --continue 4 --out out/                    # 4 more bars
+    python -m app.generate --from chorale.mid --intro 2 --out out/                       # 2 bars before it
 """
 
 from __future__ import annotations
@@ -27,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Sample polyphonic pieces from a latent normalizing flow model and save them as MIDI.",
     )
     ap.add_argument("--model", metavar="CKPT", help="checkpoint (.lnf); default: the shipped default model")
-    ap.add_argument("--num", "-n", type=int, required=True, help=f"number of pieces (1-{session.MAX_BATCH})")
+    ap.add_argument("--num", "-n", type=int, default=None,
+                    help=f"number of pieces (1-{session.MAX_BATCH}); with --from the number of candidates (default 4)")
     ap.add_argument("--length", "-T", type=int, default=None,
                     help="length in time steps (default: drawn from the model's length distribution p(T))")
     ap.add_argument("--temperature", "-t", type=float, default=1.0, help="prior temperature (default 1.0)")
@@ -44,6 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--tempo", type=float, default=100.0, help="tempo in quarter-note beats per minute (100)")
     ap.add_argument("--program", type=int, default=0, help="General MIDI program 0-127 (0 = piano)")
     ap.add_argument("--stem", default="lnf", help="file name prefix (default lnf -> lnf_001.mid)")
+    ed = ap.add_argument_group("editing a piece (with --from)")
+    ed.add_argument("--from", dest="source", metavar="PIECE.mid", help="the piece to regenerate, continue or extend")
+    ed.add_argument("--regenerate", metavar="START:END",
+                    help="the region to make new: steps (0-based, END exclusive, e.g. 32:64) or bars (1-based, "
+                         "inclusive, e.g. 9b:16b)")
+    ed.add_argument("--pitch", metavar="LOW:HIGH", help="only the keys LOW..HIGH of the region are new (C4:C6, 60:84)")
+    ed.add_argument("--continue", dest="continue_bars", type=float, metavar="BARS", help="add BARS bars at the end")
+    ed.add_argument("--intro", type=float, metavar="BARS", help="add BARS bars before the start")
+    ed.add_argument("--method", choices=("resample", "rank", "mala"), default=None,
+                    help="how the region is sampled (default rank; see docs/infill.md)")
     return ap
 
 
@@ -65,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= args.program <= 127:
         return _error(f"--program must be a General MIDI program 0-127, not {args.program}", 2)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31 - 1)
+    edits = [args.regenerate, args.continue_bars, args.intro]
+    if args.source is not None or any(e is not None for e in edits):
+        return _edit_piece(args, loaded, seed)
+    if args.num is None:
+        return _error("--num is required (or --from PIECE.mid with --regenerate/--continue/--intro)", 2)
     settings = session.GenerationSettings(
         n=args.num, length=args.length, temperature=args.temperature, seed=seed, decode=args.decode,
         key_temperature=args.key_temperature, best_of=args.best_of,
@@ -83,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         f"from {loaded.label} in {sample_s * 1000:.0f} ms"
     )
 
+    return _write(args, loaded, rolls)
+
+
+def _write(args: argparse.Namespace, loaded: session.LoadedModel, rolls: list) -> int:
     from app.export import ExportError, export_batch
 
     out = Path(args.out)
@@ -115,6 +143,58 @@ def main(argv: list[str] | None = None) -> int:
     for p in written:
         print(f"wrote {p}")
     return code
+
+
+def _edit_piece(args: argparse.Namespace, loaded: session.LoadedModel, seed: int) -> int:
+    """``--from``: regenerate a region / continue / add an intro, write the ranked candidates."""
+    from app import regenerate as rg
+    from lnf_core.pianoroll import MidiReadError, midi_to_roll
+
+    chosen = [name for name, v in (("--regenerate", args.regenerate), ("--continue", args.continue_bars),
+                                   ("--intro", args.intro)) if v is not None]
+    if args.source is None:
+        return _error(f"{chosen[0]} needs the piece: --from PIECE.mid", 2)
+    if len(chosen) != 1:
+        return _error("give exactly one of --regenerate START:END, --continue BARS, --intro BARS", 2)
+    if args.pitch is not None and args.regenerate is None:
+        return _error("--pitch goes with --regenerate", 2)
+    if not loaded.has_latent:
+        return _error(f"{loaded.label} has no latent space (an LSTM baseline); use a latent flow model", 2)
+    spb = loaded.steps_per_beat
+    try:
+        roll = midi_to_roll(args.source, steps_per_beat=spb)
+    except (MidiReadError, ValueError) as exc:
+        return _error(str(exc), 2)
+    n = 4 if args.num is None else args.num
+    if not 1 <= n <= session.MAX_BATCH:
+        return _error(f"--num must be between 1 and {session.MAX_BATCH}, not {n}", 2)
+    try:
+        if args.regenerate is not None:
+            start, end = rg.parse_range(args.regenerate, spb, roll.shape[0])
+            keys = rg.parse_keys(args.pitch) if args.pitch else None
+            request = rg.RegenRequest("region", start, end, keys)
+        else:
+            bars = args.continue_bars if args.continue_bars is not None else args.intro
+            request = rg.RegenRequest("continue" if args.continue_bars is not None else "intro",
+                                      steps=rg.bars_to_steps(bars, spb))
+        piece = session.Piece(roll, Path(args.source).stem, "midi")
+        t0 = time.perf_counter()
+        result = None
+        for item in rg.run_regenerate(loaded.model, piece, request, n=n, seed=seed, decode=args.decode,
+                                      method=args.method, steps_per_beat=spb, max_len=loaded.max_len):
+            if isinstance(item, rg.RegenResult):
+                result = item
+        seconds = time.perf_counter() - t0
+    except ValueError as exc:
+        return _error(str(exc), 2)
+    assert result is not None
+    s, e = result.region
+    print(f"{Path(args.source).name}: {roll.shape[0]} steps; {request.describe(spb)} -> {len(result.pieces)} "
+          f"candidates of {result.pieces[0].length} steps (new steps {s}:{e}, method {result.method}, seed {seed}) "
+          f"in {seconds * 1000:.0f} ms")
+    for i, p in enumerate(result.pieces):
+        print(f"  candidate {i + 1}: NLL {p.nll_per_step:.3f} nats/step (ranking score)")
+    return _write(args, loaded, [p.roll for p in result.pieces])
 
 
 if __name__ == "__main__":

@@ -412,15 +412,22 @@ class GenerationSettings:
 
 @dataclass
 class Piece:
-    """One roll in the gallery: a bool [T, 88] piano roll plus where it came from."""
+    """One roll in the gallery: a bool [T, 88] piano roll plus where it came from.
+
+    Edited and regenerated pieces are new versions: ``parent_uid`` names the piece they came from, ``note`` says
+    what was done, and ``velocities`` (uint8 [T, 88], the velocity of the note sounding at each frame; None =
+    the default velocity) carries the editor's per-note velocities to MIDI export and playback."""
 
     roll: np.ndarray
     title: str
-    source: str = "generated"  # generated | variation | interpolation | midi
+    source: str = "generated"  # generated | variation | interpolation | midi | edit | regenerated
     seed: int | None = None
     index: int = 0
     nll_per_step: float | None = None
     uid: int = field(default_factory=lambda: next(_piece_ids))
+    parent_uid: int | None = None
+    note: str = ""
+    velocities: np.ndarray | None = None
 
     @property
     def length(self) -> int:

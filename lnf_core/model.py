@@ -235,11 +235,16 @@ class LatentFlowVAE(nn.Module):
         mu, logvar = self.posterior(h).chunk(2, dim=-1)
         return mu, logvar.clamp(-30.0, 20.0)
 
-    def decoder_states(self, z: Tensor, lengths: Tensor) -> Tensor:
+    def decoder_states(self, z: Tensor, lengths: Tensor, pos: Tensor | None = None) -> Tensor:
         """d_t = [z_t, forward state after t-1, backward state from t+1] ``[B, T, H + 2*hidden]``: all the
-        emission of x_t reads."""
+        emission of x_t reads.
+
+        ``pos`` (``[B, T, pos_dim]``) overrides the position codes: a window of a longer piece passes that
+        piece's codes for its steps (``lnf_core.infill``); by default they are those of t = 0..T-1 of length
+        ``lengths``."""
         steps = z.shape[1]
-        pos = self.positions(lengths, steps)[:, :steps]
+        if pos is None:
+            pos = self.positions(lengths, steps)[:, :steps]
         h = run_rnn(self.decoder, torch.cat([z, pos], -1), lengths)
         fwd, bwd = h.chunk(2, dim=-1)
         fwd = F.pad(fwd, (0, 0, 1, 0))[:, :steps]
@@ -257,10 +262,11 @@ class LatentFlowVAE(nn.Module):
         """The independent emission's logits ``[B, T, V]`` (for the NADE: the base logits it refines)."""
         return self._base_logits(self.decoder_states(z, lengths))
 
-    def frame_log_prob(self, z: Tensor, x: Tensor, lengths: Tensor) -> Tensor:
-        """log p(x_t | z, T) per step ``[B, T]`` (exact for every emission; 0 at padded steps)."""
+    def frame_log_prob(self, z: Tensor, x: Tensor, lengths: Tensor, pos: Tensor | None = None) -> Tensor:
+        """log p(x_t | z, T) per step ``[B, T]`` (exact for every emission; 0 at padded steps). ``pos``: as in
+        :meth:`decoder_states`."""
         x = zero_padding(x, lengths)
-        states = self.decoder_states(z, lengths)
+        states = self.decoder_states(z, lengths, pos)
         base = self._base_logits(states)
         if self.nade is not None:
             log_p = self.nade.log_prob(states, base, x)

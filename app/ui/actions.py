@@ -95,6 +95,53 @@ class WindowActions:
             act.triggered.connect(lambda checked=False, m=mode: self.set_theme(m))
             self.act_theme[mode] = act
         self.act_about = self._action("About LNF Studio", self.about)
+        self._build_edit_actions()
+
+    def _build_edit_actions(self) -> None:
+        """Edit menu: note editing in the large roll (app/ui/roll_editor.py) and region regeneration."""
+        SK = QKeySequence.StandardKey
+        rv, ed = self.roll_view, self.edits
+        self.act_undo = self._action("Undo", rv.undo, SK.Undo, "Undo the last edit of the piece")
+        self.act_redo = self._action("Redo", rv.redo, None, "Redo the edit undone last")
+        self.act_redo.setShortcuts([QKeySequence(SK.Redo), QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        self.act_cut = self._action("Cut Notes", rv.cut, SK.Cut)
+        self.act_copy = self._action("Copy Notes", rv.copy, SK.Copy)
+        self.act_paste = self._action("Paste Notes", rv.paste, SK.Paste, "Paste at the edit cursor (last click)")
+        self.act_delete = self._action("Delete Notes", rv.delete_selection, SK.Delete)
+        self.act_select_all = self._action("Select All Notes", rv.select_all, SK.SelectAll)
+        self.act_region_from_selection = self._action(
+            "Region from Selection", rv.region_from_selection, "Ctrl+Shift+A",
+            "Mark the time span of the selected notes as the region to regenerate",
+        )
+        self.act_regenerate = self._action(
+            "Regenerate Region", ed.regenerate, "Ctrl+Shift+R",
+            "New candidates for the marked region; the notes outside it are kept exactly",
+        )
+        self.act_continue = self._action("Continue Piece", lambda: ed.extend("continue"), None,
+                                         "Extend the piece at its end (bars set in the edit bar)")
+        self.act_intro = self._action("Add Intro", lambda: ed.extend("intro"), None,
+                                      "Add bars before the piece's start (bars set in the edit bar)")
+        # Undo/redo work window-wide (a focused text field keeps its own Ctrl+Z); the note commands' keys are
+        # handled by the roll itself when it has focus, so Del in the gallery never deletes notes unseen.
+        for act in (self.act_cut, self.act_copy, self.act_paste, self.act_delete, self.act_select_all):
+            act.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
+
+    def _update_edit_actions(self) -> None:
+        doc = self.roll_view.doc
+        has_doc = doc is not None
+        self.act_undo.setEnabled(has_doc and doc.can_undo)
+        self.act_redo.setEnabled(has_doc and doc.can_redo)
+        self.act_undo.setText(f"Undo {doc.undo_text}" if has_doc and doc.can_undo else "Undo")
+        self.act_redo.setText(f"Redo {doc.redo_text}" if has_doc and doc.can_redo else "Redo")
+        for act in (self.act_cut, self.act_copy, self.act_paste, self.act_delete, self.act_select_all,
+                    self.act_region_from_selection):
+            act.setEnabled(has_doc)
+        latent = self.loaded is not None and self.loaded.has_latent
+        running = self.edits.is_running
+        self.act_regenerate.setEnabled(has_doc and latent and not running and self.roll_view.region is not None)
+        self.act_continue.setEnabled(has_doc and latent and not running)
+        self.act_intro.setEnabled(has_doc and latent and not running)
+        self.edits.update_bar()
 
     def _build_menus_and_toolbar(self) -> None:
         mb = self.menuBar()
@@ -107,6 +154,12 @@ class WindowActions:
         m.addAction(self.act_settings)
         m.addSeparator()
         m.addAction(self.act_quit)
+        m = mb.addMenu("&Edit")
+        m.addActions([self.act_undo, self.act_redo])
+        m.addSeparator()
+        m.addActions([self.act_cut, self.act_copy, self.act_paste, self.act_delete, self.act_select_all])
+        m.addSeparator()
+        m.addActions([self.act_region_from_selection, self.act_regenerate, self.act_continue, self.act_intro])
         m = mb.addMenu("&Generate")
         m.addActions([self.act_generate, self.act_reproduce, self.act_cancel])
         m.addSeparator()

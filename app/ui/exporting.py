@@ -80,7 +80,8 @@ class Exporter:
     def write_midi(self, piece: Piece, path: Path, options: dict[str, Any] | None = None) -> Path:
         from app.export import write_midi
 
-        return write_midi(piece.roll, path, **(self.midi_options() if options is None else options))
+        return write_midi(piece.roll, path, velocities=piece.velocities,
+                          **(self.midi_options() if options is None else options))
 
     def export_pieces(self, pieces: Sequence[Piece], folder: str | Path, kinds: Sequence[str] = ("mid",),
                       options: dict[str, Any] | None = None, progress=None, cancel=None) -> list[Path]:
@@ -90,7 +91,7 @@ class Exporter:
         options = self.midi_options() if options is None else options
         synth = self.synthesizer() if "wav" in kinds else None
         return export_batch([p.roll for p in pieces], folder, "lnf", kinds, synth, progress=progress, cancel=cancel,
-                            **options)
+                            velocities=[p.velocities for p in pieces], **options)
 
     def default_folder(self) -> Path:
         """The export folder, created now so the dialog opens there (not in the process's working folder)."""
@@ -119,7 +120,8 @@ class Exporter:
             return None
         self.settings.output_dir = str(Path(path).parent)
         options = self.midi_options()
-        roll_piece = Piece(piece.roll.copy(), piece.title, piece.source, piece.seed, piece.index)
+        roll_piece = Piece(piece.roll.copy(), piece.title, piece.source, piece.seed, piece.index,
+                           velocities=None if piece.velocities is None else piece.velocities.copy())
 
         def job(progress=None, cancel=None) -> list[Path]:
             return [self.write_midi(roll_piece, Path(path), options)]

@@ -37,16 +37,17 @@ from app import session
 from app.audio import AudioUnavailable
 from app.session import GenerationResult, GenerationSettings, LoadedModel, ModelInfo, Piece
 from app.ui.actions import WindowActions
+from app.ui.edit_controller import EditController
 from app.ui.exporting import Exporter, piece_stem
 from app.ui.latent_edits import LatentEditor
 from app.ui.playback import PlaybackController, midi_factory
+from app.ui.roll_editor import EditBar, RollEditor
 from app.ui.settings import AppSettings
 from app.ui.theme import apply_theme
 from app.ui.widgets.elided_label import ElidedLabel, PartsLabel
 from app.ui.widgets.gallery import GalleryView
 from app.ui.widgets.generate_panel import GeneratePanel
 from app.ui.widgets.model_panel import ModelPanel
-from app.ui.widgets.pianoroll_view import PianoRollView
 from app.ui.widgets.tasks import TaskIndicator
 from app.ui.widgets.transport import TransportBar
 from app.workers import Worker, WorkerPool
@@ -106,6 +107,7 @@ class MainWindow(WindowActions, QMainWindow):
             lambda text: self.status(text, 8000), self.show_error, self.run_task, self.piece_file_stem,
         )
         self._build_widgets()
+        self.edits = EditController(self.roll_view, self.edit_bar, self.gallery, self.workers, self)
         self._build_actions()
         self._build_menus_and_toolbar()
         self._connect()
@@ -119,7 +121,8 @@ class MainWindow(WindowActions, QMainWindow):
     def _build_widgets(self) -> None:
         self.model_panel = ModelPanel()
         self.generate_panel = GeneratePanel()
-        self.roll_view = PianoRollView()
+        self.roll_view = RollEditor()  # the large roll is the editor (app/ui/roll_editor.py)
+        self.edit_bar = EditBar()
         self.transport = TransportBar()
         self.gallery = GalleryView()
         self.gallery.piece_model.midi_writer = self._write_piece_midi
@@ -170,6 +173,7 @@ class MainWindow(WindowActions, QMainWindow):
         for b in (self.zoom_out_button, self.zoom_fit_button, self.zoom_in_button):
             head.addWidget(b)
         ra.addLayout(head)
+        ra.addWidget(self.edit_bar)
         ra.addWidget(self.roll_view, 1)
         ra.addWidget(self.transport)
 
@@ -256,6 +260,13 @@ class MainWindow(WindowActions, QMainWindow):
         tr.program_changed.connect(self._program_changed)
         tr.tempo_changed.connect(self._tempo_changed)
         tr.dynamics_changed.connect(self._dynamics_changed)
+        self.edits.status.connect(self.status)
+        self.edits.error.connect(self.show_error)
+        self.edits.candidates_ready.connect(self.add_pieces)
+        self.edits.piece_changed.connect(self._piece_edited)
+        self.edits.running_changed.connect(lambda _r: self._update_edit_actions())
+        self.roll_view.edited.connect(lambda _label: self._update_edit_actions())
+        self.roll_view.region_changed.connect(lambda _r: self._update_edit_actions())
         ed = self.editor
         ed.pieces_ready.connect(self._pieces_ready)
         ed.scored.connect(self._scored)
@@ -405,6 +416,7 @@ class MainWindow(WindowActions, QMainWindow):
         self.model_panel.set_current(info)
         self.generate_panel.set_model_limits(loaded.steps_per_beat, loaded.max_len)
         self.gallery.set_steps_per_beat(loaded.steps_per_beat)
+        self.edit_bar.set_steps_per_beat(loaded.steps_per_beat)
         self.model_status.setText(f"Model: {info.label}")
         self.model_status.setToolTip(str(loaded.path))
         self.settings.last_model = str(loaded.path)
@@ -508,6 +520,7 @@ class MainWindow(WindowActions, QMainWindow):
             self.roll_view.set_roll(piece.roll, spb)
             self.piece_title.setText(piece.title)
             self.piece_info.setText(self._describe(piece, spb))
+        self.edits.show_piece(piece)
         self.transport.set_has_piece(piece is not None)
         dur = piece.length * self.step_seconds() if piece is not None else 0.0
         self.transport.set_position(0.0, dur)
@@ -520,7 +533,16 @@ class MainWindow(WindowActions, QMainWindow):
             parts.append(f"seed {piece.seed}")
         if piece.nll_per_step is not None:
             parts.append(f"NLL {piece.nll_per_step:.2f} nats/step")
+        if piece.note:
+            parts.append(piece.note)
         return " · ".join(parts)
+
+    def _piece_edited(self, piece: Piece) -> None:
+        """An edit changed the shown version: its description and the transport's duration follow."""
+        if self.current_piece() is piece:
+            spb = self.loaded.steps_per_beat if self.loaded else 1
+            self.piece_info.setText(self._describe(piece, spb))
+        self._update_actions()
 
     def current_piece(self) -> Piece | None:
         return self.gallery.current_piece()
@@ -573,6 +595,7 @@ class MainWindow(WindowActions, QMainWindow):
         self.generate_panel.set_model_limits(
             self.loaded.steps_per_beat if has_model else 1, self.loaded.max_len if has_model else None, has_model
         )
+        self._update_edit_actions()
 
     # ================================================================================== latent edits
     def make_variations(self, n: int | None = None, temperature: float | None = None) -> Worker | None:
@@ -698,13 +721,14 @@ class MainWindow(WindowActions, QMainWindow):
         if not self.transport.audio_available:
             self.status(f"Playback unavailable: {self.transport.unavailable_reason}", 10000)
             return False
-        from lnf_core.pianoroll import roll_to_midi
+        from app.editing import roll_midi
 
+        velocities = None if piece.velocities is None else piece.velocities.copy()
         self._playing_uid = piece.uid
         self._playing_title = piece.title
         self.status(f"Preparing {piece.title}…")
         return self.playback.play(
-            midi_factory(piece.roll, roll_to_midi, **self.midi_options()), piece.length, self.step_seconds(),
+            midi_factory(piece.roll, roll_midi, velocities=velocities, **self.midi_options()), piece.length, self.step_seconds(),
             self.transport.current_program(), loop=self.transport.loop_button.isChecked(),
         )
 

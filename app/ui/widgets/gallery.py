@@ -368,6 +368,16 @@ class GalleryView(QListView):
         if row >= 0:
             self.setCurrentIndex(self.piece_model.index(row))
 
+    def refresh_piece(self, piece: Piece) -> None:
+        """Redraw a piece whose roll changed in place (an edited version): thumbnail and note count."""
+        self.piece_model._notes.pop(piece.uid, None)
+        self.delegate._cache = {k: v for k, v in self.delegate._cache.items() if k[0] != piece.uid}
+        row = self.piece_model.row_of(piece)
+        if row >= 0:
+            idx = self.piece_model.index(row)
+            self.piece_model.dataChanged.emit(idx, idx)
+        self.viewport().update()
+
     def set_steps_per_beat(self, spb: int) -> None:
         self.delegate.steps_per_beat = spb
         self.delegate.clear_cache()
