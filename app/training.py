@@ -359,10 +359,15 @@ class MetricsFollower:
         return out
 
 
+_LOG_STAMP = re.compile(r"(?<!^)(?=\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} )")
+
+
 def clean_log_line(line: str) -> str:
-    r"""What a terminal would show of a line: the text after the last carriage return (tqdm redraws with \r)."""
+    r"""What a terminal would show of a line: the text after the last carriage return (tqdm redraws with \r),
+    with a log record that was written right after an unfinished progress bar moved to a line of its own."""
     line = line.rstrip("\r")
-    return line.rsplit("\r", 1)[-1]
+    parts = [segment.rsplit("\r", 1)[-1] for segment in _LOG_STAMP.split(line)]
+    return "\n".join(p for p in parts if p)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -506,8 +511,12 @@ class Curves:
 
     @property
     def epoch_index(self) -> int:
-        """The epoch in progress, counting from 1 (capped at the number of epochs)."""
-        n = int(math.floor(self.epoch)) + 1
+        """The epoch in progress, counting from 1 (capped at the number of epochs); once the run has stopped, the
+        last epoch it worked on."""
+        if self.last_event in ("stopped", "end"):
+            n = max(1, math.ceil(self.epoch))
+        else:
+            n = int(math.floor(self.epoch)) + 1
         return min(n, self.epochs) if self.epochs else n
 
 
@@ -547,7 +556,7 @@ def last_error(lines: Sequence[str] | str) -> str | None:
     the last line of a traceback, worded for a person when it is a known condition (out of memory)."""
     if isinstance(lines, str):
         lines = lines.splitlines()
-    lines = [clean_log_line(x).strip() for x in lines]
+    lines = [y.strip() for x in lines for y in clean_log_line(x).split("\n")]
     for line in reversed(lines):
         if line.startswith("error: "):
             return line[len("error: "):]

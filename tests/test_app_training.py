@@ -103,6 +103,14 @@ def test_curves_progress_eta_and_a_resume_that_replays_steps():
     assert limited.total_steps == 400 and training.progress_text(limited) == "epoch 1/100 · step 0/400"
 
 
+def test_log_lines_are_shown_as_a_terminal_would():
+    bar = "epoch 3/9:  50%|#####     | 2/4\repoch 3/9: 100%|##########| 4/4"
+    assert training.clean_log_line(bar) == "epoch 3/9: 100%|##########| 4/4"
+    assert training.clean_log_line(bar + "2026-12-01 22:58:31,958 INFO SIGTERM received") == \
+        "epoch 3/9: 100%|##########| 4/4\n2026-12-01 22:58:31,958 INFO SIGTERM received"
+    assert training.clean_log_line("2026-12-01 22:58:31,958 INFO ok\r") == "2026-12-01 22:58:31,958 INFO ok"
+
+
 def test_last_error_finds_the_reason():
     assert training.last_error(["INFO loading", "error: /x: no .mid or .midi files found in this folder.",
                                 "[LNF Studio] training failed"]) == "/x: no .mid or .midi files found in this folder."

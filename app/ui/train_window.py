@@ -77,6 +77,14 @@ def _robust_range(values: list[float]) -> tuple[float, float] | None:
     return lo - pad, hi + pad
 
 
+def _full_range(values: list[float]) -> tuple[float, float] | None:
+    if not values:
+        return None
+    lo, hi = min(min(values), 0.0), max(values)
+    hi = max(hi, lo + 1e-3)
+    return lo, hi + 0.08 * (hi - lo)
+
+
 class TrainWindow(QWidget):
     """A top-level window; public methods mirror the buttons so tests and the headless mode can drive it."""
 
@@ -665,6 +673,10 @@ class TrainWindow(QWidget):
     def _set_state(self, state: str) -> None:
         self.state = state
         self.state_label.setText(f"· {STATE_TEXT.get(state, state)}")
+        if self.run_dir is not None:  # the runs list shows the state of the run on display too
+            index = self.runs_combo.findData(str(self.run_dir))
+            if index >= 0:
+                self.runs_combo.setItemText(index, f"{self.run_dir.name} — {STATE_TEXT.get(state, state)}")
         self._update_buttons()
         self._update_progress()
 
@@ -731,7 +743,7 @@ class TrainWindow(QWidget):
         for plot, names in ((self.loss_plot, ("train_loss_steps", "train_loss", "valid_loss", "valid_nll")),
                             (self.kl_plot, ("kl_steps", "train_kl", "beta"))):
             values = [v for n in names for v in self.curves.xy(n, self._x)[1]]
-            yr = _robust_range(values)
+            yr = _robust_range(values) if plot is self.loss_plot else _full_range(values)
             vb = plot.getPlotItem().getViewBox()
             if yr is not None:
                 vb.enableAutoRange(axis=pg.ViewBox.XAxis)
