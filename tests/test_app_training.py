@@ -205,7 +205,7 @@ def test_train_window_run_cancel_resume_finish_and_generate(qtbot, studio, tmp_p
     assert tw.isVisible() and studio.act_train.isEnabled()
     improved = []
     tw.checkpoint_improved.connect(lambda p, label: improved.append(Path(p)))
-    run = _start(tw, folder, "mine", max_steps=60)
+    run = _start(tw, folder, "mine", max_steps=40)
     assert run == tmp_path / "runs" / "mine" and tw.active
     assert not tw.start_button.isEnabled() and tw.cancel_button.isEnabled()
     qtbot.waitUntil(lambda: tw.curves.n_points >= 2 and bool(improved), timeout=WAIT)
@@ -237,7 +237,7 @@ def test_train_window_run_cancel_resume_finish_and_generate(qtbot, studio, tmp_p
     with qtbot.waitSignal(tw.run_ended, timeout=WAIT) as ended:
         assert tw.resume()
     assert ended.args[0] == "finished", tw.result_text
-    assert tw.curves.step == 60 > stopped_at
+    assert tw.curves.step == 40 > stopped_at
     status = training.read_status(run)
     assert status.test_nll is not None and Path(status.model_path) == tmp_path / "my models" / "mine.lnf"
     assert f"test NLL {status.test_nll:.2f}" in tw.result_text

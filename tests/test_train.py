@@ -264,6 +264,8 @@ def test_signal_stops_cleanly_with_a_checkpoint_and_resume_continues(tmp_path, s
     assert meta["step"] == stopped[0]["step"] > 0
     load_checkpoint(out / "last.lnf")
     assert not list(out.glob("*.tmp")) and not list(out.glob(".*tmp*"))
+    if sig != signal.SIGTERM:
+        return  # resuming is the same after either signal; once is enough
     rc = subprocess.run([sys.executable, "-m", "train", "--resume", str(out), "--epochs", str(meta["epoch"] + 2),
                          "--threads", "1"], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
     assert rc.returncode == 0, rc.stderr[-2000:]
@@ -276,7 +278,7 @@ def test_signal_stops_cleanly_with_a_checkpoint_and_resume_continues(tmp_path, s
 
 
 def test_stop_request_during_validation_saves_and_resume_redoes_the_epoch(tmp_path):
-    cfg, ms = _config(tmp_path, "--epochs", "3")
+    cfg, ms = _config(tmp_path, "--epochs", "2")
     trainer = Trainer(cfg, ms)
     original = trainer.evaluate
 
@@ -292,7 +294,7 @@ def test_stop_request_during_validation_saves_and_resume_redoes_the_epoch(tmp_pa
     assert meta["epoch"] == 1 and meta["batch_in_epoch"] > 0
     resumed = Trainer(cfg, ms, resume=True)
     resumed.train()
-    assert resumed.epoch == 3 and resumed.stop_reason is None
+    assert resumed.epoch == 2 and resumed.stop_reason is None
     epochs = [r for r in _records(Path(cfg.out)) if r.get("event") == "epoch"]
-    assert [r["epoch"] for r in epochs] == [1, 2, 3]
+    assert [r["epoch"] for r in epochs] == [1, 2]
     assert "train_loss" not in epochs[1]  # resumed at the end of epoch 2's batches: no training loss for it
