@@ -716,6 +716,8 @@ class TrainWindow(QWidget):
         at_most = preset in ("small",) and not (status and status.request.get("max_steps"))
         if self.state in ("starting",) and not c.n_points:
             text = "starting: loading the data and the model…"
+        elif c.last_event is None and not c.n_points and self.state in training.FINAL_STATES:
+            text = f"{STATE_TEXT[self.state]} before the first training step"
         elif self.state in ("evaluating", "installing"):
             text = f"{training.progress_text(c)} · {STATE_TEXT[self.state]}"
         else:
