@@ -3,6 +3,11 @@
 Options: ``--model CKPT`` opens a checkpoint instead of the default model; ``--screenshot FILE
 [--generate N]`` opens the window, generates N pieces, saves the window as a PNG and exits (used by the
 tests and the README); ``--theme light|dark|system``.
+
+``--screenshot FILE --train DATA [--preset tiny] [--prior iaf-scf] [--max-steps N] --out RUN_DIR`` opens the
+Train window, starts a run on DATA (a dataset name or a folder of MIDI files) from it, waits until the curves
+show at least two points, saves the Train window as a PNG, cancels the run (a checkpoint stays in RUN_DIR) and
+exits 0. Without ``--screenshot``, ``--train DATA`` opens the Train window with DATA filled in.
 """
 
 from __future__ import annotations
@@ -27,6 +32,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--theme", choices=("system", "light", "dark"), help="colour theme (saved in settings)")
     ap.add_argument("--size", default=None, metavar="WxH",
                     help="window size (default: the last size, or 1280x820; screenshots 1280x820)")
+    ap.add_argument("--train", metavar="DATA", help="open the Train window on DATA (a dataset name or a MIDI folder); "
+                    "with --screenshot: start a run, save the window once the curves show, cancel, exit")
+    ap.add_argument("--preset", choices=("tiny", "small", "paper"), help="with --train: the size preset")
+    ap.add_argument("--prior", choices=("iaf-scf", "af-scf", "af-af"), help="with --train: the prior")
+    ap.add_argument("--max-steps", type=int, help="with --train: train for this many optimizer steps")
+    ap.add_argument("--out", metavar="RUN_DIR", help="with --train: the run folder")
+    ap.add_argument("--min-points", type=int, default=2, help=argparse.SUPPRESS)
     ap.add_argument("--exit-when-shown", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--exit-when-ready", action="store_true", help=argparse.SUPPRESS)
     return ap.parse_args(argv)
@@ -88,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     model_path = _initial_model(args, settings, window)
     exit_code = [0]
 
+    if args.train and args.screenshot:
+        _drive_train_screenshot(app, window, args, exit_code)
+        return app.exec() or exit_code[0]
+    if args.train:
+        QTimer.singleShot(0, lambda: _prefill_train_window(window, args))
     if args.screenshot:
         _drive_screenshot(app, window, model_path, args, exit_code)
     else:
@@ -187,6 +204,93 @@ def _drive_screenshot(app, window, model_path: Path | None, args: argparse.Names
     else:
         QTimer.singleShot(0, lambda: window.load_model(model_path))
     QTimer.singleShot(120_000, lambda: fail("timed out after 120 s", 3))
+
+
+def _prefill_train_window(window, args: argparse.Namespace):
+    tw = window.open_train_window()
+    tw.set_data(args.train)
+    if args.preset:
+        tw.set_preset(args.preset)
+    if args.prior:
+        tw.set_prior(args.prior)
+    if args.out:
+        tw.name_edit.setText(Path(args.out).name)
+    return tw
+
+
+def _drive_train_screenshot(app, window, args: argparse.Namespace, exit_code: list[int]) -> None:
+    """Start a run from the Train window, save the window once the curves have points, cancel, check, quit."""
+    from PySide6.QtCore import QTimer
+
+    state = {"shot": False, "cancel_at": None}
+    out = Path(args.out or "runs/screenshot").expanduser()
+
+    def finish(code: int, message: str = "") -> None:
+        if message:
+            print(message, file=sys.stderr if code else sys.stdout)
+        exit_code[0] = code
+        tw = window.train_window
+        if tw is not None and tw.active:
+            tw.stop_and_wait(30.0)
+        app.exit(code)
+
+    def shoot() -> None:
+        tw = window.train_window
+        app.processEvents()
+        pix = tw.grab()
+        path = Path(args.screenshot)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not pix.save(str(path), "PNG"):
+            finish(2, f"error: could not write the screenshot {path}")
+            return
+        state["shot"] = True
+        first = tw.first_point_seconds
+        print(f"wrote {path} ({pix.width()}x{pix.height()}); first curve point {first:.1f} s after Start"
+              if first is not None else f"wrote {path} ({pix.width()}x{pix.height()})", flush=True)
+        if tw.active:
+            state["cancel_at"] = time.perf_counter()
+            tw.cancel()
+        else:
+            ended(tw.state)
+
+    def points(n: int) -> None:
+        if not state["shot"] and n >= max(1, args.min_points):
+            state["shot"] = True  # once
+            QTimer.singleShot(150, shoot)
+
+    def ended(run_state: str) -> None:
+        tw = window.train_window
+        if not state["shot"]:
+            if run_state == "failed":
+                finish(2, f"error: the training run failed: {tw.last_error}")
+            else:
+                QTimer.singleShot(150, shoot)
+            return
+        if run_state == "failed":
+            finish(2, f"error: the training run failed: {tw.last_error}")
+            return
+        ckpt = out / "last.lnf"
+        try:
+            from lnf_core.checkpoint import load_checkpoint
+
+            load_checkpoint(ckpt)
+        except Exception as exc:  # noqa: BLE001 - report any reason the checkpoint is unusable
+            finish(2, f"error: no loadable checkpoint in {out}: {exc}")
+            return
+        took = tw.cancel_seconds
+        finish(0, f"run {run_state}" + (f", stopped {took:.1f} s after Cancel" if took is not None else "")
+               + f"; checkpoint {ckpt} loads")
+
+    def start() -> None:
+        tw = _prefill_train_window(window, args)
+        tw.resize(1220, 780)
+        tw.curves_updated.connect(points)
+        tw.run_ended.connect(lambda s: QTimer.singleShot(0, lambda: ended(s)))
+        if tw.start(out=out, max_steps=args.max_steps) is None:
+            finish(2, f"error: could not start training: {tw.result_text}")
+
+    QTimer.singleShot(0, start)
+    QTimer.singleShot(300_000, lambda: finish(3, "error: timed out after 300 s"))
 
 
 if __name__ == "__main__":

@@ -95,11 +95,13 @@ class ModelInfo:
     steps_per_beat: int = 1
     shipped: bool = False
     error: str | None = None
+    training: bool = False  # the best checkpoint of a run that is still training
+    note: str = ""  # shown first in the summary (e.g. "training, epoch 12")
 
     @property
     def summary(self) -> str:
         """One line: dataset, prior, size and test NLL (the parts that are known)."""
-        parts = []
+        parts = [self.note] if self.note else []
         if self.dataset:
             parts.append(self.dataset)
         if self.prior:
@@ -277,6 +279,28 @@ def discover_models(models_dir: str | Path = MODELS_DIR) -> list[ModelInfo]:
     default = default_model_path(models_dir)
     paths = sorted(models_dir.glob(f"*{CHECKPOINT_SUFFIX}"), key=lambda p: (p != default, p.name))
     return [read_model_info(p, shipped=True) for p in paths]
+
+
+def user_models_dir() -> Path:
+    """The user's own models (trained in the app): ``$LNF_MODELS_DIR``, else ``<per-user data>/lnf-studio/models``
+    (``~/.local/share/lnf-studio/models`` on Linux)."""
+    import os
+
+    env = os.environ.get("LNF_MODELS_DIR", "").strip()
+    if env:
+        return Path(env).expanduser()
+    from train.datasets.locations import user_data_dir
+
+    return user_data_dir().parent / "models"
+
+
+def discover_user_models(models_dir: str | Path | None = None) -> list[ModelInfo]:
+    """The user's models (``*.lnf`` in :func:`user_models_dir`), newest first."""
+    models_dir = Path(models_dir) if models_dir else user_models_dir()
+    if not models_dir.is_dir():
+        return []
+    paths = sorted(models_dir.glob(f"*{CHECKPOINT_SUFFIX}"), key=lambda p: (-p.stat().st_mtime, p.name))
+    return [read_model_info(p) for p in paths]
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -19,6 +19,9 @@ _ALSA_HOME = Path(tempfile.mkdtemp(prefix="lnf-alsa-"))
 os.environ.setdefault("XDG_CONFIG_HOME", str(_ALSA_HOME))
 # Keep user settings (QSettings, data dirs) of the person running the tests untouched.
 os.environ.setdefault("LNF_STUDIO_TEST", "1")
+# ... and their own trained models and training runs (the app's user folders).
+os.environ.setdefault("LNF_MODELS_DIR", str(_ALSA_HOME / "models"))
+os.environ.setdefault("LNF_RUNS_DIR", str(_ALSA_HOME / "runs"))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

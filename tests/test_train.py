@@ -221,6 +221,80 @@ def test_collapse_is_logged_once_and_train_kl_recorded(tmp_path, monkeypatch, ca
     with caplog.at_level("WARNING", logger="lnf.train"):
         Trainer(cfg, ms).train()
     assert sum("posterior collapse" in r.getMessage() for r in caplog.records) == 1
-    epochs = [json.loads(line) for line in (Path(cfg.out) / "metrics.jsonl").read_text().splitlines()
-              if '"epoch"' in line and '"event"' in line]
+    epochs = [r for r in _records(Path(cfg.out)) if r.get("event") == "epoch"]
     assert len(epochs) == 3 and all(math.isfinite(r["train_kl"]) for r in epochs)
+
+
+def _records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_cleanly_with_a_checkpoint_and_resume_continues(tmp_path, sig):
+    """SIGTERM/SIGINT: the step finishes, state + last.lnf are written atomically, exit 0; --resume goes on."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "train", "--dataset", "jsb", "--preset", "tiny", "--out", str(out),
+           "--epochs", "400", "--threads", "1"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            recs = _records(out) if (out / "metrics.jsonl").is_file() else []
+            if any(r.get("event") == "epoch" for r in recs):
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("no epoch record in time")
+        sent = time.time()
+        proc.send_signal(sig)
+        stdout, stderr = proc.communicate(timeout=60)
+        latency = time.time() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, stderr[-2000:]
+    assert latency < 10, latency
+    assert f"stopped by {signal.Signals(sig).name}" in stderr and "--resume" in stderr
+    recs = _records(out)
+    stopped = [r for r in recs if r.get("event") == "stopped"]
+    assert len(stopped) == 1 and stopped[0]["reason"] == signal.Signals(sig).name
+    assert not any(r.get("event") == "end" for r in recs)
+    _, meta = load_tensors(out / "state.safetensors")
+    assert meta["step"] == stopped[0]["step"] > 0
+    load_checkpoint(out / "last.lnf")
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*tmp*"))
+    if sig != signal.SIGTERM:
+        return  # resuming is the same after either signal; once is enough
+    rc = subprocess.run([sys.executable, "-m", "train", "--resume", str(out), "--epochs", str(meta["epoch"] + 2),
+                         "--threads", "1"], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    assert rc.returncode == 0, rc.stderr[-2000:]
+    _, meta2 = load_tensors(out / "state.safetensors")
+    assert meta2["step"] > meta["step"]
+    recs = _records(out)
+    starts = [r for r in recs if r.get("event") == "start"]
+    assert [s["resumed"] for s in starts] == [False, True] and starts[1]["step"] == meta["step"]
+    assert recs[-1]["event"] == "end"
+
+
+def test_stop_request_during_validation_saves_and_resume_redoes_the_epoch(tmp_path):
+    cfg, ms = _config(tmp_path, "--epochs", "2")
+    trainer = Trainer(cfg, ms)
+    original = trainer.evaluate
+
+    def evaluate(split, nll_samples=0):
+        if trainer.epoch == 1 and trainer.stop_reason is None:
+            trainer.request_stop("SIGTERM")  # arrives while the second epoch is being validated
+        return original(split, nll_samples)
+
+    trainer.evaluate = evaluate
+    trainer.train()
+    assert trainer.stop_reason == "SIGTERM" and trainer.epoch == 1
+    _, meta = load_tensors(Path(cfg.out) / "state.safetensors")
+    assert meta["epoch"] == 1 and meta["batch_in_epoch"] > 0
+    resumed = Trainer(cfg, ms, resume=True)
+    resumed.train()
+    assert resumed.epoch == 2 and resumed.stop_reason is None
+    epochs = [r for r in _records(Path(cfg.out)) if r.get("event") == "epoch"]
+    assert [r["epoch"] for r in epochs] == [1, 2]
+    assert "train_loss" not in epochs[1]  # resumed at the end of epoch 2's batches: no training loss for it

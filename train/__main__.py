@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -123,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from train.loop import Trainer, TrainingError
 
+    def _interrupt(_signum, _frame):  # SIGTERM while the data loads: stop like Ctrl-C (train() saves on SIGTERM)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         trainer = Trainer(cfg, model_settings, resume=bool(args.resume))
         if trainer.dist.main:
@@ -135,8 +140,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"interrupted; continue with: python -m train --resume {cfg.out}", file=sys.stderr)
+        if (out / "state.safetensors").is_file():
+            print(f"interrupted; continue with: python -m train --resume {cfg.out}", file=sys.stderr)
+        else:
+            print("interrupted before the first checkpoint: nothing to resume, start the run again", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if trainer.stop_reason:
+        print(f"stopped by {trainer.stop_reason} at step {trainer.step}; checkpoint saved in {cfg.out}; continue "
+              f"with: python -m train --resume {cfg.out}", file=sys.stderr)
+        return 0
     if metrics:
         print(json.dumps(metrics))
     return 0

@@ -54,6 +54,8 @@ def evaluate_checkpoint(path: str, split: str = "test", samples: int = 30, seed:
     model, meta = load_checkpoint(path)
     dataset = load_dataset(dataset_reference(meta), data_dir)
     seqs = dataset.splits[split][:limit] if limit else dataset.splits[split]
+    if not seqs:
+        raise DataError(f"{meta['dataset']}: the {split} split is empty, so there is nothing to evaluate on")
     start = time.perf_counter()
     sums = evaluate_model(model, seqs, samples, batch_size, seed, progress=progress)
     text = meta.get("data_kind") == "text"

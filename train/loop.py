@@ -12,6 +12,19 @@ Run directory (``--out``)::
 
 Every file is written to a temporary name and renamed, so a run killed at any moment (even SIGKILL)
 leaves complete files; ``--resume`` continues from the last checkpoint, mid-epoch included.
+
+SIGINT (Ctrl-C) and SIGTERM stop a single-process run cleanly: the current optimizer step (or the validation
+batch in progress) finishes, the resumable state and ``last.lnf`` are written, a ``stopped`` record is logged and
+``train()`` returns (the CLI exits 0). A second Ctrl-C interrupts at once. Multi-process (torchrun) runs keep the
+default signal behaviour.
+
+``metrics.jsonl`` records: step records ``{"step", "epoch" (fractional), "loss", "recon", "kl", "beta", "lr",
+"time"}`` every 10 steps; ``{"event": "epoch", "epoch", "step", "valid_loss", ["valid_nll"], "train_loss",
+["train_kl"], "lr", "time"}`` after each epoch; ``{"event": "start", "step", "epoch", "steps_per_epoch",
+"epochs", "max_steps", "resumed", "time"}`` when ``train()`` begins (a resumed run replays the steps after its
+last checkpoint, so records with a larger step than a ``start`` record's are superseded); ``{"event": "stopped",
+"reason", "step", "epoch", "time"}`` after a signal; ``{"event": "end", "reason", "step", "epoch", "time"}``
+when the run completes; ``nan_skip`` and ``nan_recovery`` events.
 """
 
 from __future__ import annotations
@@ -20,6 +33,8 @@ import json
 import logging
 import math
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +56,10 @@ log = logging.getLogger("lnf.train")
 
 class TrainingError(Exception):
     """A problem the user can act on (bad data, a run directory that does not match, ...)."""
+
+
+class _StopRequested(Exception):
+    """Raised inside evaluation when a stop signal arrived: the epoch's evaluation is redone on resume."""
 
 
 @dataclass
@@ -178,6 +197,12 @@ class Trainer:
             self.dataset = load_dataset(cfg.dataset, cfg.data_dir, steps_per_beat=cfg.steps_per_beat)
         except DataError as exc:
             raise TrainingError(str(exc)) from None
+        problems = getattr(self.dataset, "problems", None) or []
+        if problems and self.dist.main:
+            shown = "; ".join(f"{name} ({reason})" for name, reason in problems[:5])
+            more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+            log.warning("skipped %d unreadable file%s: %s%s", len(problems), "" if len(problems) == 1 else "s",
+                        shown, more)
         self.splits = prepare_splits(cfg, self.dataset)
         if not self.splits.get("train") or not self.splits.get("valid"):
             raise TrainingError(f"dataset {cfg.dataset!r} needs non-empty train and valid splits")
@@ -209,6 +234,34 @@ class Trainer:
                 {"train": cfg.to_dict(), "model": self.model_config.to_dict()}, indent=2))
         self._good_state = self._snapshot()
         self._collapse_warned = False  # the posterior-collapse warning is logged once per run
+        self._training = False  # inside train(): evaluation may be cut short by a stop request
+        self.stop_reason: str | None = None  # set by request_stop (a signal handler): stop after this step
+
+    # -- stopping on a signal -------------------------------------------------------------------------
+    def request_stop(self, reason: str = "request") -> None:
+        """Ask the loop to stop after the current optimizer step (or validation batch), save and return."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        """SIGINT/SIGTERM -> :meth:`request_stop` (single process, main thread only); returns the old handlers."""
+        if self.dist.world > 1 or threading.current_thread() is not threading.main_thread():
+            return {}
+        previous: dict[int, Any] = {}
+
+        def handler(signum: int, _frame: Any) -> None:
+            name = signal.Signals(signum).name
+            if self.stop_reason is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt  # a second Ctrl-C: stop now, without saving
+            log.info("%s received: stopping after the current step and saving a checkpoint", name)
+            self.request_stop(name)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous[sig] = signal.signal(sig, handler)
+            except (ValueError, OSError):  # pragma: no cover - not the main thread / unsupported
+                pass
+        return previous
 
     # -- bookkeeping ----------------------------------------------------------------------------------
     def _cropped_counts(self) -> list[int]:
@@ -309,6 +362,9 @@ class Trainer:
         batches = batches[self.dist.rank::self.dist.world]
         totals = torch.zeros(3, dtype=torch.float64)
         for idx in batches:
+            if self.stop_reason is not None and self._training:
+                self.model.train()
+                raise _StopRequested
             batch = collate([seqs[i] for i in idx], idx)
             x, lengths = batch.x.to(self.device), batch.lengths
             with self._autocast():
@@ -380,6 +436,35 @@ class Trainer:
         return finite
 
     def train(self) -> dict[str, Any]:
+        """Train until the epochs, ``max_steps``, early stopping or a stop signal; returns the last epoch's metrics.
+
+        After a stop signal (see the module doc) the state is saved and :attr:`stop_reason` names the signal.
+        """
+        previous = self._install_signal_handlers()
+        self._training = True
+        try:
+            return self._train()
+        finally:
+            self._training = False
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+    def _steps_per_epoch(self) -> int:
+        return -(-len(self._epoch_batches(self.epoch)) // self.cfg.grad_accum)
+
+    def _stop_for_signal(self, start: float, metrics: dict[str, Any]) -> dict[str, Any]:
+        self.wall_time = time.time() - start
+        self.save_state(metrics)
+        self._log({"event": "stopped", "reason": self.stop_reason, "step": self.step,
+                   "epoch": self.epoch + self.batch_in_epoch / max(1, len(self._epoch_batches(self.epoch))),
+                   "time": self.wall_time})
+        if self.dist.main:
+            log.info("stopped by %s at step %d (epoch %d, batch %d): state and last.lnf saved; continue with "
+                     "python -m train --resume %s", self.stop_reason, self.step, self.epoch + 1, self.batch_in_epoch,
+                     self.out)
+        return metrics
+
+    def _train(self) -> dict[str, Any]:
         cfg = self.cfg
         from tqdm.auto import tqdm
 
@@ -387,6 +472,10 @@ class Trainer:
         last_ckpt = time.time()
         metrics: dict[str, Any] = {}
         stop = False
+        end_reason = "epochs"
+        self._log({"event": "start", "step": self.step, "epoch": self.epoch, "steps_per_epoch": self._steps_per_epoch(),
+                   "epochs": cfg.epochs, "max_steps": cfg.max_steps, "resumed": self.step > 0 or self.epoch > 0,
+                   "time": self.wall_time})
         self.model.train()
         while self.epoch < cfg.epochs and not stop:
             batches = self._epoch_batches(self.epoch)
@@ -417,8 +506,12 @@ class Trainer:
                     self._log({"step": self.step, "epoch": self.epoch + i / len(batches), "loss": avg[0],
                                "recon": avg[1], "kl": avg[2], "beta": beta, "lr": self.lr,
                                "time": time.time() - start})
+                if self.stop_reason is not None and self.batch_in_epoch < len(batches):
+                    bar.close()
+                    return self._stop_for_signal(start, metrics)
                 if cfg.max_steps and self.step >= cfg.max_steps:
                     stop = True
+                    end_reason = "max_steps"
                     break
                 if cfg.checkpoint_minutes and time.time() - last_ckpt > 60 * cfg.checkpoint_minutes:
                     self.wall_time = time.time() - start
@@ -428,13 +521,19 @@ class Trainer:
             if stop and self.batch_in_epoch < len(batches):
                 break
             # end of epoch
+            done = self.epoch + 1  # the epoch that is ending
+            with_nll = bool(cfg.nll_every) and (done % cfg.nll_every == 0 or done == cfg.epochs)
+            try:
+                metrics_now = self.evaluate("valid", cfg.nll_samples if with_nll else 0)
+            except _StopRequested:  # the state is at the end of the epoch's batches: resume redoes the evaluation
+                return self._stop_for_signal(start, metrics)
+            metrics = metrics_now
             self.epoch += 1
             self.batch_in_epoch = 0
             self.wall_time = time.time() - start
-            with_nll = cfg.nll_every and (self.epoch % cfg.nll_every == 0 or self.epoch == cfg.epochs)
-            metrics = self.evaluate("valid", cfg.nll_samples if with_nll else 0)
-            metrics.update(epoch=self.epoch, step=self.step, lr=self.lr, time=self.wall_time,
-                           train_loss=float(sums[0] / max(count, 1)))
+            metrics.update(epoch=self.epoch, step=self.step, lr=self.lr, time=self.wall_time)
+            if count:  # a run resumed exactly at an epoch's end has no training batches left in it
+                metrics["train_loss"] = float(sums[0] / count)
             if cfg.model == "lnf" and count:
                 metrics["train_kl"] = float(sums[2] / count)
                 warning = collapse_message(metrics["train_kl"], beta, -(-len(batches) // cfg.grad_accum), cfg)
@@ -452,6 +551,7 @@ class Trainer:
                     self.impatience = 0
                     if cfg.early_stop and self.lr <= cfg.min_lr:
                         stop = True
+                        end_reason = "early_stop"
                         log.info("validation loss has not improved for %d epochs at the lowest learning rate "
                                  "(%.1e): stopping early", cfg.patience, self.lr)
                     else:
@@ -467,11 +567,15 @@ class Trainer:
                 save_checkpoint(self.out / "best.lnf", self.model, self._metadata(metrics))
             self._good_state = self._snapshot()
             last_ckpt = time.time()
+            if self.stop_reason is not None and not stop and self.epoch < cfg.epochs:
+                return self._stop_for_signal(start, metrics)
         if stop:
             self.wall_time = time.time() - start
             self.save_state(metrics)
             if self.dist.main and not (self.out / "best.lnf").exists():
                 save_checkpoint(self.out / "best.lnf", self.model, self._metadata(metrics))
+        self._log({"event": "end", "reason": end_reason, "step": self.step, "epoch": self.epoch,
+                   "time": time.time() - start})
         if self.dist.main:
             try:
                 from train.plots import plot_curves

@@ -83,6 +83,11 @@ class WindowActions:
         self.act_export_png = self._action(
             "Export Roll as PNG…", self.export_png_dialog, "Ctrl+Shift+P", "Save the large roll as an image",
         )
+        self.act_train = self._action(
+            "Train a Model…", self.open_train_window, "Ctrl+T",
+            "Train a model on a folder of MIDI files (or a dataset) and watch it learn",
+        )
+        self.act_train.setIconText("Train…")
         self.act_settings = self._action("Settings…", self.settings_dialog, QKeySequence.StandardKey.Preferences)
         self.act_quit = self._action("Quit", self.close, QKeySequence.StandardKey.Quit)
         self.act_zoom_in = self._action("Zoom In", self.roll_view.zoom_in, QKeySequence.StandardKey.ZoomIn)
@@ -164,6 +169,8 @@ class WindowActions:
         m.addActions([self.act_generate, self.act_reproduce, self.act_cancel])
         m.addSeparator()
         m.addActions([self.act_variations, self.act_interpolate, self.act_score])
+        m = mb.addMenu("&Train")
+        m.addAction(self.act_train)
         m = mb.addMenu("&Playback")
         m.addActions([self.act_play, self.act_stop, self.act_loop])
         m = mb.addMenu("&View")
@@ -189,6 +196,8 @@ class WindowActions:
         tb.addAction(self.act_score)
         self.act_score.setIconText("Score (NLL)")  # shorter on the toolbar; the menu keeps the full text
         tb.addSeparator()
+        tb.addAction(self.act_train)
+        tb.addSeparator()
         self._toolbar_proxies: list[tuple[QAction, QAction]] = []
         for source, text in ((self.act_export_midi, "MIDI…"), (self.act_export_wav, "WAV…"),
                              (self.act_export_png, "PNG…")):
@@ -212,7 +221,7 @@ class WindowActions:
         accent = self.palette().color(QPalette.ColorRole.Highlight)
         for act, name in ((self.act_generate, "generate"), (self.act_variations, "variations"),
                           (self.act_interpolate, "interpolate"), (self.act_score, "score"),
-                          (self.act_play, "play"), (self.act_stop, "stop")):
+                          (self.act_play, "play"), (self.act_stop, "stop"), (self.act_train, "train")):
             act.setIcon(icons.icon(name, color))
         self.generate_panel.generate_button.setIcon(icons.icon("generate", accent.lighter(110)))
         self.transport.play_button.setIcon(icons.icon("play", color))

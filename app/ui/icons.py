@@ -90,6 +90,20 @@ def _score(p: QPainter, c: QColor) -> None:
         p.drawRoundedRect(QRectF(6 + i * 8, 27 - h, 5, h), 1, 1)
 
 
+def _train(p: QPainter, c: QColor) -> None:
+    """A falling loss curve over an axis corner."""
+    pen = QPen(c, 2.4)
+    pen.setCapStyle(Qt.PenCapStyle.RoundCap)
+    pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
+    p.setPen(pen)
+    p.drawLine(QPointF(6, 5), QPointF(6, 26))
+    p.drawLine(QPointF(6, 26), QPointF(27, 26))
+    path = QPainterPath()
+    path.moveTo(9, 8)
+    path.cubicTo(12, 19, 16, 21, 26, 21)
+    p.drawPath(path)
+
+
 _PAINTERS = {
     "play": _play,
     "stop": _stop,
@@ -98,11 +112,12 @@ _PAINTERS = {
     "variations": _variations,
     "interpolate": _interpolate,
     "score": _score,
+    "train": _train,
 }
 
 
 def icon(name: str, color: QColor) -> QIcon:
-    """A named icon (play, stop, loop, generate, variations, interpolate, score) in ``color``."""
+    """A named icon (play, stop, loop, generate, variations, interpolate, score, train) in ``color``."""
     pix, p = _canvas()
     _PAINTERS[name](p, QColor(color))
     p.end()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QSize, Qt, Signal
@@ -57,6 +58,13 @@ USER_ERRORS = frozenset({"MidiReadError", "AudioUnavailable", "ExportError", "Ch
 """Exception classes whose message is meant for the user (shown as is, not as an unexpected error)."""
 
 
+def _resolved(path: Path | str) -> str:
+    try:
+        return str(Path(path).resolve())
+    except OSError:
+        return str(path)
+
+
 def format_ms(seconds: float) -> str:
     """``0.0843`` -> ``"84 ms"``, ``2.5`` -> ``"2.50 s"``."""
     return f"{seconds * 1000:.0f} ms" if seconds < 1.0 else f"{seconds:.2f} s"
@@ -78,8 +86,16 @@ class MainWindow(WindowActions, QMainWindow):
         models_dir: Path | str = session.MODELS_DIR,
         interactive: bool = True,
         configure_threads: bool = False,
+        user_models_dir: Path | str | None = None,
+        runs_dir: Path | str | None = None,
     ) -> None:
         super().__init__()
+        self.user_models_dir = Path(user_models_dir) if user_models_dir else session.user_models_dir()
+        self.runs_dir = Path(runs_dir) if runs_dir else None  # None: app.training.runs_dir()
+        self.train_window = None  # app.ui.train_window.TrainWindow, made on first use
+        self.training_models: dict[str, ModelInfo] = {}  # run's best.lnf -> what the model panel shows
+        # Closing while a run trains: ask (interactive), else "stop" or "keep" (scripts and tests).
+        self.close_policy = "ask" if interactive else "stop"
         self.configure_threads = configure_threads  # set torch's threads when loading (the app, not tests)
         self.settings = settings or AppSettings()
         self.models_dir = Path(models_dir)
@@ -354,11 +370,20 @@ class MainWindow(WindowActions, QMainWindow):
     # ================================================================================== models
     def refresh_model_list(self) -> None:
         shipped = session.discover_models(self.models_dir)
+        own = session.discover_user_models(self.user_models_dir)
         recent = []
         for p in self.settings.recent_models:
-            if Path(p).is_file():
+            if Path(p).is_file() and not self._is_managed(Path(p)):
                 recent.append(session.read_model_info(p))
-        self.model_panel.set_models(shipped, recent)
+        training = [i for i in self.training_models.values() if i.path.is_file()]
+        self.model_panel.set_models(shipped, recent, own, training)
+        if self.loaded is not None:
+            self.model_panel.set_current(self.loaded.info)
+
+    def _is_managed(self, path: Path) -> bool:
+        """A run's checkpoint or one of the user's models: listed in its own section, not under recent."""
+        key = _resolved(path)
+        return key in self.training_models or _resolved(path.parent) == _resolved(self.user_models_dir)
 
     def default_model(self) -> Path | None:
         return session.default_model_path(self.models_dir)
@@ -411,6 +436,9 @@ class MainWindow(WindowActions, QMainWindow):
 
     def set_model(self, loaded: LoadedModel) -> None:
         """Use ``loaded`` from now on (also callable directly with a model loaded elsewhere)."""
+        training = self.training_models.get(_resolved(loaded.path))
+        if training is not None:  # a run's best checkpoint: shown as "NAME (training)"
+            loaded.info = replace(training, n_params=loaded.info.n_params)
         self.loaded = loaded
         info: ModelInfo = loaded.info
         self.model_panel.set_current(info)
@@ -420,7 +448,7 @@ class MainWindow(WindowActions, QMainWindow):
         self.model_status.setText(f"Model: {info.label}")
         self.model_status.setToolTip(str(loaded.path))
         self.settings.last_model = str(loaded.path)
-        if not info.shipped:
+        if not info.shipped and not self._is_managed(loaded.path):
             self.settings.add_recent_model(str(loaded.path))
             self.refresh_model_list()
             self.model_panel.set_current(info)
@@ -905,8 +933,98 @@ class MainWindow(WindowActions, QMainWindow):
             elif path.suffix.lower() in self.MIDI_SUFFIXES:
                 self.open_midi(path)
 
+    # ================================================================================== training
+    def open_train_window(self):
+        """Show the Train window (made on first use)."""
+        if self.train_window is None:
+            from app.ui.train_window import TrainWindow
+
+            tw = TrainWindow(self, runs_dir=self.runs_dir, models_dir=self.user_models_dir,
+                             interactive=self.interactive)
+            tw.checkpoint_improved.connect(self._training_checkpoint)
+            tw.use_requested.connect(self.load_model)
+            tw.model_installed.connect(self._training_installed)
+            tw.run_ended.connect(self._training_ended)
+            self.train_window = tw
+        self.train_window.show()
+        self.train_window.raise_()
+        self.train_window.activateWindow()
+        return self.train_window
+
+    @property
+    def is_training(self) -> bool:
+        return self.train_window is not None and self.train_window.active
+
+    def _training_checkpoint(self, path: Path, label: str) -> None:
+        """A run saved a better ``best.lnf``: list it as a training model; reload it if it is in use."""
+        path = Path(path)
+        base = session.read_model_info(path)
+        note = label[label.find("(") + 1:-1] if "(" in label else "training"
+        name = label.split(" (")[0]
+        self.training_models[_resolved(path)] = replace(base, label=f"{name} (training)", training=True, note=note)
+        self.refresh_model_list()
+        if self.loaded is not None and _resolved(self.loaded.path) == _resolved(path) and not self.is_generating:
+            self.status(f"{name}: a better checkpoint ({note}); reloading it", 6000)
+            self.load_model(path)
+
+    def _training_installed(self, path: Path) -> None:
+        """The run finished and its model is in the user's model folder: list it there; switch to it if the
+        run's checkpoint was in use."""
+        run_best = self.train_window.run_dir / "best.lnf" if self.train_window and self.train_window.run_dir else None
+        was_in_use = (self.loaded is not None and run_best is not None
+                      and _resolved(self.loaded.path) == _resolved(run_best))
+        if run_best is not None:
+            self.training_models.pop(_resolved(run_best), None)
+        self.refresh_model_list()
+        self.status(f"Training finished: {Path(path).stem} is in your models", 10000)
+        if was_in_use:
+            self.load_model(path)
+
+    def _training_ended(self, state: str) -> None:
+        if state != "finished":
+            tw = self.train_window
+            if tw is not None and tw.run_dir is not None:
+                info = self.training_models.get(_resolved(tw.run_dir / "best.lnf"))
+                if info is not None:  # keep it usable, but say the run is not training now
+                    self.training_models[_resolved(tw.run_dir / "best.lnf")] = replace(
+                        info, label=info.label.replace("(training)", f"({state})"), note=state)
+            self.refresh_model_list()
+
+    def _confirm_close_while_training(self) -> str:
+        """'stop', 'keep' or 'cancel' (do not close)."""
+        policy = self.close_policy
+        if policy != "ask":
+            return policy
+        box = QMessageBox(QMessageBox.Icon.Question, "Training is running",
+                          "A model is still training. Stop it (a checkpoint is saved and you can resume later) or "
+                          "keep it training in the background? Its model appears in your models when it is done.",
+                          QMessageBox.StandardButton.NoButton, self)
+        stop = box.addButton("Stop training", QMessageBox.ButtonRole.DestructiveRole)
+        keep = box.addButton("Keep training in the background", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(keep)
+        box.exec()
+        clicked = box.clickedButton()
+        return "stop" if clicked is stop else "keep" if clicked is keep else "cancel"
+
     # ================================================================================== lifetime
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        if self.is_training:
+            choice = self._confirm_close_while_training()
+            if choice == "cancel":
+                event.ignore()
+                return
+            if choice == "keep":
+                self.train_window.detach()
+            else:
+                self.status("Stopping the training run…")
+                QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+                try:
+                    self.train_window.stop_and_wait(30.0)
+                finally:
+                    QApplication.restoreOverrideCursor()
+        if self.train_window is not None:
+            self.train_window.close()
         self.playback.shutdown()
         if self._gen_worker is not None:
             self._gen_worker.cancel()

@@ -174,15 +174,29 @@ class ModelPanel(QWidget):
         layout.addLayout(row)
         self._shipped: list[ModelInfo] = []
         self._recent: list[ModelInfo] = []
+        self._own: list[ModelInfo] = []
+        self._training: list[ModelInfo] = []
         self.set_current(None)
 
     # -- content
-    def set_models(self, shipped: Sequence[ModelInfo], recent: Sequence[ModelInfo]) -> None:
-        """Fill the list: shipped models, then recent checkpoints not already shipped."""
+    def set_models(self, shipped: Sequence[ModelInfo], recent: Sequence[ModelInfo],
+                   own: Sequence[ModelInfo] = (), training: Sequence[ModelInfo] = ()) -> None:
+        """Fill the list: models still training, the user's own models, shipped models, then recent checkpoints
+        not listed already."""
         self._shipped = list(shipped)
-        shipped_paths = {_key(i.path) for i in shipped}
-        self._recent = [i for i in recent if _key(i.path) not in shipped_paths]
+        self._training = list(training)
+        self._own = list(own)
+        listed = {_key(i.path) for i in (*shipped, *own, *training)}
+        self._recent = [i for i in recent if _key(i.path) not in listed]
         self.list.clear()
+        if self._training:
+            self._add_header("Training now")
+            for info in self._training:
+                self._add_info(info)
+        if self._own:
+            self._add_header("Your models")
+            for info in self._own:
+                self._add_info(info)
         if self._shipped:
             self._add_header("Shipped models")
             for info in self._shipped:
@@ -191,7 +205,7 @@ class ModelPanel(QWidget):
             self._add_header("Recent checkpoints")
             for info in self._recent:
                 self._add_info(info)
-        if not self._shipped and not self._recent:
+        if not self._shipped and not self._recent and not self._own and not self._training:
             self._add_header("No models found in assets/models")
         self._mark_current()
         self._fit_height()
