@@ -756,7 +756,8 @@ class MainWindow(WindowActions, QMainWindow):
         self._playing_title = piece.title
         self.status(f"Preparing {piece.title}…")
         return self.playback.play(
-            midi_factory(piece.roll, roll_midi, velocities=velocities, **self.midi_options()), piece.length, self.step_seconds(),
+            midi_factory(piece.roll, roll_midi, velocities=velocities, **self.midi_options()), piece.length,
+            self.step_seconds(),
             self.transport.current_program(), loop=self.transport.loop_button.isChecked(),
         )
 
