@@ -67,7 +67,7 @@ def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, dict]:
                  if v is not None and not k.startswith("model_") and k not in ("resume",)}
     model_over = {k[6:]: v for k, v in vars(args).items() if k.startswith("model_") and v is not None}
     if args.resume:
-        saved = json.loads((Path(args.resume) / "config.json").read_text())
+        saved = read_run_config(Path(args.resume))
         cfg = TrainConfig.from_dict(saved["train"])
         for k, v in overrides.items():
             setattr(cfg, k, v)
@@ -87,6 +87,41 @@ def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, dict]:
     return cfg, model_settings
 
 
+class RunConfigError(Exception):
+    """A run directory whose configuration cannot be read; the message says what to do."""
+
+
+def read_run_config(run: Path) -> dict:
+    """The run's ``config.json`` (``{"train": ..., "model": ...}``). When it is damaged (a torn write from before
+    writes were atomic, or an edit), the settings saved with the training state are used and the file rewritten;
+    when neither is readable a :class:`RunConfigError` says so."""
+    path = run / "config.json"
+    try:
+        saved = json.loads(path.read_text())
+        if isinstance(saved, dict) and isinstance(saved.get("train"), dict) and isinstance(saved.get("model"), dict):
+            return saved
+        problem = "it does not hold the 'train' and 'model' settings"
+    except (OSError, ValueError, RecursionError) as exc:
+        problem = f"{type(exc).__name__}: {str(exc)[:200]}"
+    state = run / "state.safetensors"
+    try:
+        from lnf_core.checkpoint import CheckpointError, atomic_write_text, read_checked_header
+
+        _, meta = read_checked_header(state)
+        saved = {"train": meta["train_config"], "model": meta["model_config"]}
+        if not (isinstance(saved["train"], dict) and isinstance(saved["model"], dict)):
+            raise KeyError("train_config")
+    except (CheckpointError, KeyError) as exc:
+        raise RunConfigError(
+            f"{path} is damaged ({problem}) and the settings cannot be recovered from {state} ({exc}); "
+            "start a new run with --out"
+        ) from None
+    atomic_write_text(path, json.dumps(saved, indent=2))
+    print(f"warning: {path} was damaged ({problem}); rebuilt it from the settings saved in {state.name}",
+          file=sys.stderr)
+    return saved
+
+
 def _dataset_key(name: str) -> str:
     from train.data import lookup_dataset
 
@@ -102,7 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume and not (Path(args.resume) / "config.json").is_file():
         print(f"error: {args.resume} is not a run directory (no config.json)", file=sys.stderr)
         return 2
-    cfg, model_settings = resolve_config(args)
+    try:
+        cfg, model_settings = resolve_config(args)
+    except RunConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     handlers = [logging.StreamHandler(sys.stderr), logging.FileHandler(out / "train.log")]
