@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Sample polyphonic pieces from a latent normalizing flow model and save them as MIDI.",
     )
     ap.add_argument("--model", metavar="CKPT", help="checkpoint (.lnf); default: the shipped default model")
-    ap.add_argument("--num", "-n", type=int, required=True, help=f"number of pieces (1-{session.MAX_BATCH})")
+    ap.add_argument("--num", "-n", type=int, default=8, help=f"number of pieces (1-{session.MAX_BATCH}, default 8)")
     ap.add_argument("--length", "-T", type=int, default=None,
                     help="length in time steps (default: drawn from the model's length distribution p(T))")
     ap.add_argument("--temperature", "-t", type=float, default=1.0, help="prior temperature (default 1.0)")

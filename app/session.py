@@ -32,10 +32,12 @@ from typing import Any
 
 import numpy as np
 
+import assets
+
 N_KEYS = 88
 PITCH_OFFSET = 21
 REPO_ROOT = Path(__file__).resolve().parent.parent
-MODELS_DIR = REPO_ROOT / "assets" / "models"
+MODELS_DIR = assets.models_dir()  # the package's location: works from a checkout and from an installed wheel
 CHECKPOINT_SUFFIX = ".lnf"
 DECODE_MODES = ("threshold", "bernoulli")
 MAX_BATCH = 64

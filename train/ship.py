@@ -15,12 +15,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+import assets
 from lnf_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from train.datasets.registry import lookup_dataset
 from train.evaluate import evaluate_checkpoint
 
 MAX_BYTES = 20 * 1024 * 1024
-MODELS_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
+MODELS_DIR = assets.models_dir()
 
 
 class ShipError(Exception):

@@ -12,12 +12,14 @@ import os
 import sys
 from pathlib import Path
 
+import assets
+
 from .registry import DatasetSpec, get_dataset_spec
 from .text import PTB_FILES
 from .types import DataError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-ASSETS_DATA = REPO_ROOT / "assets" / "data"
+ASSETS_DATA = assets.data_dir()  # JSB ships as package data: found from a checkout and from an installed wheel
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 APP_DIR_NAME = "lnf-studio"
 
