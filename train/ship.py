@@ -17,6 +17,7 @@ from pathlib import Path
 
 import assets
 from lnf_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from train.clitext import plain
 from train.datasets.registry import lookup_dataset
 from train.evaluate import evaluate_checkpoint
 
@@ -64,7 +65,7 @@ def ship(run_dir: Path, name: str, samples: int = 30, label: str | None = None, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m train.ship", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m train.ship", description=plain(__doc__),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", type=Path, help="a run directory (its best.lnf) or a .lnf file")
     p.add_argument("--name", required=True, help="file name in assets/models (without .lnf)")
