@@ -91,9 +91,17 @@ def rolls_from_splits(data: Any, path: Path) -> dict[str, list[np.ndarray]]:
                     path,
                 )
     splits: dict[str, list[np.ndarray]] = {}
+    converted: dict[int, np.ndarray] = {}  # a piece object referenced several times is converted once
+
+    def roll_of(piece: Any, where: str) -> np.ndarray:
+        roll = converted.get(id(piece))
+        if roll is None:
+            roll = converted[id(piece)] = piece_to_roll(piece, where)
+        return roll
+
     for s in SPLITS:
         try:
-            splits[s] = [piece_to_roll(p, f"split '{s}', piece {i}") for i, p in enumerate(data[s])]
+            splits[s] = [roll_of(p, f"split '{s}', piece {i}") for i, p in enumerate(data[s])]
         except ValueError as e:
             raise DataError(f"{path}: damaged music data: {e}.", path) from None
         except (MemoryError, RecursionError):
