@@ -2,8 +2,9 @@
 
 Data directory: ``--data-dir`` if given, else ``$LNF_DATA_DIR``, else the per-user data dir
 (``$XDG_DATA_HOME/lnf-studio/data``, default ``~/.local/share/lnf-studio/data``). A dataset is looked up in
-that dir (and its ``music/`` and ``ptb/`` subfolders), then in the repository's ``assets/data`` (JSB ships
-there), then in ``../shared/data`` beside the repository (development and CI machines).
+that dir (and its ``music/`` and ``ptb/`` subfolders), then in the shipped ``assets/data`` (JSB ships there; the
+``assets`` package, so an installed copy has it too), then in ``../shared/data`` beside the repository
+(development and CI machines).
 """
 
 from __future__ import annotations
