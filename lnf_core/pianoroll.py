@@ -412,7 +412,7 @@ def _quantise(pm: pretty_midi.PrettyMIDI, label: str, spb: int, pitch_offset: in
     step_limit = max_steps
     if max_seconds is not None and end_time > max_seconds:
         if not truncate:
-            raise MidiReadError(label, f"it is too long: {_duration(end_time)} (h:mm:ss), more than the "
+            raise MidiReadError(label, f"it is too long: {_duration(end_time)}, more than the "
                                        f"{_duration(max_seconds)} LNF Studio imports; import only its beginning "
                                        "or raise the limit")
         end_time = float(max_seconds)
