@@ -354,10 +354,8 @@ def _check_finite(path: Path, model: nn.Module, state: dict[str, torch.Tensor]) 
             continue
         if name.endswith("log_probs"):  # log p(T): -inf for impossible lengths (T = 0) is legitimate
             ok = bool((~torch.isnan(tensor) & (tensor <= 0)).all())
-        elif name in params:
-            ok = bool(torch.isfinite(tensor).all())
         else:
-            ok = bool((torch.isfinite(tensor)).all())
+            ok = bool(torch.isfinite(tensor).all())
         if not ok:
             kind = "weights" if name in params else "buffer"
             raise CheckpointError(f"{path}: the file is damaged: its {kind} {name} hold NaN or infinite values "

@@ -79,6 +79,8 @@ def test_installed_wheel_generates_from_outside_the_repository(wheel, tmp_path):
                            "-q", str(wheel)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
+    assert (venv / "bin" / "lnf-studio").is_file() and (venv / "bin" / "lnf-train").is_file()  # the entry points
+
     work = tmp_path / "elsewhere"
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")}

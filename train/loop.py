@@ -362,6 +362,10 @@ class Trainer:
             )
         if self.dist.main:
             self._reconcile_run_files(meta)
+        if self.dist.world > 1:  # every rank must take the same early-stopping and learning-rate decisions
+            shared = [self.best_val]
+            dist.broadcast_object_list(shared, src=0)
+            self.best_val = shared[0]
         log.info("resumed from %s: epoch %d, batch %d, step %d, lr %.2e", path, self.epoch, self.batch_in_epoch,
                  self.step, self.lr)
 
