@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         if model_path is not None:
             QTimer.singleShot(0, lambda: window.load_model(model_path))
         else:
-            window.status("No model found in assets/models: open a checkpoint with File ▸ Open Checkpoint…")
+            window.status(f"No model found in {models_dir}: open a checkpoint with File ▸ Open Checkpoint…")
         QTimer.singleShot(150, window.check_audio)
     rc = app.exec()
     return exit_code[0] or rc

@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--model", metavar="CKPT", help="checkpoint (.lnf); default: the shipped default model")
     ap.add_argument("--num", "-n", type=int, default=None,
-                    help=f"number of pieces (1-{session.MAX_BATCH}); with --from the number of candidates (default 4)")
+                    help=f"number of pieces (1-{session.MAX_BATCH}, default 8); with --from: candidates (default 4)")
     ap.add_argument("--length", "-T", type=int, default=None,
                     help="length in time steps (default: drawn from the model's length distribution p(T))")
     ap.add_argument("--temperature", "-t", type=float, default=1.0, help="prior temperature (default 1.0)")
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.source is not None or any(e is not None for e in edits):
         return _edit_piece(args, loaded, seed)
     if args.num is None:
-        return _error("--num is required (or --from PIECE.mid with --regenerate/--continue/--intro)", 2)
+        args.num = 8
     settings = session.GenerationSettings(
         n=args.num, length=args.length, temperature=args.temperature, seed=seed, decode=args.decode,
         key_temperature=args.key_temperature, best_of=args.best_of,

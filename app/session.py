@@ -32,12 +32,13 @@ from typing import Any
 
 import numpy as np
 
+import assets
 from lnf_core.config import DECODE_MODES, DEFAULT_DECODE
 
 N_KEYS = 88
 PITCH_OFFSET = 21
 REPO_ROOT = Path(__file__).resolve().parent.parent
-MODELS_DIR = REPO_ROOT / "assets" / "models"
+MODELS_DIR = assets.models_dir()  # the package's location: works from a checkout and from an installed wheel
 CHECKPOINT_SUFFIX = ".lnf"
 MAX_BATCH = 64
 MAX_BEST_OF = 16
@@ -177,21 +178,15 @@ def read_model_info(path: str | Path, shipped: bool = False) -> ModelInfo:
     path = Path(path)
     try:
         header = _read_safetensors_header(path)
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # incl. HeaderError: a pipe, folder or device is never opened for reading
         header = None
     if header is not None:
-        meta = header.get("__metadata__") or {}
-        metadata = _decode_lnf_metadata(meta)
-        if metadata is not None:
-            n_params = 0
-            for key, entry in header.items():
-                if key == "__metadata__" or not isinstance(entry, dict):
-                    continue
-                shape = entry.get("shape") or []
-                n_params += math.prod(shape) if shape else 1
-            if isinstance(metadata.get("parameters"), int):
-                n_params = metadata["parameters"]  # weights only; the header count includes buffers
-            return info_from_metadata(path, metadata, n_params or None, shipped=shipped)
+        try:
+            info = _info_from_header(path, header, shipped)
+        except Exception:  # noqa: BLE001 - odd metadata: the full load below says what is wrong
+            info = None
+        if info is not None:
+            return info
     try:
         loaded = load_music_model(path, allow_text=True)
     except ModelLoadError as exc:
@@ -199,15 +194,33 @@ def read_model_info(path: str | Path, shipped: bool = False) -> ModelInfo:
     return info_from_metadata(path, loaded.metadata, loaded.n_params, shipped=shipped)
 
 
+def _info_from_header(path: Path, header: dict[str, Any], shipped: bool) -> ModelInfo | None:
+    meta = header.get("__metadata__") or {}
+    metadata = _decode_lnf_metadata(meta)
+    if metadata is None:
+        return None
+    n_params = 0
+    for key, entry in header.items():
+        if key == "__metadata__" or not isinstance(entry, dict):
+            continue
+        shape = entry.get("shape") or []
+        n_params += math.prod(shape) if shape else 1
+    if isinstance(metadata.get("parameters"), int):
+        n_params = metadata["parameters"]  # weights only; the header count includes buffers
+    return info_from_metadata(path, metadata, n_params or None, shipped=shipped)
+
+
 def _read_safetensors_header(path: Path) -> dict[str, Any] | None:
-    with open(path, "rb") as fh:
+    from lnf_core.safetensors_header import MAX_HEADER_BYTES, open_regular_file, parse_json  # no torch
+
+    with open_regular_file(path) as fh:  # regular files only (a FIFO would block start-up)
         raw = fh.read(8)
         if len(raw) != 8:
             return None
         size = int.from_bytes(raw, "little")
-        if size <= 0 or size > 64 * 1024 * 1024:
+        if size <= 0 or size > MAX_HEADER_BYTES:
             return None
-        header = json.loads(fh.read(size).decode("utf-8"))
+        header = parse_json(fh.read(size), "header")  # any JSON failure is a ValueError
     return header if isinstance(header, dict) else None
 
 
@@ -267,7 +280,7 @@ def default_model_path(models_dir: str | Path = MODELS_DIR) -> Path | None:
                     return models_dir / named
     if (models_dir / "default.lnf").is_file():
         return models_dir / "default.lnf"
-    found = sorted(models_dir.glob(f"*{CHECKPOINT_SUFFIX}"))
+    found = sorted(p for p in models_dir.glob(f"*{CHECKPOINT_SUFFIX}") if p.is_file())
     return found[0] if found else None
 
 

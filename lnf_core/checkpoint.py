@@ -8,7 +8,9 @@ training facts, plus a format name and version. Loading parses a JSON header and
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -19,12 +21,19 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from lnf_core.config import ModelConfig
+from lnf_core.config import DATA_KINDS, MAX_PARAMETERS, ModelConfig, _short
+from lnf_core.safetensors_header import HeaderError, SafetensorsHeader, open_regular_file, parse_json, read_header
 
 FORMAT_NAME = "lnf-studio-checkpoint"
 FORMAT_VERSION = 1
 METADATA_KEY = "lnf_studio"
 EXTENSION = ".lnf"
+#: safetensors metadata key of the checksum (``sha256:<hex>``) over the metadata JSON and the tensors.
+CHECKSUM_KEY = "lnf_studio_sha256"
+#: Largest length histogram (index = length in steps) a checkpoint may carry.
+MAX_LENGTH_BINS = 200_000
+#: Largest ``steps_per_beat`` a checkpoint may declare (the MIDI-folder builder's limit).
+MAX_STEPS_PER_BEAT = 96
 
 
 class CheckpointError(Exception):
@@ -49,37 +58,130 @@ def _atomic_write(path: Path, write: Any) -> None:
         raise
 
 
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a text file atomically (temporary file ``.NAME.*.tmp`` beside it, fsync, then rename)."""
+    _atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, names: Any) -> list[Path]:
+    """Delete the temporary files (``.NAME.*.tmp``) that writes of the files ``names`` in ``folder`` leave behind
+    when the process is killed mid-write; returns what was removed."""
+    folder = Path(folder)
+    removed = []
+    for name in names:
+        for tmp in folder.glob(f".{name}.*.tmp"):
+            try:
+                if tmp.is_file():
+                    tmp.unlink()
+                    removed.append(tmp)
+            except OSError:
+                pass
+    return removed
+
+
+def _tensor_bytes(tensor: torch.Tensor) -> bytes:
+    t = tensor.detach().contiguous().cpu()
+    return t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+
+
+_ST_DTYPES = {
+    torch.bool: "BOOL", torch.uint8: "U8", torch.int8: "I8", torch.int16: "I16", torch.int32: "I32",
+    torch.int64: "I64", torch.float16: "F16", torch.bfloat16: "BF16", torch.float32: "F32", torch.float64: "F64",
+}  # fmt: skip
+
+
+def _digest_update(h: Any, name: str, dtype: str, shape: Any, data: bytes) -> None:
+    h.update(f"{name}\0{dtype}\0{','.join(str(int(d)) for d in shape)}\0{len(data)}\0".encode())
+    h.update(data)
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor], metadata_json: str) -> str:
+    """``sha256:<hex>`` over the metadata JSON and every tensor (name, dtype, shape, raw bytes) in sorted name
+    order: what :func:`save_tensors` stores as ``CHECKSUM_KEY`` and :func:`load_tensors` verifies."""
+    h = hashlib.sha256(metadata_json.encode())
+    for name in sorted(tensors):
+        t = tensors[name]
+        _digest_update(h, name, _ST_DTYPES.get(t.dtype, str(t.dtype)), t.shape, _tensor_bytes(t))
+    return f"sha256:{h.hexdigest()}"
+
+
+def _file_digest(fh: Any, header: SafetensorsHeader, metadata_json: str) -> str:
+    h = hashlib.sha256(metadata_json.encode())
+    for name in sorted(header.tensors):
+        entry = header.tensors[name]
+        fh.seek(header.data_start + entry.begin)
+        _digest_update(h, name, entry.dtype, entry.shape, fh.read(entry.end - entry.begin))
+    return f"sha256:{h.hexdigest()}"
+
+
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
-    """Write tensors + JSON metadata as one safetensors file, atomically (temporary file, then rename)."""
+    """Write tensors + JSON metadata as one safetensors file, atomically (temporary file, then rename), with a
+    checksum of the metadata and tensor bytes (``CHECKSUM_KEY``) that loading verifies."""
     flat = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    header = {METADATA_KEY: json.dumps(metadata)}
+    text = json.dumps(metadata, allow_nan=True)
+    header = {METADATA_KEY: text, CHECKSUM_KEY: tensors_digest(flat, text)}
     _atomic_write(Path(path), lambda tmp: save_file(flat, tmp, metadata=header))
+
+
+def read_checked_header(path: str | os.PathLike) -> tuple[SafetensorsHeader, dict[str, Any]]:
+    """The safetensors header and the LNF metadata of ``path``, read with bounded cost (regular files only,
+    header size capped, JSON depth and number sizes checked); no tensor is read. Raises ``CheckpointError``."""
+    path = Path(path)
+    try:
+        header = read_header(path)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such file") from None
+    except HeaderError as exc:
+        raise CheckpointError(f"{path}: not an LNF Studio checkpoint: {exc}") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if METADATA_KEY not in header.metadata:
+        raise CheckpointError(f"{path}: a safetensors file, but not one written by LNF Studio (no '{METADATA_KEY}' "
+                              "metadata)")
+    try:
+        metadata = parse_json(header.metadata[METADATA_KEY], "metadata")
+    except HeaderError as exc:
+        raise CheckpointError(f"{path}: damaged metadata: {exc}") from None
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"{path}: damaged metadata (a JSON {type(metadata).__name__}, not an object)")
+    return header, metadata
 
 
 def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor],
                                                                                      dict[str, Any]]:
-    """Read a file written by ``save_tensors``; raises ``CheckpointError`` naming the file."""
+    """Read a file written by ``save_tensors``; raises ``CheckpointError`` naming the file.
+
+    The header is checked first (:func:`read_checked_header`), then the checksum when the file has one (files
+    written before checksums existed load without), then the tensors are read."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such file")
+    header, metadata = read_checked_header(path)
+    return _read_tensors(path, header, device), metadata
+
+
+def _verify_checksum(path: Path, header: SafetensorsHeader) -> None:
+    stored = header.metadata.get(CHECKSUM_KEY)
+    if stored is None:
+        return
+    try:
+        with open_regular_file(path) as fh:
+            actual = _file_digest(fh, header, header.metadata[METADATA_KEY])
+    except (OSError, HeaderError) as exc:
+        raise CheckpointError(f"{path}: cannot be read ({exc})") from None
+    if actual != stored:
+        raise CheckpointError(f"{path}: the file is damaged: its contents do not match the checksum stored when it "
+                              "was written (a bit flip or a partial copy). Copy it again or retrain the model.")
+
+
+def _read_tensors(path: Path, header: SafetensorsHeader, device: str | torch.device) -> dict[str, torch.Tensor]:
+    _verify_checksum(path, header)
     try:
         with safe_open(str(path), framework="pt", device=str(device)) as fh:
-            header = fh.metadata() or {}
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            return {k: fh.get_tensor(k) for k in fh.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError, MemoryError) as exc:
         raise CheckpointError(
-            f"{path}: not an LNF Studio checkpoint (it is not a safetensors file, or it is truncated or damaged: {exc})"
+            f"{path}: not an LNF Studio checkpoint (it is not a safetensors file, or it is truncated or damaged: "
+            f"{str(exc)[:300]})"
         ) from None
-    if METADATA_KEY not in header:
-        raise CheckpointError(f"{path}: a safetensors file, but not one written by LNF Studio (no '{METADATA_KEY}' "
-                              "metadata)")
-    try:
-        metadata = json.loads(header[METADATA_KEY])
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path}: damaged metadata ({exc})") from None
-    if not isinstance(metadata, dict):
-        raise CheckpointError(f"{path}: damaged metadata (not a JSON object)")
-    return tensors, metadata
 
 
 def build_model(config: ModelConfig, length_counts: Any = None) -> nn.Module:
@@ -114,47 +216,190 @@ def save_checkpoint(
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """Only the metadata (cheap: the tensors are not read), validated like ``load_checkpoint``."""
+    """Only the metadata, validated like ``load_checkpoint`` as far as the header allows: format, types and ranges,
+    and the header's tensor names and shapes against the stored settings (cheap: no tensor is read, so the
+    checksum and the finiteness of the weights are checked only by ``load_checkpoint``)."""
     path = Path(path)
     try:
-        with safe_open(str(path), framework="pt") as fh:
-            header = fh.metadata() or {}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: not an LNF Studio checkpoint ({exc})") from None
-    try:
-        metadata = json.loads(header[METADATA_KEY])
-    except (KeyError, json.JSONDecodeError):
-        raise CheckpointError(f"{path}: not an LNF Studio checkpoint (no readable '{METADATA_KEY}' metadata)") from None
-    _check_format(path, metadata)
+        header, metadata = read_checked_header(path)
+        _check_format(path, metadata)
+        config = validate_metadata(path, metadata)
+        _check_tensor_layout(path, header, _expected_model(path, config, metadata.get("length_counts")))
+    except CheckpointError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - as load_checkpoint: only CheckpointError leaves
+        raise CheckpointError(f"{path}: not a usable LNF Studio checkpoint ({type(exc).__name__}: "
+                              f"{str(exc)[:300]})") from None
     return metadata
 
 
 def _check_format(path: Path, metadata: dict[str, Any]) -> None:
     if metadata.get("format") != FORMAT_NAME:
-        raise CheckpointError(f"{path}: not an LNF Studio model checkpoint (format {metadata.get('format')!r})")
+        raise CheckpointError(f"{path}: not an LNF Studio model checkpoint (format {_short(metadata.get('format'))})")
     version = metadata.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CheckpointError(f"{path}: damaged metadata (format_version {_short(version)} is not a version number)")
+    if version > FORMAT_VERSION:
         raise CheckpointError(
-            f"{path}: written by a newer LNF Studio (checkpoint format {version}, this version reads up to "
+            f"{path}: written by a newer LNF Studio (checkpoint format {_short(version)}, this version reads up to "
             f"{FORMAT_VERSION}); update LNF Studio to open it"
         )
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def validate_metadata(path: Path, metadata: dict[str, Any]) -> ModelConfig:
+    """Check the types and ranges of everything the app and the tools use from a checkpoint's metadata and return
+    its :class:`ModelConfig`; raises ``CheckpointError`` naming the file and the offending field."""
+
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"{path}: damaged or hostile metadata: {what}")
+
+    try:
+        config = ModelConfig.from_dict(metadata.get("config"))  # type: ignore[arg-type]
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise CheckpointError(f"{path}: the stored model settings are invalid ({str(exc)[:300]})") from None
+    counts = metadata.get("length_counts")
+    if counts is not None:
+        if not isinstance(counts, list):
+            raise bad(f"length_counts is {_short(counts)}, not a list of counts")
+        if len(counts) > MAX_LENGTH_BINS:
+            raise bad(f"length_counts has {len(counts)} entries (lengths up to {MAX_LENGTH_BINS} steps are allowed)")
+        for i, c in enumerate(counts):
+            if not ((_is_int(c) and 0 <= c <= 2**53)
+                    or (isinstance(c, float) and math.isfinite(c) and 0 <= c <= 2**53 and c == int(c))):
+                raise bad(f"length_counts[{i}] is {_short(c)}, not a count (a whole number >= 0)")
+    spb = metadata.get("steps_per_beat")
+    if spb is not None and not (_is_int(spb) and 1 <= spb <= MAX_STEPS_PER_BEAT):
+        raise bad(f"steps_per_beat is {_short(spb)} (a whole number 1..{MAX_STEPS_PER_BEAT} is allowed)")
+    kind = metadata.get("data_kind")
+    if kind is not None and (not isinstance(kind, str) or kind not in DATA_KINDS or kind != config.data_kind):
+        raise bad(f"data_kind is {_short(kind)} but the model settings say {config.data_kind!r}")
+    offset = metadata.get("pitch_offset")
+    if offset is not None and not (_is_int(offset) and 0 <= offset <= 127
+                                   and (config.data_kind != "music" or offset + config.vocab_size <= 128)):
+        raise bad(f"pitch_offset is {_short(offset)} (the {config.vocab_size} keys must fit MIDI pitches 0..127)")
+    vocab = metadata.get("vocab")
+    if vocab is not None and not (isinstance(vocab, list) and len(vocab) == config.vocab_size
+                                  and all(isinstance(v, str) for v in vocab)):
+        raise bad(f"vocab is not a list of {config.vocab_size} symbols")
+    params = metadata.get("parameters")
+    if params is not None and not (_is_int(params) and 0 <= params <= 2**53):
+        raise bad(f"parameters is {_short(params)}, not a parameter count")
+    for key in ("metrics", "training"):
+        value = metadata.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise bad(f"{key} is {_short(value)}, not a dictionary")
+        for name, number in value.items():
+            if isinstance(number, float) and not math.isfinite(number) and key == "metrics" and name == "test_nll":
+                raise bad(f"{key}.{name} is {number}, not a finite number")
+            if _is_int(number) and abs(number) > 2**63:
+                raise bad(f"{key}.{name} is {_short(number)}, out of range")
+    for key in ("label", "dataset"):
+        value = metadata.get(key)
+        if value is not None and not isinstance(value, str):
+            raise bad(f"{key} is {_short(value)}, not text")
+    return config
+
+
+_FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
+
+
+def _expected_model(path: Path, config: ModelConfig, counts: Any) -> nn.Module:
+    """The architecture built on the ``meta`` device: shapes and names without allocating or initialising any
+    weight (index bookkeeping and the length model, small, stay on the CPU)."""
+    try:
+        with torch.device("meta"):
+            model = build_model(config, counts)
+    except (TypeError, ValueError, RuntimeError, OverflowError, MemoryError, RecursionError) as exc:
+        raise CheckpointError(f"{path}: the stored model settings are invalid ({str(exc)[:300]})") from None
+    n_params = sum(p.numel() for p in model.parameters())
+    if n_params > MAX_PARAMETERS:
+        raise CheckpointError(f"{path}: the stored model settings describe {n_params} parameters, more than the "
+                              f"{MAX_PARAMETERS} LNF Studio loads")
+    return model
+
+
+def _check_tensor_layout(path: Path, header: SafetensorsHeader, model: nn.Module) -> None:
+    """Names, shapes and dtypes in the file's header must be exactly what the stored settings imply."""
+    expected = model.state_dict()
+    names, stored = set(expected), set(header.tensors)
+    if names != stored:
+        missing, extra = sorted(names - stored), sorted(stored - names)
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+        if extra:
+            parts.append(f"unexpected {', '.join(n[:60] for n in extra[:5])}{' ...' if len(extra) > 5 else ''}")
+        raise CheckpointError(f"{path}: weights do not match the stored model settings ({'; '.join(parts)})")
+    for name, tensor in expected.items():
+        entry = header.tensors[name]
+        if entry.shape != tuple(tensor.shape):
+            raise CheckpointError(f"{path}: weights do not match the stored model settings ({name} has shape "
+                                  f"{list(entry.shape)}, the settings imply {list(tensor.shape)})")
+        ok = entry.dtype in _FLOAT_DTYPES if tensor.is_floating_point() else entry.dtype == _ST_DTYPES.get(tensor.dtype)
+        if not ok:
+            raise CheckpointError(f"{path}: weights do not match the stored model settings ({name} is stored as "
+                                  f"{entry.dtype})")
+
+
+def _check_finite(path: Path, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    params = {name for name, _ in model.named_parameters()}
+    for name, tensor in state.items():
+        if not tensor.is_floating_point():
+            continue
+        if name.endswith("log_probs"):  # log p(T): -inf for impossible lengths (T = 0) is legitimate
+            ok = bool((~torch.isnan(tensor) & (tensor <= 0)).all())
+        else:
+            ok = bool(torch.isfinite(tensor).all())
+        if not ok:
+            kind = "weights" if name in params else "buffer"
+            raise CheckpointError(f"{path}: the file is damaged: its {kind} {name} hold NaN or infinite values "
+                                  "(training diverged, or the file was altered); a model from it would generate "
+                                  "nothing. Use an earlier checkpoint (e.g. best.lnf) or retrain.")
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[nn.Module,
                                                                                                dict[str, Any]]:
-    """Rebuild the model saved at ``path`` (in eval mode, float32) and return it with its metadata."""
+    """Rebuild the model saved at ``path`` (in eval mode, float32) and return it with its metadata.
+
+    Order (so a few hostile bytes cannot cost gigabytes or minutes): the header alone is read and its size capped;
+    the metadata's types and ranges are validated; the architecture is built on the ``meta`` device and the
+    header's tensor names, shapes and dtypes compared with it; only then are the checksum verified and the
+    tensors read (their size is now bounded by the file's), checked to be finite and assigned to the model.
+    Every failure is a ``CheckpointError`` naming the file.
+    """
     path = Path(path)
-    tensors, metadata = load_tensors(path, map_location)
+    try:
+        return _load_checkpoint(path, map_location)
+    except CheckpointError:
+        raise
+    except MemoryError:
+        raise CheckpointError(f"{path}: the model does not fit in this machine's memory") from None
+    except Exception as exc:  # noqa: BLE001 - the promise is: only CheckpointError leaves this function
+        raise CheckpointError(f"{path}: not a usable LNF Studio checkpoint ({type(exc).__name__}: "
+                              f"{str(exc)[:300]})") from None
+
+
+def _load_checkpoint(path: Path, map_location: str | torch.device) -> tuple[nn.Module, dict[str, Any]]:
+    header, metadata = read_checked_header(path)
     _check_format(path, metadata)
-    try:
-        config = ModelConfig.from_dict(metadata["config"])
-        model = build_model(config, metadata.get("length_counts"))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: the stored model settings are invalid ({exc})") from None
+    config = validate_metadata(path, metadata)
+    model = _expected_model(path, config, metadata.get("length_counts"))
+    _check_tensor_layout(path, header, model)
+    tensors = _read_tensors(path, header, "cpu")
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in tensors.items()}
+    _check_finite(path, model, state)
     try:
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not match the stored model settings ({exc})") from None
+        raise CheckpointError(f"{path}: weights do not match the stored model settings ({str(exc)[:300]})") from None
+    left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left:  # pragma: no cover - a module that creates a tensor outside its state dict on the meta device
+        raise CheckpointError(f"{path}: internal error: {left[0]} was not restored")
     model.to(map_location).eval()
     return model, metadata

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,27 @@ EMISSIONS = ("bernoulli", "nade")
 #: distribution; the default everywhere), "threshold" keeps keys above 1/2 (greedy, key by key, for the NADE).
 DECODE_MODES = ("bernoulli", "threshold")
 DEFAULT_DECODE = "bernoulli"
+
+#: Allowed range of every size setting (inclusive). The upper bounds are far above any trained model (the paper's
+#: widths are 500, its largest vocabulary 50 characters) and keep a hostile or damaged checkpoint from asking for
+#: an architecture that takes gigabytes or minutes to build before its weights are even looked at.
+SIZE_LIMITS: dict[str, tuple[int, int]] = {
+    "vocab_size": (1, 65_536),
+    "z_dim": (2, 2_048),
+    "emb_dim": (1, 8_192),
+    "hidden": (1, 8_192),
+    "enc_layers": (1, 16),
+    "dec_layers": (1, 16),
+    "prior_units": (1, 8_192),
+    "prior_layers": (1, 16),
+    "flow_layers": (0, 64),
+    "flow_hidden": (1, 8_192),
+    "flow_hidden_layers": (1, 16),
+    "max_len": (1, 100_000),
+    "nade_hidden": (1, 8_192),
+}
+#: Most parameters a model may have (about 2 GiB of float32 weights; the shipped models have ~3M).
+MAX_PARAMETERS = 500_000_000
 
 
 @dataclass
@@ -55,6 +77,7 @@ class ModelConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self._check_types()
         checks = [
             (self.model_type in MODEL_TYPES, f"model_type must be one of {MODEL_TYPES}"),
             (self.data_kind in DATA_KINDS, f"data_kind must be one of {DATA_KINDS}"),
@@ -74,13 +97,46 @@ class ModelConfig:
             if not ok:
                 raise ValueError(f"invalid ModelConfig: {message}")
 
+    def _check_types(self) -> None:
+        """Every field has its type and every size lies in :data:`SIZE_LIMITS` (raises ``ValueError``)."""
+        for name, (low, high) in SIZE_LIMITS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"invalid ModelConfig: {name} must be an integer, not {_short(value)}")
+            if not low <= value <= high:
+                raise ValueError(f"invalid ModelConfig: {name} must be between {low} and {high}, not {_short(value)}")
+        for name in ("model_type", "data_kind", "prior", "transform", "pos_encoding", "emission"):
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                raise ValueError(f"invalid ModelConfig: {name} must be a string, not {_short(value)}")
+        for name in ("dropout", "emission_dropout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"invalid ModelConfig: {name} must be a number, not {_short(value)}")
+        if not isinstance(self.extra, dict):
+            raise ValueError(f"invalid ModelConfig: extra must be a dictionary, not {_short(self.extra)}")
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        if not isinstance(data, dict):
+            raise ValueError(f"model settings must be a dictionary, not {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown model settings {sorted(unknown)} (written by a newer LNF Studio?)")
         return cls(**data)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """A bounded description of a value for an error message (no deep repr of hostile input)."""
+    if isinstance(value, (bool, float)) or value is None:
+        return repr(value)
+    if isinstance(value, int):
+        digits = len(str(value)) if value.bit_length() < 10_000 else None
+        return repr(value) if digits is not None and digits <= 20 else f"an integer of {digits or 'over 3000'} digits"
+    if isinstance(value, str):
+        return repr(value) if len(value) <= limit else repr(value[:limit]) + "..."
+    return f"a {type(value).__name__}"

@@ -25,7 +25,7 @@ from lnf_core.transforms import NLSq, make_transform
 
 
 def _order(dim: int, reverse: bool) -> Tensor:
-    order = torch.arange(1, dim + 1)
+    order = torch.arange(1, dim + 1, device="cpu")  # index bookkeeping stays on the CPU (meta-device builds)
     return order.flip(0) if reverse else order
 
 
@@ -48,7 +48,8 @@ class CouplingLayer(nn.Module):
         n_keep = len(keep)
         self._keep = slice(0, n_keep) if self.keep_first else slice(dim - n_keep, dim)
         self._trans = slice(n_keep, dim) if self.keep_first else slice(0, dim - n_keep)
-        assert torch.equal(torch.arange(dim)[self._keep], keep) and torch.equal(torch.arange(dim)[self._trans], trans)
+        assert torch.equal(torch.arange(dim, device="cpu")[self._keep], keep)
+        assert torch.equal(torch.arange(dim, device="cpu")[self._trans], trans)
         # The context's contribution to the first layer lives in HiddenFlow.context_proj.
         self.inp = nn.Linear(len(keep), hidden, bias=False)
         self.hidden = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(hidden_layers - 1))
@@ -103,7 +104,7 @@ class MADELayer(nn.Module):
         self.dim = dim
         n_params = self.transform.n_params
         order = _order(dim, reverse)
-        hid_deg = torch.arange(hidden) % dim
+        hid_deg = torch.arange(hidden, device="cpu") % dim
         self.register_buffer("order", order, persistent=False)
         self.register_buffer("sequence", torch.argsort(order), persistent=False)  # dims by increasing order
         self.last_sweeps = 0

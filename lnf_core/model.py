@@ -80,8 +80,9 @@ class LengthModel(nn.Module):
         counts = list(counts or [0, 1])
         longest = max((t for t, c in enumerate(counts) if c > 0), default=1)
         support = max(int(1.25 * longest), 1) + 1
-        padded = torch.zeros(support, dtype=torch.float64)
-        padded[: min(len(counts), support)] = torch.tensor(counts[:support], dtype=torch.float64)
+        # Always computed on the CPU, also when the model is built on the ``meta`` device (checkpoint checks).
+        padded = torch.zeros(support, dtype=torch.float64, device="cpu")
+        padded[: min(len(counts), support)] = torch.tensor(counts[:support], dtype=torch.float64, device="cpu")
         smoothed = padded + 1.0
         smoothed[0] = 0.0  # a sequence has at least one step
         total = smoothed.sum()

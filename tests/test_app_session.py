@@ -198,3 +198,61 @@ def test_lstm_baseline_samples_and_scores_but_has_no_latent_space(tmp_path):
     b = session.generate_batch(loaded.model, 3, None, seed=4)
     assert [r.shape for r in a] == [(8, 88)] * 3 and all(np.array_equal(x, y) for x, y in zip(a, b))
     assert np.isfinite(session.score_roll(loaded.model, a[0], n_samples=1).nll_per_step)
+
+
+# -- odd entries in the models folder: listed as damaged, never a hang or an exception -----------------------------
+
+
+def _odd_header_file(path: Path, header_json: str) -> None:
+    blob = header_json.encode()
+    path.write_bytes(len(blob).to_bytes(8, "little") + blob)
+
+
+def test_odd_entries_in_the_models_folder_are_listed_as_damaged(tmp_path, models_dir):
+    """A FIFO named *.lnf once hung start-up; odd headers raised TypeError/AttributeError/ValueError/OverflowError/
+    RecursionError out of read_model_info. Run in a subprocess with a timeout so a hang fails the test."""
+    import os
+    import shutil
+
+    from tests.hostile import run_bounded
+
+    d = tmp_path / "models"
+    d.mkdir()
+    shutil.copy(models_dir / "default.lnf", d / "c_good.lnf")
+    os.mkfifo(d / "a_pipe.lnf")
+    (d / "b_folder.lnf").mkdir()
+    (d / "c_gone.lnf").symlink_to(d / "nowhere.lnf")
+    lnf = '{"__metadata__": {"lnf_studio": %s}}'
+    odd = {
+        "d_meta_list": lnf % json.dumps(json.dumps([1, 2])),
+        "e_config_list": lnf % json.dumps(json.dumps({"label": "x", "config": [1, 2]})),
+        "f_shape_text": '{"w": {"dtype": "F32", "shape": ["a"], "data_offsets": [0, 4]}, "__metadata__": '
+                        '{"lnf_studio": "{\\"label\\": \\"x\\"}"}}',
+        "g_nll_huge": lnf % json.dumps('{"label": "x", "metrics": {"test_nll": 1' + "0" * 400 + "}}"),
+        "h_digits": lnf % json.dumps('{"label": "x", "parameters": ' + "9" * 5000 + "}"),
+        "i_deep": lnf % json.dumps("[" * 50_000 + "]" * 50_000),
+        "j_header_deep": "[" * 50_000 + "]" * 50_000,
+        "k_meta_dict": '{"__metadata__": [1, 2]}',
+    }
+    for name, text in odd.items():
+        _odd_header_file(d / f"{name}.lnf", text)
+    (d / "l_huge_header.lnf").write_bytes((2**40).to_bytes(8, "little") + b"{}")
+    proc = run_bounded(f"""
+        from pathlib import Path
+        from app import session
+        d = Path({str(d)!r})
+        print("DEFAULT", session.default_model_path(d).name)
+        for info in session.discover_models(d):
+            state = "OK" if info.error is None else "DAMAGED"
+            print("ENTRY", info.path.name, state, (info.error or "").replace("\\n", " "))
+    """, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0] == "DEFAULT c_good.lnf"  # the first regular file: pipes, folders, broken links skipped
+    entries = {line.split()[1]: line.split(maxsplit=3)[2:] for line in lines[1:]}
+    assert entries.pop("c_good.lnf")[0] == "OK"
+    names = {p.name for p in d.iterdir()} - {"c_good.lnf"}
+    assert set(entries) == names, entries
+    for name, (state, *message) in entries.items():
+        assert state == "DAMAGED", (name, state, message)
+        assert name in message[0], (name, message)

@@ -7,8 +7,10 @@ with a CheckpointError that names the file, and a pickle payload must never run.
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from safetensors.torch import save_file
 
 from lnf_core.baseline import LSTMBaseline
 from lnf_core.checkpoint import (
+    CHECKSUM_KEY,
     FORMAT_VERSION,
     METADATA_KEY,
     CheckpointError,
@@ -28,6 +31,7 @@ from lnf_core.checkpoint import (
 )
 from lnf_core.config import ModelConfig
 from lnf_core.model import LatentFlowVAE
+from tests import hostile
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -144,16 +148,17 @@ class _Payload:
         return (_make_marker, (str(self.marker),))
 
 
-def _assert_refused(path: Path, *words: str) -> CheckpointError:
+def _assert_refused(path: Path, *words: str, header_problem: bool = True) -> CheckpointError:
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(path)
     message = str(info.value)
     assert str(path) in message, f"the message does not name the file: {message}"
     for word in words:
         assert word in message, message
-    with pytest.raises(CheckpointError) as info_meta:
-        read_metadata(path)
-    assert str(path) in str(info_meta.value)
+    if header_problem:  # read_metadata sees the header only (no checksum or weight values)
+        with pytest.raises(CheckpointError) as info_meta:
+            read_metadata(path)
+        assert str(path) in str(info_meta.value)
     return info.value
 
 
@@ -253,3 +258,179 @@ def test_header_claiming_a_huge_size_is_refused(tmp_path: Path) -> None:
     header = json.dumps({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}).encode()
     path.write_bytes(struct.pack("<Q", 10**15) + header + b"\0" * 8)
     _assert_refused(path)
+
+
+# -- hostile and careless files: bounded cost, only CheckpointError, the file named ---------------------------------
+
+
+@pytest.mark.parametrize("field,value", sorted(hostile.HOSTILE_SIZES.items()))
+def test_huge_architecture_in_a_tiny_file_is_refused_cheaply(tmp_path: Path, field: str, value: int) -> None:
+    """1.2 KB whose settings ask for hidden 20000 (or vocab 10^7, 10^6 flow layers...): once >6 GiB or minutes to
+    build before the weights were looked at. Run under a 2 GiB address-space limit and a timeout."""
+    path = hostile.lnf_header_file(tmp_path / f"huge_{field}.lnf", hostile.model_metadata(**{field: value}))
+    assert path.stat().st_size < 2000
+    proc = hostile.run_bounded(f"""
+        import time
+        from lnf_core.checkpoint import CheckpointError, load_checkpoint, read_metadata
+        for fn in (load_checkpoint, read_metadata):
+            t0 = time.perf_counter()
+            try:
+                fn({str(path)!r})
+                print("LOADED")
+            except CheckpointError as exc:
+                print("REFUSED", round(time.perf_counter() - t0, 2), exc)
+    """, timeout=90)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith("REFUSED") for line in lines), proc.stdout
+    for line in lines:
+        assert float(line.split()[1]) < 5.0 and str(path) in line and field in line, line
+
+
+def test_architecture_that_does_not_match_the_header_is_refused_before_building(tmp_path: Path) -> None:
+    """Settings in range, but the header's tensors are not what they imply: refused from the header alone."""
+    meta = hostile.model_metadata(hidden=1024, emb_dim=1024, enc_layers=4, dec_layers=4)
+    path = hostile.lnf_header_file(tmp_path / "mismatch.lnf", meta)
+    t0 = time.perf_counter()
+    err = _assert_refused(path, "do not match")
+    assert time.perf_counter() - t0 < 5.0, err
+
+
+@pytest.mark.parametrize("name,raw", [
+    ("digits", '{"format": "lnf-studio-checkpoint", "format_version": 1, "x": ' + "9" * 5000 + "}"),
+    ("deep", "[" * 100_000 + "]" * 100_000),
+    ("list", "[1, 2, 3]"),
+    ("string", '"just text"'),
+    ("version_list", '{"format": "lnf-studio-checkpoint", "format_version": [1]}'),
+    ("version_huge", '{"format": "lnf-studio-checkpoint", "format_version": 1e400}'),
+    ("format_dict", '{"format": {"a": 1}, "format_version": 1}'),
+])
+def test_odd_metadata_json_gives_checkpoint_error(tmp_path: Path, name: str, raw: str) -> None:
+    path = hostile.lnf_header_file(tmp_path / f"{name}.lnf", None, raw_metadata=raw)
+    _assert_refused(path)
+
+
+def _metadata_with(**changes: object) -> dict:
+    meta = hostile.model_metadata()
+    for key, value in changes.items():
+        if key.startswith("config."):
+            meta["config"][key[7:]] = value
+        else:
+            meta[key] = value
+    return meta
+
+
+@pytest.mark.parametrize("changes,word", [
+    ({"config": [1, 2]}, "settings"),
+    ({"config": "iaf"}, "settings"),
+    ({"config.hidden": -3}, "hidden"),
+    ({"config.hidden": "8"}, "hidden"),
+    ({"config.hidden": 8.0}, "hidden"),
+    ({"config.z_dim": True}, "z_dim"),
+    ({"config.max_len": [3]}, "max_len"),
+    ({"config.max_len": 10**30}, "max_len"),
+    ({"config.dropout": "high"}, "dropout"),
+    ({"config.extra": [1]}, "extra"),
+    ({"config.prior": ["iaf-scf"]}, "prior"),
+    ({"steps_per_beat": 10**6}, "steps_per_beat"),
+    ({"steps_per_beat": 0}, "steps_per_beat"),
+    ({"steps_per_beat": "2"}, "steps_per_beat"),
+    ({"length_counts": [0, 1, float("inf")]}, "length_counts"),
+    ({"length_counts": [0, -5, 2]}, "length_counts"),
+    ({"length_counts": [0, 10**30]}, "length_counts"),
+    ({"length_counts": [0, 1.5]}, "length_counts"),
+    ({"length_counts": [0] * 300_000 + [1]}, "length_counts"),
+    ({"length_counts": {"a": 1}}, "length_counts"),
+    ({"pitch_offset": 100}, "pitch_offset"),
+    ({"pitch_offset": -1}, "pitch_offset"),
+    ({"data_kind": "text"}, "data_kind"),
+    ({"parameters": "many"}, "parameters"),
+    ({"metrics": [1]}, "metrics"),
+    ({"metrics": {"test_nll": float("nan")}}, "test_nll"),
+    ({"label": {"x": 1}}, "label"),
+])
+def test_metadata_of_the_wrong_type_or_range_is_refused(tmp_path: Path, changes: dict, word: str) -> None:
+    path = hostile.lnf_header_file(tmp_path / "odd.lnf", _metadata_with(**changes))
+    err = _assert_refused(path)
+    assert word in str(err), err
+
+
+def test_odd_safetensors_headers_give_checkpoint_error(tmp_path: Path) -> None:
+    cases = {
+        "negative_dim": {"w": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 8]}},
+        "huge_dim": {"w": {"dtype": "F32", "shape": [2**62, 2**62], "data_offsets": [0, 8]}},
+        "bad_dtype": {"w": {"dtype": "F99", "shape": [2], "data_offsets": [0, 8]}},
+        "entry_list": {"w": [1, 2]},
+        "offsets_outside": {"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 10**12]}},
+        "metadata_not_strings": {"__metadata__": {"lnf_studio": {"a": 1}}},
+    }
+    for name, header in cases.items():
+        blob = json.dumps(header).encode()
+        path = tmp_path / f"{name}.lnf"
+        path.write_bytes(struct.pack("<Q", len(blob)) + blob + b"\0" * 8)
+        _assert_refused(path)
+        with pytest.raises(CheckpointError, match=name):
+            load_tensors(path)
+
+
+def test_non_finite_weights_are_refused_at_load(tmp_path: Path) -> None:
+    model = tiny()
+    for bad in (float("nan"), float("inf")):
+        with torch.no_grad():
+            victim = tiny()
+            next(victim.parameters()).view(-1)[0] = bad
+        path = tmp_path / f"bad_{bad}.lnf"
+        save_checkpoint(path, victim, META)
+        _assert_refused(path, "NaN or infinite", header_problem=False)
+    ok = tmp_path / "ok.lnf"
+    save_checkpoint(ok, model, META)
+    load_checkpoint(ok)  # the -inf of log p(T=0) in the length model is legitimate
+
+
+def test_bit_flip_in_the_weights_is_detected_by_the_checksum(tmp_path: Path) -> None:
+    path = tmp_path / "m.lnf"
+    save_checkpoint(path, tiny(), META)
+    data = bytearray(path.read_bytes())
+    header_len = struct.unpack("<Q", bytes(data[:8]))[0]
+    header = json.loads(bytes(data[8 : 8 + header_len]))
+    assert header["__metadata__"][CHECKSUM_KEY].startswith("sha256:")
+    flipped = tmp_path / "flipped.lnf"
+    data[8 + header_len + 1000] ^= 0x04  # a bit in some weight: still a finite float, same shapes
+    flipped.write_bytes(bytes(data))
+    _assert_refused(flipped, "checksum", header_problem=False)
+    with pytest.raises(CheckpointError, match="checksum"):
+        load_tensors(flipped)
+
+
+def test_checkpoints_without_a_checksum_still_load(tmp_path: Path) -> None:
+    """Files written before checksums existed (the shipped models among them) load as before."""
+    model = tiny()
+    path = tmp_path / "old.lnf"
+    meta = dict(META, format="lnf-studio-checkpoint", format_version=FORMAT_VERSION, config=model.config.to_dict(),
+                length_counts=[int(c) for c in model.length_model.counts.tolist()])
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path),
+              metadata={METADATA_KEY: json.dumps(meta)})
+    loaded, _ = load_checkpoint(path)
+    torch.testing.assert_close(_iw(loaded), _iw(model), rtol=0, atol=0)
+    for shipped in sorted((Path(__file__).resolve().parent.parent / "assets" / "models").glob("*.lnf")):
+        load_checkpoint(shipped)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder", "broken_link"])
+def test_non_regular_files_are_refused_without_blocking(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / f"{kind}.lnf"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "folder":
+        path.mkdir()
+    else:
+        path.symlink_to(tmp_path / "nowhere.lnf")
+    proc = hostile.run_bounded(f"""
+        from lnf_core.checkpoint import CheckpointError, load_checkpoint, read_metadata
+        for fn in (load_checkpoint, read_metadata):
+            try:
+                fn({str(path)!r})
+            except CheckpointError as exc:
+                print("REFUSED", exc)
+    """, timeout=60)
+    assert proc.stdout.count("REFUSED") == 2 and str(path) in proc.stdout, (proc.stdout, proc.stderr[-1000:])

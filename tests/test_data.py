@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import train.datasets.locations as locations
+from tests.hostile import run_bounded as hostile_run
 from train.data import (
     DataError,
     MusicDataset,
@@ -519,3 +520,106 @@ def test_safe_load_pickle_plain_data(tmp_path):
     assert safe_load_pickle(path) == {"a": [1, (2, 3)], "b": {4, 5}, "c": frozenset([6])}
     with pytest.raises(DataError, match="file not found"):
         safe_load_pickle(tmp_path / "missing.pickle")
+
+
+# -- pickle bombs and deep nesting: bounded, a DataError naming the file ----------------------------------------
+
+
+def _memo_bomb(path: Path, steps: int, pieces: int) -> Path:
+    """Shared references: one piece of ``steps`` steps referenced ``pieces`` times per split (a few hundred KB
+    announcing 3 * steps * pieces steps)."""
+    piece = [(60, 64)] * steps
+    split = [piece] * pieces
+    path.write_bytes(pickle.dumps({"train": split, "valid": split, "test": split}, protocol=2))
+    return path
+
+
+def test_memo_bomb_is_refused_quickly_without_memory(tmp_path):
+    """~400 KB announcing 3 x 10^10 steps: once a hang (then a raw MemoryError); now a DataError in well under a
+    second, run under a 2 GiB address-space limit."""
+    bomb = _memo_bomb(tmp_path / "bomb.pickle", 100_000, 100_000)
+    assert bomb.stat().st_size < 2_000_000
+    wide = _memo_bomb(tmp_path / "wide.pickle", 1_000, 100_000)  # each piece fine, the total is not
+    long_piece = _memo_bomb(tmp_path / "long.pickle", 1_000_000, 1)
+    proc = hostile_run(f"""
+        import time
+        from train.data import DataError, load_music_pickle
+        for p in ({str(bomb)!r}, {str(wide)!r}, {str(long_piece)!r}):
+            t0 = time.perf_counter()
+            try:
+                load_music_pickle(p)
+                print("LOADED")
+            except DataError as exc:
+                print("REFUSED", round(time.perf_counter() - t0, 2), exc)
+    """)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 3 and all(line.startswith("REFUSED") for line in lines), proc.stdout
+    for line, path in zip(lines, (bomb, wide, long_piece)):
+        assert float(line.split()[1]) < 10.0 and str(path) in line, line
+    assert "5,000,000 time steps" in lines[0] and "1,000,000 time steps" in lines[2]
+
+
+def test_deeply_nested_note_gives_a_short_data_error(tmp_path):
+    """A 10^5-deep nested list where a note should be: the message's repr once raised RecursionError."""
+    deep: list = []
+    for _ in range(100_000):
+        deep = [deep]
+    path = tmp_path / "deep.pickle"
+    data = {"train": [[(60,), (deep,)]], "valid": [[(60,)]], "test": [[(60,)]]}
+    path.write_bytes(_pickle_deep(data))
+    with pytest.raises(DataError) as info:
+        load_music_pickle(path)
+    message = str(info.value)
+    assert str(path) in message and "step 1" in message and len(message) < 600, message
+    keys = tmp_path / "keys.pickle"
+    keys.write_bytes(_pickle_deep({(((("x",),),),): 1}))
+    with pytest.raises(DataError, match="keys.pickle.*missing") as info:
+        load_music_pickle(keys)
+    assert len(str(info.value)) < 600
+
+
+def _pickle_deep(obj) -> bytes:
+    """pickle.dumps for data nested deeper than the recursion limit (the pickler recurses, the unpickler not)."""
+    import threading
+
+    out: list[bytes] = []
+    old = sys.getrecursionlimit()
+
+    def work() -> None:
+        sys.setrecursionlimit(400_000)
+        try:
+            out.append(pickle.dumps(obj, protocol=2))
+        finally:
+            sys.setrecursionlimit(old)
+
+    threading.stack_size(512 * 1024 * 1024)
+    try:
+        t = threading.Thread(target=work)
+        t.start()
+        t.join()
+    finally:
+        threading.stack_size(0)
+    return out[0]
+
+
+def test_too_many_notes_in_a_step_and_oversized_or_odd_files(tmp_path):
+    crowded = tmp_path / "crowded.pickle"
+    crowded.write_bytes(pickle.dumps({"train": [[tuple([60] * 1000)]], "valid": [[(60,)]], "test": [[(60,)]]}))
+    with pytest.raises(DataError, match="crowded.pickle.*1,000 notes"):
+        load_music_pickle(crowded)
+    fifo = tmp_path / "fifo.pickle"
+    os.mkfifo(fifo)
+    proc = hostile_run(f"""
+        from train.data import DataError, load_music_pickle
+        try:
+            load_music_pickle({str(fifo)!r})
+        except DataError as exc:
+            print("REFUSED", exc)
+    """, timeout=60)
+    assert proc.stdout.startswith("REFUSED") and "pipe" in proc.stdout, (proc.stdout, proc.stderr[-1000:])
+    big = tmp_path / "big.pickle"
+    with open(big, "wb") as f:
+        f.truncate(65 * 1024 * 1024)  # sparse: no disk used
+    with pytest.raises(DataError, match="big.pickle.*MiB"):
+        load_music_pickle(big)

@@ -214,3 +214,45 @@ def test_split_files_properties():
     # Adding files leaves the existing assignment alone.
     more = split_files(big + [f"q{i}.mid" for i in range(100)], seed=0)
     assert all(set(sp[s]) <= set(more[s]) for s in sp)
+
+
+# -- nothing lost: a bad file is skipped and named, a failing cache write is only a warning ------------------------
+
+
+@pytest.mark.parametrize("error", [MemoryError, OSError])
+def test_failing_cache_write_is_a_warning_not_a_failure(folder, monkeypatch, error):
+    """A MemoryError (or OSError) while writing the cache once escaped after every file had been converted."""
+
+    def fail(*_a, **_k):
+        raise error("no room for the cache")
+
+    monkeypatch.setattr(mf.np, "savez_compressed", fail)
+    ds, warned = _build(folder)
+    assert sum(ds.split_counts().values()) == 7
+    assert any("cache" in w and str(folder) in w for w in warned), warned
+
+
+def test_odd_entries_and_hostile_files_are_skipped_and_named(folder, monkeypatch):
+    from tests import hostile
+
+    (folder / "gone.mid").symlink_to(folder / "nowhere.mid")  # broken link: its stat() once crashed the builder
+    os.mkfifo(folder / "pipe.mid")
+    (folder / "endless.mid").write_bytes(hostile.long_note_midi())
+    (folder / "flipped.mid").write_bytes(hostile.flipped_division_midi())
+    real = mf.midi_to_roll
+
+    def flaky(path, **kw):
+        if Path(path).name == "tune3.midi":
+            raise MemoryError
+        return real(path, **kw)
+
+    monkeypatch.setattr(mf, "midi_to_roll", flaky)
+    ds, warned = _build(folder)
+    problems = dict(ds.problems)
+    assert {"gone.mid", "pipe.mid", "endless.mid", "flipped.mid", "tune3.midi"} <= set(problems), problems
+    assert "does not exist" in problems["gone.mid"] and "pipe" in problems["pipe.mid"]
+    assert "too long" in problems["endless.mid"] and "too long" in problems["flipped.mid"]
+    assert "memory" in problems["tune3.midi"]
+    assert sum(ds.split_counts().values()) == 6
+    for name in ("gone.mid", "pipe.mid", "endless.mid", "tune3.midi"):
+        assert any(name in w for w in warned)

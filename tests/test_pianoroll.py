@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 
 import mido
 import numpy as np
@@ -23,6 +24,7 @@ from lnf_core.pianoroll import (
     roll_to_midi,
     roll_to_notes,
 )
+from tests import hostile
 
 
 def _through_file(pm: pretty_midi.PrettyMIDI) -> pretty_midi.PrettyMIDI:
@@ -206,7 +208,7 @@ def test_midi_to_roll_errors_name_the_file(tmp_path) -> None:
     with pytest.raises(MidiReadError, match="corrupt.mid") as info:
         midi_to_roll(corrupt)
     assert info.value.path == str(corrupt)
-    assert "not a valid Standard MIDI File" in str(info.value)
+    assert "not a valid Standard MIDI File: damaged track data" in str(info.value)  # not the parser's words
 
     text = tmp_path / "notes.txt"
     text.write_text("this is not MIDI")
@@ -237,3 +239,89 @@ def test_midi_tempo_default_is_120() -> None:
     pm = pretty_midi.PrettyMIDI()
     assert midi_tempo(pm) == pytest.approx(120.0)
     assert midi_tempo(roll_to_midi(_roll(4, [(0, 60)]), tempo_bpm=73.0)) == pytest.approx(73.0)
+
+
+# -- hostile and careless MIDI files: bounded length, messages about the file -------------------------------------
+
+
+def test_hostile_lengths_are_refused_before_the_roll_is_allocated(tmp_path) -> None:
+    """37 bytes with one note 9,999,990 beats long (once a 10^7 x 88 roll, 839 MiB+, 14 s) and a real piece whose
+    division byte flipped (once 144,000 steps): refused in well under a second, under a 1 GiB address-space limit."""
+    long_path, flip_path = tmp_path / "long.mid", tmp_path / "flipped.mid"
+    long_path.write_bytes(hostile.long_note_midi())
+    flip_path.write_bytes(hostile.flipped_division_midi())
+    assert long_path.stat().st_size == 37
+    proc = hostile.run_bounded(f"""
+        import time
+        from lnf_core.pianoroll import MidiReadError, midi_to_roll
+        for path, kw in [({str(long_path)!r}, {{}}), ({str(flip_path)!r}, {{}}),
+                         ({str(flip_path)!r}, {{"max_seconds": None}}),
+                         ({str(flip_path)!r}, {{"max_seconds": None, "truncate": True}})]:
+            t0 = time.perf_counter()
+            try:
+                roll = midi_to_roll(path, **kw)
+                print("ROLL", roll.shape[0], round(time.perf_counter() - t0, 2))
+            except MidiReadError as exc:
+                print("REFUSED", round(time.perf_counter() - t0, 2), exc)
+    """, memory=1024**3, timeout=90)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.strip().splitlines()
+    assert [line.split()[0] for line in lines] == ["REFUSED", "REFUSED", "REFUSED", "ROLL"], proc.stdout
+    assert str(long_path) in lines[0] and "too long" in lines[0]
+    assert str(flip_path) in lines[1] and "12 h" in lines[1]  # the duration, at the file's tempo
+    assert str(flip_path) in lines[2] and "144," in lines[2] and "10,000 steps" in lines[2]  # its length in steps
+    assert lines[3].split()[1] == "10000"
+    assert all(float(line.split()[1] if line.startswith("REFUSED") else line.split()[2]) < 5.0 for line in lines)
+
+
+@pytest.mark.parametrize("name,phrase", [
+    ("empty", "empty"), ("text", "not a Standard MIDI File"), ("header_only", "truncated"), ("no_tracks", "no tracks"),
+    ("truncated", "truncated"), ("division0", "time division"), ("smpte", "SMPTE"), ("tempo0", "invalid tempo"),
+    ("timesig0", "time signature"), ("no_notes", "no notes"), ("empty_track", "track without any events"),
+    ("bad_status", "damaged track data"), ("huge_tick", "far too long"), ("long_note", "far too long"),
+])
+def test_broken_files_are_explained_in_terms_of_the_file(tmp_path, name: str, phrase: str) -> None:
+    path = tmp_path / f"{name}.mid"
+    path.write_bytes(hostile.broken_midis()[name])
+    with pytest.raises(MidiReadError) as info:
+        midi_to_roll(path)
+    message = str(info.value)
+    assert str(path) in message and phrase in message, message
+    for internal in ("max() arg", "division by zero", "EOFError", "MThd not found", "is likely corrupt"):
+        assert internal not in message, message
+
+
+def test_truncate_and_max_bars_take_the_beginning(tmp_path) -> None:
+    roll = np.random.default_rng(1).random((64, N_KEYS)) < 0.05
+    roll[0, 40] = True
+    path = tmp_path / "piece.mid"
+    roll_to_midi(roll, steps_per_beat=2).write(str(path))
+    assert np.array_equal(midi_to_roll(path, 2), roll)
+    with pytest.raises(MidiReadError, match=r"piece\.mid.*64 steps.*16 steps"):
+        midi_to_roll(path, 2, max_steps=16)
+    assert np.array_equal(midi_to_roll(path, 2, max_steps=16, truncate=True), roll[:16])
+    assert np.array_equal(midi_to_roll(path, 2, max_bars=3), roll[:24])  # 4/4: 3 bars x 4 beats x 2 steps
+    seconds = 64 * 60 / (100 * 2)  # roll_to_midi's default tempo is 100 bpm
+    with pytest.raises(MidiReadError, match="too long: 19.2 s"):
+        midi_to_roll(path, 2, max_seconds=10)
+    assert np.array_equal(midi_to_roll(path, 2, max_seconds=seconds / 2, truncate=True), roll[:32])
+    assert np.array_equal(midi_to_roll(path, 2, max_steps=None, max_seconds=None), roll)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder", "broken_link"])
+def test_non_regular_midi_paths_are_refused_without_blocking(tmp_path, kind: str) -> None:
+    path = tmp_path / f"{kind}.mid"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "folder":
+        path.mkdir()
+    else:
+        path.symlink_to(tmp_path / "nowhere.mid")
+    proc = hostile.run_bounded(f"""
+        from lnf_core.pianoroll import MidiReadError, midi_to_roll
+        try:
+            midi_to_roll({str(path)!r})
+        except MidiReadError as exc:
+            print("REFUSED", exc)
+    """, timeout=60)
+    assert proc.stdout.startswith("REFUSED") and str(path) in proc.stdout, (proc.stdout, proc.stderr[-1000:])

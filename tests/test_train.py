@@ -17,7 +17,7 @@ import torch
 
 from lnf_core.checkpoint import load_checkpoint, load_tensors
 from train.__main__ import build_parser, main, resolve_config
-from train.loop import Trainer
+from train.loop import Trainer, TrainingError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -298,3 +298,192 @@ def test_stop_request_during_validation_saves_and_resume_redoes_the_epoch(tmp_pa
     epochs = [r for r in _records(Path(cfg.out)) if r.get("event") == "epoch"]
     assert [r["epoch"] for r in epochs] == [1, 2]
     assert "train_loss" not in epochs[1]  # resumed at the end of epoch 2's batches: no training loss for it
+
+
+# -- nothing lost: kills at every write boundary, torn files, duplicated records, the NaN guard --------------------
+
+SMALL = ("--prior", "iaf-scf", "--train-subset", "4", "--eval-subset", "2", "--crop", "8", "--nll-every", "0",
+         "--batch-size", "2", "--threads", "1")
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL: nothing after it runs (it is not an Exception, so no handler catches it)."""
+
+
+def _kill_at(monkeypatch, k: int, writes: list) -> None:
+    """Make the k-th file write of train.loop die half-way: its temporary file is left behind, its target untouched."""
+    import train.loop as loop
+
+    for name in ("save_tensors", "save_checkpoint", "atomic_write_text"):
+        real = getattr(loop, name, None)
+        if real is None:
+            continue
+
+        def wrapped(path, *args, _real=real, **kwargs):
+            writes.append(Path(path).name)
+            if len(writes) == k:
+                Path(path).with_name(f".{Path(path).name}.killed.tmp").write_bytes(b"half a file")
+                raise _Killed
+            return _real(path, *args, **kwargs)
+
+        monkeypatch.setattr(loop, name, wrapped)
+
+
+def _best_score(run: Path) -> float:
+    if not (run / "best.lnf").is_file():
+        return math.inf
+    return load_checkpoint(run / "best.lnf")[1]["metrics"]["valid_loss"]
+
+
+def test_a_kill_at_any_write_leaves_a_consistent_run(tmp_path, monkeypatch):
+    """The state once recorded a new best score before best.lnf was written: a SIGKILL between the two lost the best
+    model for good. Now every kill point resumes into a run whose best.lnf, last.lnf and metrics agree."""
+    writes: list[str] = []
+    cfg, ms = _config(tmp_path / "dry", *SMALL, "--epochs", "2", "--lr", "1e-2")
+    with monkeypatch.context() as m:
+        _kill_at(m, 10**9, writes)
+        Trainer(cfg, ms).train()
+    assert writes[0] == "config.json" and {"best.lnf", "state.safetensors", "last.lnf"} <= set(writes)
+    assert writes.index("best.lnf") < writes.index("state.safetensors")  # best first
+    for k in range(1, len(writes) + 1):
+        cfg, ms = _config(tmp_path / f"kill{k}", *SMALL, "--epochs", "2", "--lr", "1e-2")
+        run = Path(cfg.out)
+        seen: list[str] = []
+        with monkeypatch.context() as m:
+            _kill_at(m, k, seen)
+            with pytest.raises(_Killed):
+                Trainer(cfg, ms).train()
+        killed_in = seen[-1]
+        assert list(run.glob(".*.tmp")), "the simulated kill leaves a temporary file"
+        if not (run / "state.safetensors").is_file():  # killed before the first checkpoint: nothing to resume
+            if (run / "config.json").is_file():
+                with pytest.raises(TrainingError, match="cannot resume.*state.safetensors"):
+                    Trainer(cfg, ms, resume=True)
+            continue
+        resumed = Trainer(cfg, ms, resume=True)
+        assert not list(run.glob(".*.tmp")), f"kill in {killed_in}: temporary files not cleaned up"
+        assert resumed.best_val == _best_score(run), f"kill in {killed_in} (write {k})"
+        assert load_checkpoint(run / "last.lnf")[1]["training"]["steps"] == resumed.step
+        resumed.train()
+        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        epochs = [r["epoch"] for r in records if r.get("event") == "epoch"]
+        assert epochs == [1, 2], f"kill in {killed_in} (write {k}): epoch records {epochs}"
+        best = min(r["valid_loss"] for r in records if r.get("event") == "epoch")
+        assert _best_score(run) == pytest.approx(best, rel=1e-6), f"kill in {killed_in} (write {k})"
+        assert resumed.best_val == pytest.approx(best, rel=1e-6)
+
+
+def test_records_logged_after_the_checkpoint_are_dropped_on_resume(tmp_path):
+    cfg, ms = _config(tmp_path, *SMALL, "--epochs", "1")
+    Trainer(cfg, ms).train()
+    metrics = Path(cfg.out) / "metrics.jsonl"
+    before = metrics.read_text()
+    _, meta = load_tensors(Path(cfg.out) / "state.safetensors")
+    extra = [{"step": meta["step"] + 1, "epoch": 1.2, "loss": 1.0, "recon": 1.0, "kl": 0.1, "beta": 1.0},
+             {"event": "nan_skip", "step": meta["step"]}]  # logged after the checkpoint, before the kill
+    metrics.write_text(before + "".join(json.dumps(r) + "\n" for r in extra) + '{"step": 9')  # and a torn line
+    cfg.epochs = 2
+    resumed = Trainer(cfg, ms, resume=True)
+    assert metrics.read_text() == before
+    resumed.train()
+    records = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert [r["epoch"] for r in records if r.get("event") == "epoch"] == [1, 2]
+
+
+def test_config_json_is_written_atomically_and_a_torn_one_is_explained(tmp_path, monkeypatch, capsys):
+    import train.loop as loop
+
+    written = []
+    real = loop.atomic_write_text
+    monkeypatch.setattr(loop, "atomic_write_text", lambda p, t: (written.append(Path(p).name), real(p, t)))
+    out = tmp_path / "run"
+    assert main(["--dataset", "jsb", "--preset", "tiny", "--out", str(out), *SMALL, "--epochs", "1"]) == 0
+    assert written[0] == "config.json"
+    good = (out / "config.json").read_text()
+    (out / "config.json").write_text(good[: len(good) // 2])  # a torn write (before writes were atomic)
+    (out / ".config.json.abc123.tmp").write_text("left by a killed write")
+    capsys.readouterr()
+    assert main(["--resume", str(out), "--epochs", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "config.json was damaged" in err and "rebuilt" in err
+    assert json.loads((out / "config.json").read_text()) == json.loads(good)
+    assert not (out / ".config.json.abc123.tmp").exists()
+    (out / "config.json").write_text("{")
+    (out / "state.safetensors").unlink()
+    assert main(["--resume", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "config.json is damaged" in err and "Traceback" not in err
+
+
+def test_a_state_with_nan_weights_is_not_resumed(tmp_path):
+    cfg, ms = _config(tmp_path, *SMALL, "--epochs", "1")
+    Trainer(cfg, ms).train()
+    path = Path(cfg.out) / "state.safetensors"
+    tensors, meta = load_tensors(path)
+    name = next(k for k in tensors if k.startswith("model.") and tensors[k].is_floating_point())
+    tensors[name].view(-1)[0] = float("nan")
+    from lnf_core.checkpoint import save_tensors
+
+    save_tensors(path, tensors, meta)
+    with pytest.raises(TrainingError, match="NaN or infinite weights"):
+        Trainer(cfg, ms, resume=True)
+
+
+def test_nan_weights_are_never_checkpointed(tmp_path, monkeypatch):
+    """An update that leaves NaN in the weights (finite loss and gradient) is undone before any checkpoint."""
+    cfg, ms = _config(tmp_path, *SMALL, "--epochs", "2")
+    trainer = Trainer(cfg, ms)
+    real_step = trainer.optimizer_step
+    calls = {"n": 0}
+
+    def poisoning_step(loss):
+        taken = real_step(loss)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            with torch.no_grad():
+                next(trainer.model.parameters()).view(-1)[0] = float("nan")
+        return taken
+
+    monkeypatch.setattr(trainer, "optimizer_step", poisoning_step)
+    trainer.train()
+    tensors, _ = load_tensors(Path(cfg.out) / "state.safetensors")
+    assert all(torch.isfinite(v).all() for k, v in tensors.items() if v.is_floating_point() and "log_probs" not in k)
+    load_checkpoint(Path(cfg.out) / "last.lnf")  # refuses NaN weights, so this checks them too
+
+
+def test_a_run_that_cannot_recover_stops_with_an_error(tmp_path, monkeypatch, capsys):
+    """Every step non-finite: once 'train_loss 0.0' and exit 0; now a clear message and a non-zero exit."""
+    import train.loop as loop
+
+    real = loop.Objective.forward
+
+    def always_nan(self, *args, **kwargs):
+        out = real(self, *args, **kwargs)
+        out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(loop.Objective, "forward", always_nan)
+    out = tmp_path / "run"
+    assert main(["--dataset", "jsb", "--preset", "tiny", "--out", str(out), *SMALL, "--epochs", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "non-finite" in err and "--lr" in err and "Traceback" not in err
+    # long epochs: N restores in a row end the run before the epoch does
+    cfg, ms = _config(tmp_path / "long", *SMALL, "--train-subset", "64", "--batch-size", "1", "--epochs", "1")
+    with pytest.raises(TrainingError, match="restores of the last good state in a row"):
+        Trainer(cfg, ms).train()
+
+
+def test_curves_survive_nan_and_inf_losses(tmp_path):
+    pytest.importorskip("matplotlib")
+    from train.plots import plot_curves
+
+    records = [{"step": 10 * i, "epoch": i / 2, "loss": v, "recon": v, "kl": 0.5, "beta": 1.0}
+               for i, v in enumerate([5.0, 4.0, float("nan"), float("inf"), 3.0])]
+    records += [{"event": "epoch", "epoch": e, "valid_loss": v, "valid_nll": v}
+                for e, v in enumerate([6.0, float("nan"), float("inf"), 4.0], start=1)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert plot_curves(tmp_path) == tmp_path / "curves.png" and (tmp_path / "curves.png").stat().st_size > 1000
+    only_nan = tmp_path / "nan"
+    only_nan.mkdir()
+    (only_nan / "metrics.jsonl").write_text(json.dumps({"event": "epoch", "epoch": 1, "valid_loss": float("nan")}))
+    assert plot_curves(only_nan) is None

@@ -1,12 +1,4 @@
-"""``python -m train``: train a latent-normalizing-flow model (or the LSTM baseline).
-
-Examples::
-
-    python -m train --dataset jsb --prior iaf-scf --preset small --out runs/jsb-iaf
-    python -m train --resume runs/jsb-iaf
-    torchrun --nproc_per_node=4 -m train --dataset nottingham --preset paper --out runs/nott
-    python -m train --dataset ~/midi/my-band --prior iaf-scf --out runs/mine
-"""
+"""``python -m train``: train a latent-normalizing-flow model (or the LSTM baseline); see ``--help``."""
 
 from __future__ import annotations
 
@@ -24,11 +16,40 @@ MODEL_KEYS = ("z_dim", "emb_dim", "hidden", "prior_units", "prior_layers", "flow
               "emission", "nade_hidden", "emission_dropout")
 _STR_KEYS = ("transform", "pos_encoding", "emission")
 _FLOAT_KEYS = ("dropout", "emission_dropout")
-_MODEL_HELP = {
-    "transform": "flow transform: nlsq (default) or affine",
-    "pos_encoding": "position code: compact (default) or onehot (the paper's)",
-    "hidden": "model: LSTM width of encoder and decoder",
-    "z_dim": "model: latent size per step",
+
+
+DESCRIPTION = """\
+Train a latent-normalizing-flow model (Ziegler & Rush 2019) or the paper's LSTM baseline on a
+benchmark dataset or on your own folder of MIDI files. Settings come from the preset, then from the
+options given here; a run directory holds everything needed to continue (--resume) or to use the
+model (best.lnf opens in the app)."""
+
+EPILOG = """\
+examples:
+  python -m train --dataset jsb --prior iaf-scf --preset small --out runs/jsb-iaf
+  python -m train --resume runs/jsb-iaf
+  python -m train --resume runs/jsb-iaf --epochs 120      (continue for longer)
+  python -m train --dataset ~/midi/my-band --prior iaf-scf --out runs/mine
+  torchrun --nproc_per_node=4 -m train --dataset nottingham --preset paper --out runs/nott
+
+Options left out take the preset's value (for the model sizes too); on --resume the run's own settings,
+then the options given."""
+
+MODEL_HELP = {
+    "z_dim": "latent dimensions per time step (H)",
+    "emb_dim": "width of the key/character embedding",
+    "hidden": "width of the encoder and decoder LSTMs",
+    "prior_units": "width of the prior's LSTMs",
+    "prior_layers": "layers of the prior's LSTMs (the LSTM baseline: its layers)",
+    "flow_layers": "flow layers of the prior",
+    "flow_hidden": "hidden width of each flow layer (MADE or coupling network)",
+    "flow_hidden_layers": "hidden layers in each flow layer",
+    "dropout": "dropout probability, 0 to <1",
+    "transform": "element-wise flow transform: nlsq (the paper's) or affine",
+    "pos_encoding": "position/length conditioning: compact (39 numbers) or onehot (the paper's, caps T at --max-len)",
+    "max_len": "longest sequence in steps (with onehot: the encoding's width)",
+    "enc_layers": "layers of the encoder BiLSTM",
+    "dec_layers": "layers of the decoder BiLSTM",
     "emission": "bernoulli (the paper's: independent keys given z) or nade (keys of a frame modelled jointly)",
     "nade_hidden": "hidden units of the NADE emission (default 128)",
     "emission_dropout": "dropout on the NADE's hidden units while training (default 0)",
@@ -36,42 +57,54 @@ _MODEL_HELP = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m train", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m train", description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", help="jsb, nottingham, musedata, pianomidi, ptb, or a folder of MIDI files")
-    p.add_argument("--prior", choices=["af-af", "af-scf", "iaf-scf"])
-    p.add_argument("--model", choices=["lnf", "lstm"], help="latent flow (lnf) or the LSTM baseline")
-    p.add_argument("--preset", choices=PRESETS)
-    p.add_argument("--out", help="run directory (checkpoints, metrics, logs)")
-    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
-    p.add_argument("--data-dir")
-    p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--max-steps", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--eval-batch-size", type=int)
-    p.add_argument("--grad-accum", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--elbo-samples", type=int)
-    p.add_argument("--nll-samples", type=int)
-    p.add_argument("--nll-every", type=int)
-    p.add_argument("--kl-zero-epochs", type=float)
-    p.add_argument("--kl-ramp-epochs", type=float)
-    p.add_argument("--patience", type=int)
-    p.add_argument("--checkpoint-minutes", type=float)
-    p.add_argument("--crop", type=int, help="crop every piece to this many steps")
-    p.add_argument("--train-subset", type=int, help="use only the first N training pieces")
-    p.add_argument("--eval-subset", type=int)
-    p.add_argument("--steps-per-beat", type=int, help="grid of a MIDI-folder dataset (default 2)")
-    p.add_argument("--transpose", type=int, metavar="N",
-                   help="music: transpose every training piece by a random -N..N semitones each step (0 = off)")
-    p.add_argument("--bf16", choices=["auto", "on", "off"])
-    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    run = p.add_argument_group("what to train and where")
+    run.add_argument("--dataset", help="jsb (ships with LNF Studio), nottingham, musedata, pianomidi, ptb, a "
+                                       ".pickle file or a folder of MIDI files (default jsb)")
+    run.add_argument("--prior", choices=["af-af", "af-scf", "iaf-scf"], help="flow prior (default iaf-scf)")
+    run.add_argument("--model", choices=["lnf", "lstm"], help="latent flow (lnf, default) or the LSTM baseline")
+    run.add_argument("--preset", choices=PRESETS, help="paper (the paper's settings), small (default: a CPU in "
+                                                        "minutes), tiny (tests)")
+    run.add_argument("--out", metavar="DIR", help="run directory for checkpoints, metrics and logs (new runs)")
+    run.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
+    run.add_argument("--data-dir", metavar="DIR", help="where datasets are looked up first (also $LNF_DATA_DIR)")
+    run.add_argument("--device", help="auto (default: a GPU if there is one), cpu, cuda or cuda:N")
+    run.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: torch's choice)")
+    run.add_argument("--steps-per-beat", type=int, metavar="N", help="time grid of a MIDI-folder dataset, steps "
+                                                                      "per quarter note (default 2)")
+    sched = p.add_argument_group("schedule")
+    sched.add_argument("--epochs", type=int, metavar="N", help="passes over the training split")
+    sched.add_argument("--max-steps", type=int, metavar="N", help="stop after N optimizer steps")
+    sched.add_argument("--batch-size", type=int, metavar="N", help="pieces per training batch")
+    sched.add_argument("--eval-batch-size", type=int, metavar="N", help="pieces per validation batch")
+    sched.add_argument("--grad-accum", type=int, metavar="N", help="batches whose gradients add up to one step")
+    sched.add_argument("--lr", type=float, help="learning rate (lowered on validation plateaus)")
+    sched.add_argument("--patience", type=int, metavar="N", help="epochs without improvement before the learning "
+                                                                  "rate is lowered")
+    sched.add_argument("--seed", type=int, help="random seed (initialisation, batches, sampling)")
+    sched.add_argument("--kl-zero-epochs", type=float, metavar="E", help="epochs at a near-zero KL weight")
+    sched.add_argument("--kl-ramp-epochs", type=float, metavar="E", help="epochs over which the KL weight then "
+                                                                          "rises linearly to 1")
+    sched.add_argument("--bf16", choices=["auto", "on", "off"], help="bfloat16 autocast (auto: on GPUs that "
+                                                                      "support it)")
+    sched.add_argument("--checkpoint-minutes", type=float, metavar="M", help="also checkpoint every M minutes "
+                                                                              "within an epoch (0: epoch ends only)")
+    ev = p.add_argument_group("evaluation")
+    ev.add_argument("--elbo-samples", type=int, metavar="S", help="posterior samples per training ELBO")
+    ev.add_argument("--nll-samples", type=int, metavar="S", help="importance samples of the validation NLL")
+    ev.add_argument("--nll-every", type=int, metavar="N", help="compute the validation NLL every N epochs (0: never)")
+    data = p.add_argument_group("data subsets (quick runs)")
+    data.add_argument("--crop", type=int, metavar="T", help="crop every piece to its first T steps")
+    data.add_argument("--train-subset", type=int, metavar="N", help="use only the first N training pieces")
+    data.add_argument("--eval-subset", type=int, metavar="N", help="use only the first N validation/test pieces")
+    data.add_argument("--transpose", type=int, metavar="N",
+                      help="music: transpose every training piece by a random -N..N semitones each step (0 = off)")
+    model = p.add_argument_group("model sizes (default: the preset's)")
     for key in MODEL_KEYS:
-        p.add_argument(f"--{key.replace('_', '-')}", dest=f"model_{key}",
-                       type=str if key in _STR_KEYS else (float if key in _FLOAT_KEYS else int),
-                       help=_MODEL_HELP.get(key, argparse.SUPPRESS))
+        kind = str if key in _STR_KEYS else (float if key in _FLOAT_KEYS else int)
+        model.add_argument(f"--{key.replace('_', '-')}", dest=f"model_{key}", type=kind,
+                           metavar="X" if kind is str else ("P" if kind is float else "N"), help=MODEL_HELP[key])
     return p
 
 
@@ -81,7 +114,7 @@ def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, dict]:
                  if v is not None and not k.startswith("model_") and k not in ("resume",)}
     model_over = {k[6:]: v for k, v in vars(args).items() if k.startswith("model_") and v is not None}
     if args.resume:
-        saved = json.loads((Path(args.resume) / "config.json").read_text())
+        saved = read_run_config(Path(args.resume))
         cfg = TrainConfig.from_dict(saved["train"])
         for k, v in overrides.items():
             setattr(cfg, k, v)
@@ -101,6 +134,41 @@ def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, dict]:
     return cfg, model_settings
 
 
+class RunConfigError(Exception):
+    """A run directory whose configuration cannot be read; the message says what to do."""
+
+
+def read_run_config(run: Path) -> dict:
+    """The run's ``config.json`` (``{"train": ..., "model": ...}``). When it is damaged (a torn write from before
+    writes were atomic, or an edit), the settings saved with the training state are used and the file rewritten;
+    when neither is readable a :class:`RunConfigError` says so."""
+    path = run / "config.json"
+    try:
+        saved = json.loads(path.read_text())
+        if isinstance(saved, dict) and isinstance(saved.get("train"), dict) and isinstance(saved.get("model"), dict):
+            return saved
+        problem = "it does not hold the 'train' and 'model' settings"
+    except (OSError, ValueError, RecursionError) as exc:
+        problem = f"{type(exc).__name__}: {str(exc)[:200]}"
+    state = run / "state.safetensors"
+    try:
+        from lnf_core.checkpoint import CheckpointError, atomic_write_text, read_checked_header
+
+        _, meta = read_checked_header(state)
+        saved = {"train": meta["train_config"], "model": meta["model_config"]}
+        if not (isinstance(saved["train"], dict) and isinstance(saved["model"], dict)):
+            raise KeyError("train_config")
+    except (CheckpointError, KeyError) as exc:
+        raise RunConfigError(
+            f"{path} is damaged ({problem}) and the settings cannot be recovered from {state} ({exc}); "
+            "start a new run with --out"
+        ) from None
+    atomic_write_text(path, json.dumps(saved, indent=2))
+    print(f"warning: {path} was damaged ({problem}); rebuilt it from the settings saved in {state.name}",
+          file=sys.stderr)
+    return saved
+
+
 def _dataset_key(name: str) -> str:
     from train.data import lookup_dataset
 
@@ -116,7 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume and not (Path(args.resume) / "config.json").is_file():
         print(f"error: {args.resume} is not a run directory (no config.json)", file=sys.stderr)
         return 2
-    cfg, model_settings = resolve_config(args)
+    try:
+        cfg, model_settings = resolve_config(args)
+    except RunConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     handlers = [logging.StreamHandler(sys.stderr), logging.FileHandler(out / "train.log")]

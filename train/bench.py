@@ -21,6 +21,8 @@ import sys
 import tempfile
 import time
 
+from train.clitext import plain
+
 # Official code, JSB, paper sizes, batch 5, measured full epoch (reference-speed.md §1).
 REFERENCE_EPOCH_S = {"af-af": 49.9, "af-scf": 50.8, "iaf-scf": 117.5}
 JSB_TRAIN = {"sequences": 229, "frames": 13807}
@@ -85,7 +87,7 @@ def _run_worker(args: list[str], timeout: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m train.bench", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m train.bench", description=plain(__doc__),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--presets", nargs="+", default=["paper", "small"])
     p.add_argument("--priors", nargs="+", default=["af-af", "af-scf", "iaf-scf"])

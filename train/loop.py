@@ -25,6 +25,18 @@ default signal behaviour.
 last checkpoint, so records with a larger step than a ``start`` record's are superseded); ``{"event": "stopped",
 "reason", "step", "epoch", "time"}`` after a signal; ``{"event": "end", "reason", "step", "epoch", "time"}``
 when the run completes; ``nan_skip`` and ``nan_recovery`` events.
+
+leaves complete files; ``--resume`` continues from the last checkpoint, mid-epoch included. The order of the
+writes keeps a killed run consistent: ``best.lnf`` is written before the state that records its score (and on
+resume the best score is taken from ``best.lnf`` itself), ``last.lnf`` is rewritten on resume when it is older
+than the state, the ``metrics.jsonl`` records written after the restored checkpoint are dropped (they will be
+written again), and temporary files left by killed writes are removed.
+
+The NaN guard skips a step whose loss or gradient is not finite; after ``nan_tolerance`` in a row it restores
+the last good weights and halves the learning rate. A run that cannot recover (every step of an epoch skipped,
+or :data:`MAX_RECOVERIES_IN_A_ROW` restores without a good step between them) stops with a
+:class:`TrainingError`; non-finite weights are never written to a checkpoint, and a state holding them is not
+resumed from.
 """
 
 from __future__ import annotations
@@ -45,7 +57,16 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from lnf_core.checkpoint import CheckpointError, build_model, load_tensors, save_checkpoint, save_tensors
+from lnf_core.checkpoint import (
+    CheckpointError,
+    atomic_write_text,
+    build_model,
+    load_tensors,
+    read_metadata,
+    remove_stale_temporaries,
+    save_checkpoint,
+    save_tensors,
+)
 from lnf_core.config import ModelConfig
 from train.data import DataError, bucket_batches, collate, length_counts, load_dataset
 from train.datasets.batching import random_transpositions
@@ -60,6 +81,11 @@ class TrainingError(Exception):
 
 class _StopRequested(Exception):
     """Raised inside evaluation when a stop signal arrived: the epoch's evaluation is redone on resume."""
+
+#: Files of a run directory (their killed writes leave ``.NAME.*.tmp`` behind, removed on start and resume).
+RUN_FILES = ("config.json", "metrics.jsonl", "state.safetensors", "last.lnf", "best.lnf", "curves.png")
+#: Restores of the last good state without a finite step between them before the run is given up.
+MAX_RECOVERIES_IN_A_ROW = 5
 
 
 @dataclass
@@ -184,6 +210,35 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
+def _optimizer_finite(opt: torch.optim.Optimizer) -> bool:
+    return all(bool(torch.isfinite(v).all()) for st in opt.state.values() for v in st.values()
+               if torch.is_tensor(v) and v.is_floating_point())
+
+
+def _count_lines(path: Path) -> int:
+    try:
+        with open(path, "rb") as fh:
+            return sum(1 for _ in fh)
+    except OSError:
+        return 0
+
+
+def _records_up_to(lines: list[str], records: Any, step: int) -> list[str]:
+    """The metrics.jsonl lines written up to a checkpoint: its first ``records`` lines when the state says how many
+    (and the file has them), else every readable record whose step is not beyond the checkpoint's."""
+    if isinstance(records, int) and not isinstance(records, bool) and 0 <= records <= len(lines):
+        return lines[:records]
+    keep = []
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and not (isinstance(rec.get("step"), (int, float)) and rec["step"] > step):
+            keep.append(line)
+    return keep
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, model_settings: dict[str, Any], resume: bool = False) -> None:
         self.cfg = cfg
@@ -222,16 +277,21 @@ class Trainer:
         self.impatience = 0
         self.wall_time = 0.0
         self.nan_streak, self.nan_total = 0, 0
+        self.recoveries_in_row = 0
+        self._records = 0  # lines in metrics.jsonl (stored in the state, so a resume drops what came after)
         self._tb: Any = None
         self.use_bf16 = cfg.bf16 == "on" or (cfg.bf16 == "auto" and self.device.type == "cuda"
                                              and torch.cuda.is_bf16_supported())
         if self.dist.main:
             self.out.mkdir(parents=True, exist_ok=True)
+            for tmp in remove_stale_temporaries(self.out, RUN_FILES):
+                log.info("removed %s, left by an interrupted write", tmp.name)
         if resume:
             self._load_state()
         elif self.dist.main:
-            (self.out / "config.json").write_text(json.dumps(
+            atomic_write_text(self.out / "config.json", json.dumps(
                 {"train": cfg.to_dict(), "model": self.model_config.to_dict()}, indent=2))
+            self._records = _count_lines(self.out / "metrics.jsonl")
         self._good_state = self._snapshot()
         self._collapse_warned = False  # the posterior-collapse warning is logged once per run
         self._training = False  # inside train(): evaluation may be cut short by a stop request
@@ -278,6 +338,7 @@ class Trainer:
             return
         with open(self.out / "metrics.jsonl", "a") as fh:
             fh.write(json.dumps(record) + "\n")
+        self._records += 1
         if self._tb is None:
             self._tb = _tensorboard_writer(self.out)
         if self._tb:
@@ -307,8 +368,17 @@ class Trainer:
         return {"model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
                 "opt": self.opt.state_dict()}
 
+    def _weights_finite(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+
+    def _ensure_finite_weights(self, when: str) -> None:
+        """Restore the last good state when an update left NaN/Inf in the weights (never checkpoint them)."""
+        if not self._weights_finite():
+            self._recover_from_nan(f"non-finite weights {when}")
+
     def save_state(self, metrics: dict[str, Any] | None = None) -> None:
         """Atomically write the resumable state, then ``last.lnf``."""
+        self._ensure_finite_weights("before a checkpoint")
         if not self.dist.main:
             return
         opt_tensors, opt_meta = _flatten_optimizer(self.opt)
@@ -321,7 +391,7 @@ class Trainer:
                 "batch_in_epoch": self.batch_in_epoch, "step": self.step, "best_val": self.best_val,
                 "impatience": self.impatience, "lr": self.lr, "wall_time": self.wall_time,
                 "nan_total": self.nan_total, "train_config": self.cfg.to_dict(),
-                "model_config": self.model_config.to_dict()}
+                "model_config": self.model_config.to_dict(), "metrics_records": self._records}
         save_tensors(self.out / "state.safetensors", tensors, meta)
         save_checkpoint(self.out / "last.lnf", self.model, self._metadata(metrics))
 
@@ -339,18 +409,73 @@ class Trainer:
             stored = None
         if stored != self.model_config.to_dict():
             raise TrainingError(f"cannot resume: {path} was written for different model settings")
+        try:
+            self._restore(tensors, meta)
+        except TrainingError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a damaged state: a message, not a traceback
+            raise TrainingError(f"cannot resume: {path} is damaged ({type(exc).__name__}: {str(exc)[:300]})") from None
+        if not self._weights_finite() or not _optimizer_finite(self.opt):
+            raise TrainingError(
+                f"cannot resume: {path} holds NaN or infinite weights (step {self.step}): the run had diverged when "
+                "it was saved. Start a new run (with a lower --lr), or ship best.lnf if it is good enough."
+            )
+        if self.dist.main:
+            self._reconcile_run_files(meta)
+        if self.dist.world > 1:  # every rank must take the same early-stopping and learning-rate decisions
+            shared = [self.best_val]
+            dist.broadcast_object_list(shared, src=0)
+            self.best_val = shared[0]
+        log.info("resumed from %s: epoch %d, batch %d, step %d, lr %.2e", path, self.epoch, self.batch_in_epoch,
+                 self.step, self.lr)
+
+    def _restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        self.lr = meta["lr"]
+        self.lr = float(meta["lr"])
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"learning rate {self.lr}")
         self.opt = _optimizer(self.cfg, self.model.parameters(), self.lr)
         self.opt.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
         torch.set_rng_state(tensors["rng.torch"])
         if "rng.cuda" in tensors and self.device.type == "cuda":
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
-        self.epoch, self.batch_in_epoch, self.step = meta["epoch"], meta["batch_in_epoch"], meta["step"]
-        self.best_val, self.impatience = meta["best_val"], meta["impatience"]
-        self.wall_time, self.nan_total = meta["wall_time"], meta.get("nan_total", 0)
-        log.info("resumed from %s: epoch %d, batch %d, step %d, lr %.2e", path, self.epoch, self.batch_in_epoch,
-                 self.step, self.lr)
+        self.epoch, self.batch_in_epoch, self.step = int(meta["epoch"]), int(meta["batch_in_epoch"]), int(meta["step"])
+        self.best_val, self.impatience = float(meta["best_val"]), int(meta["impatience"])
+        self.wall_time, self.nan_total = float(meta["wall_time"]), int(meta.get("nan_total", 0))
+
+    def _reconcile_run_files(self, meta: dict[str, Any]) -> None:
+        """Make the run directory agree with the restored state after a kill between two writes."""
+        # best.lnf is written before the state that records its score: its own metadata has the true best score.
+        best_path = self.out / "best.lnf"
+        best = math.inf
+        if best_path.is_file():
+            try:
+                value = (read_metadata(best_path).get("metrics") or {}).get("valid_loss")
+                best = float(value) if isinstance(value, (int, float)) and math.isfinite(value) else math.inf
+            except CheckpointError as exc:
+                log.warning("best.lnf cannot be read (%s): the next improvement rewrites it", exc)
+        if best != self.best_val:
+            log.warning("best validation loss %.4g from best.lnf (the state said %.4g): the run was stopped between "
+                        "two writes", best, self.best_val)
+            self.best_val = best
+        # metrics.jsonl: drop what was logged after the restored checkpoint (it is logged again).
+        metrics = self.out / "metrics.jsonl"
+        if metrics.is_file():
+            lines = metrics.read_text(errors="replace").splitlines(keepends=True)
+            keep = _records_up_to(lines, meta.get("metrics_records"), self.step)
+            if len(keep) != len(lines) or (keep and not keep[-1].endswith("\n")):
+                atomic_write_text(metrics, "".join(line if line.endswith("\n") else line + "\n" for line in keep))
+                log.info("dropped %d metrics records written after the checkpoint at step %d", len(lines) - len(keep),
+                         self.step)
+            self._records = len(keep)
+        # last.lnf is written after the state: rewrite it when the kill came between the two.
+        last = self.out / "last.lnf"
+        try:
+            steps = (read_metadata(last).get("training") or {}).get("steps") if last.is_file() else None
+        except CheckpointError:
+            steps = None
+        if steps != self.step:
+            save_checkpoint(last, self.model, self._metadata())
 
     # -- evaluation -----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -396,12 +521,19 @@ class Trainer:
             batches = batches[:usable][self.dist.rank::self.dist.world]
         return batches
 
-    def _recover_from_nan(self) -> None:
+    def _recover_from_nan(self, reason: str | None = None) -> None:
+        self.recoveries_in_row += 1
+        if self.recoveries_in_row > MAX_RECOVERIES_IN_A_ROW:
+            raise TrainingError(
+                f"training diverged: {MAX_RECOVERIES_IN_A_ROW} restores of the last good state in a row (at step "
+                f"{self.step}, learning rate down to {self.lr:.2e}) were each followed by non-finite losses or "
+                "gradients. Try a lower --lr, or check the data; the last good checkpoint is kept."
+            )
         self.lr = max(self.lr / 2.0, self.cfg.min_lr)
         self.model.load_state_dict(self._good_state["model"])
         self.opt = _optimizer(self.cfg, self.model.parameters(), self.lr)
-        msg = (f"{self.nan_streak} non-finite losses/gradients in a row at step {self.step}: restored the last good "
-               f"state and lowered the learning rate to {self.lr:.2e}")
+        what = reason or f"{self.nan_streak} non-finite losses/gradients in a row"
+        msg = f"{what} at step {self.step}: restored the last good state and lowered the learning rate to {self.lr:.2e}"
         log.warning(msg)
         self._log({"event": "nan_recovery", "step": self.step, "lr": self.lr})
         self.nan_streak = 0
@@ -427,6 +559,7 @@ class Trainer:
         if finite:
             self.opt.step()
             self.nan_streak = 0
+            self.recoveries_in_row = 0
         else:
             self.nan_streak += 1
             self.nan_total += 1
@@ -482,7 +615,7 @@ class Trainer:
             bar = tqdm(total=len(batches), initial=self.batch_in_epoch, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
                        disable=not self.dist.main, dynamic_ncols=True, mininterval=1.0)
             sums = torch.zeros(3, device=self.device)
-            count = 0
+            count = attempted = 0
             for i in range(self.batch_in_epoch, len(batches)):
                 idx = batches[i]
                 beta = kl_weight(self.epoch + i / len(batches), cfg.kl_zero_epochs, cfg.kl_ramp_epochs, cfg.kl_start)
@@ -491,6 +624,7 @@ class Trainer:
                     self.batch_in_epoch = i + 1
                     continue
                 finite = self.optimizer_step(out.loss)
+                attempted += 1
                 if self.nan_streak >= cfg.nan_tolerance:
                     self._recover_from_nan()
                 self.step += 1
@@ -521,6 +655,13 @@ class Trainer:
             if stop and self.batch_in_epoch < len(batches):
                 break
             # end of epoch
+            if attempted and not count:
+                raise TrainingError(
+                    f"training failed: all {attempted} steps of epoch {self.epoch + 1} had a non-finite loss or "
+                    f"gradient, even after restoring the last good state (learning rate now {self.lr:.2e}). Try a "
+                    "lower --lr, or check the data; the last good checkpoint is kept."
+                )
+            self._ensure_finite_weights("at the end of an epoch")
             done = self.epoch + 1  # the epoch that is ending
             with_nll = bool(cfg.nll_every) and (done % cfg.nll_every == 0 or done == cfg.epochs)
             try:
@@ -562,18 +703,21 @@ class Trainer:
             if self.dist.main:
                 msg = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
                 log.info("epoch %d: %s%s", self.epoch, msg, " (best)" if improved else "")
-            self.save_state(metrics)
+            # best.lnf first: a kill between the two writes leaves a state that does not yet claim this score, and a
+            # resume reads the true best score back from best.lnf.
             if improved and self.dist.main:
                 save_checkpoint(self.out / "best.lnf", self.model, self._metadata(metrics))
+            self.save_state(metrics)
             self._good_state = self._snapshot()
             last_ckpt = time.time()
             if self.stop_reason is not None and not stop and self.epoch < cfg.epochs:
                 return self._stop_for_signal(start, metrics)
         if stop:
             self.wall_time = time.time() - start
-            self.save_state(metrics)
+            self._ensure_finite_weights("at the end of the run")
             if self.dist.main and not (self.out / "best.lnf").exists():
                 save_checkpoint(self.out / "best.lnf", self.model, self._metadata(metrics))
+            self.save_state(metrics)
         self._log({"event": "end", "reason": end_reason, "step": self.step, "epoch": self.epoch,
                    "time": time.time() - start})
         if self.dist.main:
@@ -583,4 +727,6 @@ class Trainer:
                 plot_curves(self.out)
             except ImportError:
                 log.info("matplotlib is not installed: no curves.png")
+            except Exception as exc:  # noqa: BLE001 - a picture must not fail a finished run
+                log.warning("could not draw curves.png: %s: %s", type(exc).__name__, exc)
         return metrics

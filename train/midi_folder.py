@@ -34,7 +34,7 @@ from train.datasets.types import N_KEYS, SPLITS, DataError, MusicDataset
 
 MIDI_SUFFIXES = (".mid", ".midi")
 CACHE_DIR_NAME = ".lnf-cache"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: MIDI import length limits (lnf_core.pianoroll.MAX_IMPORT_STEPS)
 #: Fractions of files per split (train, valid, test).
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 
@@ -102,8 +102,11 @@ def split_files(names: list[str], seed: int = 0) -> dict[str, list[str]]:
 def _cache_key(folder: Path, names: list[str], steps_per_beat: int) -> str:
     entries = []
     for n in names:
-        st = (folder / n).stat()
-        entries.append([n, st.st_size, st.st_mtime_ns])
+        try:
+            st = (folder / n).stat()
+            entries.append([n, st.st_size, st.st_mtime_ns, st.st_mode])
+        except OSError:  # a broken link or a file gone meanwhile: converting it will say so
+            entries.append([n, -1, -1, -1])
     blob = json.dumps({"v": CACHE_VERSION, "steps_per_beat": steps_per_beat, "files": entries}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -208,12 +211,18 @@ def build_midi_folder_dataset(
                 pieces[n] = roll
             except MidiReadError as e:
                 problems.append((n, e.reason))
+            except MemoryError:
+                problems.append((n, "it needs more memory than this machine has"))
             except Exception as e:  # noqa: BLE001 - a user's file must never crash the whole folder
-                problems.append((n, f"{type(e).__name__}: {e}"))
+                problems.append((n, f"{type(e).__name__}: {str(e)[:300]}"))
             if progress is not None:
                 progress(i + 1, len(names), n)
         if cache:
-            _write_cache(places, key, pieces, problems)
+            try:
+                _write_cache(places, key, pieces, problems)
+            except (OSError, MemoryError, ValueError) as e:  # the rolls are here; only the cache is lost
+                warnings.warn(f"could not write the cache for {folder} ({type(e).__name__}: {e}); the MIDI files "
+                              "will be converted again next time", MidiFolderWarning, stacklevel=2)
     for n, reason in problems:
         warnings.warn(f"skipped {folder / n}: {reason}", MidiFolderWarning, stacklevel=2)
     if not pieces:

@@ -40,6 +40,7 @@ import numpy as np
 
 from lnf_core.config import DECODE_MODES, DEFAULT_DECODE
 from lnf_core.pianoroll import PITCH_OFFSET, note_name, roll_to_notes
+from train.clitext import plain
 from train.jsonsafe import json_safe
 
 PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -426,7 +427,7 @@ def run(checkpoint: str, num: int = 100, seed: int = 0, temperature: float = 1.0
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m train.musicstats", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m train.musicstats", description=plain(__doc__),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="a music model checkpoint (.lnf)")
     p.add_argument("--num", type=int, default=100, help="pieces to sample (default 100)")

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from lnf_core.checkpoint import CheckpointError, load_checkpoint, read_metadata
+from train.clitext import plain
 from train.data import DataError, load_dataset, lookup_dataset
 from train.evaluate import evaluate_checkpoint
 from train.jsonsafe import json_safe
@@ -445,7 +446,7 @@ def build_report(paths: list[str], split: str = "test", samples: int = 30, seed:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m train.report", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m train.report", description=plain(__doc__),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+", metavar="RUN_OR_CKPT", help="training run directories or .lnf checkpoints")
     p.add_argument("--out", help="write the markdown here (default: print it)")

@@ -9,10 +9,11 @@ import sys
 import torch
 
 from lnf_core.checkpoint import CheckpointError, load_checkpoint
+from train.clitext import plain
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m train.sample", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m train.sample", description=plain(__doc__))
     p.add_argument("checkpoint")
     p.add_argument("--num", type=int, default=5)
     p.add_argument("--length", type=int, help="characters per sample (default: drawn from p(T))")

@@ -15,12 +15,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+import assets
 from lnf_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from train.clitext import plain
 from train.datasets.registry import lookup_dataset
 from train.evaluate import evaluate_checkpoint
 
 MAX_BYTES = 20 * 1024 * 1024
-MODELS_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
+MODELS_DIR = assets.models_dir()
 
 
 class ShipError(Exception):
@@ -63,7 +65,7 @@ def ship(run_dir: Path, name: str, samples: int = 30, label: str | None = None, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m train.ship", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m train.ship", description=plain(__doc__),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", type=Path, help="a run directory (its best.lnf) or a .lnf file")
     p.add_argument("--name", required=True, help="file name in assets/models (without .lnf)")

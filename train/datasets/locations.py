@@ -2,8 +2,9 @@
 
 Data directory: ``--data-dir`` if given, else ``$LNF_DATA_DIR``, else the per-user data dir
 (``$XDG_DATA_HOME/lnf-studio/data``, default ``~/.local/share/lnf-studio/data``). A dataset is looked up in
-that dir (and its ``music/`` and ``ptb/`` subfolders), then in the repository's ``assets/data`` (JSB ships
-there), then in ``../shared/data`` beside the repository (development and CI machines).
+that dir (and its ``music/`` and ``ptb/`` subfolders), then in the shipped ``assets/data`` (JSB ships there; the
+``assets`` package, so an installed copy has it too), then in ``../shared/data`` beside the repository
+(development and CI machines).
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import os
 import sys
 from pathlib import Path
 
+import assets
+
 from .registry import DatasetSpec, get_dataset_spec
 from .text import PTB_FILES
 from .types import DataError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-ASSETS_DATA = REPO_ROOT / "assets" / "data"
+ASSETS_DATA = assets.data_dir()  # JSB ships as package data: found from a checkout and from an installed wheel
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 APP_DIR_NAME = "lnf-studio"
 

@@ -13,10 +13,17 @@ import numpy as np
 
 from .registry import DatasetSpec, get_dataset_spec, identify_music_by_counts, own_dataset_name, spec_for_filename
 from .safe_pickle import safe_load_pickle
-from .types import N_KEYS, PITCH_OFFSET, SPLITS, DataError, MusicDataset
+from .types import N_KEYS, PITCH_OFFSET, SPLITS, DataError, MusicDataset, safe_repr
 
 _LOW, _HIGH = PITCH_OFFSET, PITCH_OFFSET + N_KEYS - 1  # 21 .. 108
 _STEP_TYPES = (tuple, list, set, frozenset)
+
+#: Limits on what a dataset pickle may expand to. The four benchmark datasets have at most 4,273 steps per piece
+#: and 392,296 steps in all (MuseData); a pickle whose pieces share references can announce 10^10 steps in
+#: 200 KB, so the counts are checked (cheaply, with ``len``) before any roll is built.
+MAX_PIECE_STEPS = 100_000
+MAX_TOTAL_STEPS = 5_000_000
+MAX_NOTES_PER_STEP = 128
 
 
 def piece_to_roll(piece: Any, where: str = "piece") -> np.ndarray:
@@ -29,14 +36,18 @@ def piece_to_roll(piece: Any, where: str = "piece") -> np.ndarray:
         raise ValueError(f"{where} is a {type(piece).__name__}, expected a list of time steps")
     if len(piece) == 0:
         raise ValueError(f"{where} has no time steps")
+    if len(piece) > MAX_PIECE_STEPS:
+        raise ValueError(f"{where} has {len(piece):,} time steps, more than the {MAX_PIECE_STEPS:,} a piece may have")
     steps: list[int] = []
     keys: list[int] = []
     for t, step in enumerate(piece):
         if not isinstance(step, _STEP_TYPES):
             raise ValueError(f"{where}, step {t} is a {type(step).__name__}, expected a tuple of MIDI notes")
+        if len(step) > MAX_NOTES_PER_STEP:
+            raise ValueError(f"{where}, step {t} has {len(step):,} notes (a piano has 88 keys)")
         for n in step:
             if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-                raise ValueError(f"{where}, step {t}: note {n!r} is not an integer MIDI note number")
+                raise ValueError(f"{where}, step {t}: note {safe_repr(n)} is not an integer MIDI note number")
             n = int(n)
             if not _LOW <= n <= _HIGH:
                 raise ValueError(f"{where}, step {t}: note {n} is outside the piano range {_LOW}..{_HIGH}")
@@ -58,21 +69,44 @@ def rolls_from_splits(data: Any, path: Path) -> dict[str, list[np.ndarray]]:
         )
     missing = [s for s in SPLITS if s not in data]
     if missing:
-        keys = ", ".join(repr(k) for k in list(data)[:10])
+        keys = ", ".join(safe_repr(k) for k in list(data)[:10])
         raise DataError(
             f"{path}: not a music dataset: the split(s) {', '.join(missing)} are missing (keys found: "
             f"{keys or 'none'}).",
             path,
         )
-    splits: dict[str, list[np.ndarray]] = {}
-    for s in SPLITS:
+    total = 0
+    for s in SPLITS:  # sizes first (len() only): shared references can make a small file announce 10^10 steps
         pieces = data[s]
         if not isinstance(pieces, (list, tuple)):
             raise DataError(f"{path}: split '{s}' is a {type(pieces).__name__}, expected a list of pieces.", path)
+        for i, p in enumerate(pieces):
+            if isinstance(p, (list, tuple)):
+                total += len(p)
+            if total > MAX_TOTAL_STEPS:
+                raise DataError(
+                    f"{path}: not a usable music dataset: its pieces add up to more than {MAX_TOTAL_STEPS:,} time "
+                    f"steps (reached at split '{s}', piece {i} of {len(pieces):,}); the largest benchmark dataset has "
+                    "392,296. The file is damaged or built to exhaust memory.",
+                    path,
+                )
+    splits: dict[str, list[np.ndarray]] = {}
+    converted: dict[int, np.ndarray] = {}  # a piece object referenced several times is converted once
+
+    def roll_of(piece: Any, where: str) -> np.ndarray:
+        roll = converted.get(id(piece))
+        if roll is None:
+            roll = converted[id(piece)] = piece_to_roll(piece, where)
+        return roll
+
+    for s in SPLITS:
         try:
-            splits[s] = [piece_to_roll(p, f"split '{s}', piece {i}") for i, p in enumerate(pieces)]
+            splits[s] = [roll_of(p, f"split '{s}', piece {i}") for i, p in enumerate(data[s])]
         except ValueError as e:
             raise DataError(f"{path}: damaged music data: {e}.", path) from None
+        except (MemoryError, RecursionError):
+            raise DataError(f"{path}: damaged music data (split '{s}' needs more memory than this machine has).",
+                            path) from None
     return splits
 
 

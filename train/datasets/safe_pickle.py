@@ -12,12 +12,18 @@ pickle whose ``__reduce__`` would run ``os.system`` (or anything else) never exe
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import sys
 from pathlib import Path
 from typing import Any
 
-from .types import DataError
+from lnf_core.safetensors_header import HeaderError, open_regular_file
+
+from .types import DataError, safe_repr
+
+#: Largest pickle read (the benchmark datasets are 1-5 MB; loading one costs ~6x its size in memory).
+MAX_PICKLE_BYTES = 64 * 1024 * 1024
 
 # Integer dtype codes a note may be stored as: code -> (size in bytes, signed).
 _INT_CODES = {
@@ -42,7 +48,7 @@ class _IntDType:
         if isinstance(code, bytes):
             code = code.decode("latin1")
         if not isinstance(code, str) or code not in _INT_CODES:
-            raise pickle.UnpicklingError(f"numpy.dtype({code!r}) is not an integer type a note can have")
+            raise pickle.UnpicklingError(f"numpy.dtype({safe_repr(code)}) is not an integer type a note can have")
         self.size, self.signed = _INT_CODES[code]
         self.byteorder = sys.byteorder
 
@@ -58,7 +64,7 @@ class _IntDType:
         elif endian == ">":
             self.byteorder = "big"
         elif endian not in ("|", "="):
-            raise pickle.UnpicklingError(f"unexpected numpy.dtype byte order {endian!r}")
+            raise pickle.UnpicklingError(f"unexpected numpy.dtype byte order {safe_repr(endian)}")
 
 
 def _int_scalar(dtype: Any, data: Any = None) -> int:
@@ -146,8 +152,16 @@ def safe_load_pickle(path: str | Path) -> Any:
     """
     path = Path(path)
     try:
-        with open(path, "rb") as f:
+        with open_regular_file(path) as f:  # a pipe would block open(); a folder/device is refused
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_PICKLE_BYTES:
+                raise DataError(f"{path}: {size / 2**20:.0f} MiB, far larger than a music dataset pickle (at most "
+                                f"{MAX_PICKLE_BYTES // 2**20} MiB are read); is it the right file?", path)
             return RestrictedUnpickler(f).load()
+    except DataError:
+        raise
+    except HeaderError as e:
+        raise DataError(f"{path}: {e}; expected a .pickle file.", path) from None
     except RefusedGlobal as e:
         raise DataError(
             f"{path}: refused to load this pickle: it asks for the Python global '{e.module}.{e.name}', which "
@@ -167,7 +181,10 @@ def safe_load_pickle(path: str | Path) -> Any:
     except RecursionError:
         raise DataError(f"{path}: damaged pickle (nested too deeply to be a dataset).", path) from None
     except Exception as e:  # noqa: BLE001 - any failure inside the unpickler means a damaged file
-        reason = str(e) or type(e).__name__
+        try:
+            reason = str(e)[:300] or type(e).__name__
+        except Exception:  # noqa: BLE001
+            reason = type(e).__name__
         raise DataError(
             f"{path}: damaged or not a pickle file ({type(e).__name__}: {reason}). "
             "The file may be truncated by an interrupted download; obtain a fresh copy.",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -12,6 +14,19 @@ PITCH_OFFSET = 21
 #: Number of piano keys, i.e. the width of a roll (the emission has one Bernoulli per key).
 N_KEYS = 88
 SPLITS = ("train", "valid", "test")
+
+
+_repr = reprlib.Repr()
+_repr.maxlevel, _repr.maxstring, _repr.maxother, _repr.maxlist, _repr.maxtuple = 2, 40, 40, 4, 4
+_repr.maxdict, _repr.maxset, _repr.maxfrozenset, _repr.maxlong = 4, 4, 4, 40
+
+
+def safe_repr(value: Any) -> str:
+    """A short repr that cannot recurse deeply or grow long, for messages about foreign (possibly hostile) data."""
+    try:
+        return _repr.repr(value)
+    except Exception:  # noqa: BLE001 - describing foreign data must never be what fails
+        return f"<{type(value).__name__}>"
 
 
 class DataError(Exception):
