@@ -215,7 +215,8 @@ def test_train_window_run_cancel_resume_finish_and_generate(qtbot, studio, tmp_p
     assert "mine (training)" in labels
     with qtbot.waitSignal(studio.model_loaded, timeout=WAIT):
         studio.load_model(run / "best.lnf")
-    assert studio.model_panel.current_label.text() == "mine (training)"
+    # (a newer best.lnf may be loading meanwhile: the panel says "Loading …" until it is in)
+    qtbot.waitUntil(lambda: studio.model_panel.current_label.text() == "mine (training)", timeout=WAIT)
     with qtbot.waitSignal(studio.batch_ready, timeout=WAIT) as blocker:
         studio.generate(session.GenerationSettings(n=2, length=16, seed=3))
     assert len(blocker.args[0].pieces) == 2
