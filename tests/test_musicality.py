@@ -63,7 +63,11 @@ def test_memorisation_measures() -> None:
     assert mu.measures([copy], index)["copied_4grams"] == 1.0
     assert mu.measures([new], index)["copied_4grams"] == 0.0
     assert mu.measures([new], index)["known_chords"] == 1.0
-    assert mu.measures([roll_of([[61], [60]])], index)["known_chords"] == 0.5
+    assert mu.measures([roll_of([[61, 62], [60]])], index)["known_chords"] == 0.5  # a cluster is not known
+    # a transposed quotation is still a quotation; without transpositions it would count as invented
+    up = roll_of([[62], [64], [66], [67]])
+    assert mu.measures([up], index)["copied_4grams"] == 1.0
+    assert mu.measures([up], mu.training_index(train, transpositions=False))["copied_4grams"] == 0.0
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ voices and phrases. All are pure numpy functions of lists of bool rolls ``[T, 88
 * **parallel perfect intervals**: outer voices a fifth or an octave apart (mod 12) in two consecutive frames,
   both voices moving in the same direction; per 100 frame transitions.
 * **chords known to the training set**: share of non-empty frames whose exact set of keys occurs as a frame of the
-  training set. **Copied 4-grams**: share of windows of 4 consecutive frames that occur verbatim in the training
-  set (memorisation: a model must invent, not quote).
+  training set, in any transposition. **Copied 4-grams**: share of windows of 4 consecutive frames that occur
+  verbatim in the training set, in any transposition (memorisation: a model must invent, not quote).
 * **endings**: share of pieces whose last non-empty frame has the tonic of the piece's detected key in the bass.
 
 Baselines built from the training set: **random frames** (each frame drawn i.i.d. from all training frames) and a
@@ -95,9 +95,26 @@ def _frame_codes(rolls: Sequence[np.ndarray]) -> list[list[bytes]]:
     return [[row.tobytes() for row in np.packbits(r, axis=1)] for r in rolls]
 
 
-def training_index(train: Sequence[np.ndarray]) -> dict[str, Any]:
-    """What the memorisation and known-chord measures compare with: the set of training frames and 4-grams."""
-    codes = _frame_codes(_bool_rolls(train))
+def training_index(train: Sequence[np.ndarray], transpositions: bool = True) -> dict[str, Any]:
+    """What the memorisation and known-chord measures compare with: the set of training frames and 4-grams.
+
+    With ``transpositions`` (the default) every transposition of a training piece that stays on the keyboard counts
+    too, as a musician hears it: a chord shape or a phrase known in C is known in D, and a model trained with random
+    transposition must not score as "inventive" for quoting in another key.
+    """
+    pieces = _bool_rolls(train)
+    if transpositions:
+        shifted = []
+        for r in pieces:
+            keys = np.flatnonzero(r.any(0))
+            if keys.size == 0:
+                shifted.append(r)
+                continue
+            for k in range(-int(keys[0]), r.shape[1] - int(keys[-1])):
+                if abs(k) <= 11:
+                    shifted.append(np.roll(r, k, axis=1))
+        pieces = shifted
+    codes = _frame_codes(pieces)
     frames = {c for piece in codes for c in piece}
     grams = {b"".join(piece[i : i + GRAM]) for piece in codes for i in range(len(piece) - GRAM + 1)}
     return {"frames": frames, "grams": grams}
