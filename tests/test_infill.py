@@ -212,5 +212,6 @@ def test_cli_errors(cli_files, tmp_path, capsys):
     assert generate_main(["--model", str(ckpt), "--from", str(midi), "--regenerate", "30:99",
                           "--out", str(tmp_path)]) == 2
     assert "past the piece's end" in capsys.readouterr().err
-    assert generate_main(["--model", str(ckpt), "--out", str(tmp_path)]) == 2
-    assert "--num is required" in capsys.readouterr().err
+    out = tmp_path / "plain"
+    assert generate_main(["--model", str(ckpt), "--out", str(out)]) == 0  # no --from: 8 new pieces by default
+    assert len(list(out.glob("*.mid"))) == 8
