@@ -42,7 +42,7 @@ MAX_PARAMETERS = 500_000_000
 
 @dataclass
 class ModelConfig:
-    """Architecture of a latent-normalizing-flow VAE (defaults: the paper's, paper-notes §5.1).
+    """Architecture of a latent-normalizing-flow VAE (defaults: the paper's, docs/model.md).
 
     ``pos_encoding="compact"`` (the default) conditions on a 39-number encoding of (t, T-1-t) instead of the
     paper's one-hot of width ``2*max_len``; ``"onehot"`` reproduces the paper exactly and caps lengths at
@@ -86,7 +86,7 @@ class ModelConfig:
             (self.pos_encoding in POS_ENCODINGS, f"pos_encoding must be one of {POS_ENCODINGS}"),
             (self.vocab_size > 0 and self.z_dim > 1, "vocab_size and z_dim must be positive (z_dim >= 2)"),
             (self.prior != "af-af" or self.flow_hidden > self.z_dim or self.flow_layers == 0,
-             "MADE needs flow_hidden > z_dim (paper-notes §2.3)"),
+             "MADE needs flow_hidden > z_dim (docs/model.md)"),
             (0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)"),
             (self.emission in EMISSIONS, f"emission must be one of {EMISSIONS}"),
             (self.emission == "bernoulli" or self.data_kind == "music", "the NADE emission is for music only"),

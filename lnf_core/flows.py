@@ -1,12 +1,12 @@
 """Within-step ("hidden") flows over the H latent dims of one z_t, conditioned on a context vector.
 
-Two layer families (paper-notes §2.3-2.5), stacked with the variable order reversed between layers:
+Two layer families (docs/model.md), stacked with the variable order reversed between layers:
 
 * ``MADELayer`` (AF): every dim's transform parameters come from a MADE over the dims before it in the
   layer's order. Density direction parallel; sampling direction inverts the triangular system.
 * ``CouplingLayer`` (SCF): the first half in the layer's order passes through unchanged and conditions the
   second half. Parallel both ways. Gradients flow through the pass-through half (the official code's copy
-  kept them under PyTorch 0.4.1; cutting them makes SCF training diverge, paper-notes §9.5).
+  kept them under PyTorch 0.4.1; cutting them makes SCF training diverge, docs/model.md).
 
 Every layer has ``to_noise(z, ctx) -> (eps, log_det)`` and ``to_data(eps, ctx) -> (z, log_det)`` with
 ``log_det = log|det d eps / d z|`` summed over the dims (see ``transforms``).
@@ -92,7 +92,7 @@ class MaskedLinear(nn.Linear):
 class MADELayer(nn.Module):
     """Masked autoregressive layer: dim j's parameters see only dims earlier in the layer's order.
 
-    Degrees (paper-notes §2.3): inputs have degree = order in 1..H, hidden units degrees 0..H-1 tiled
+    Degrees (docs/model.md): inputs have degree = order in 1..H, hidden units degrees 0..H-1 tiled
     (degree-0 units see only the context), the output for the dim of order o sees hidden degrees <= o-1.
     """
 

@@ -4,7 +4,7 @@ Generative story: T ~ p(T) (empirical length histogram), z_1..T ~ flow prior p(z
 independently from an inputless decoder that reads all of z (a BiLSTM over z: x_t sees z_t plus the left
 and right context states). Inference: q(z|x) = prod_t N(mu_t(x), diag sigma_t^2(x)) from a BiLSTM over x.
 
-Objectives (paper-notes §3), per sequence i with S samples z^s ~ q(z|x_i):
+Objectives (docs/model.md), per sequence i with S samples z^s ~ q(z|x_i):
 
     ELBO loss  l_i = (1/S) sum_s sum_t [ -log p(x_t|z^s) + beta (log q(z^s_t|x) - log p(z^s_t|z^s_<t)) ] - log p(T_i)
     training   loss = mean_i l_i / (T_i + 1)
@@ -70,7 +70,7 @@ def zero_padding(x: Tensor, lengths: Tensor) -> Tensor:
 
 
 class LengthModel(nn.Module):
-    """p(T): the train+valid length histogram with add-one smoothing over [0, 1.25 * max] (paper-notes §5.4).
+    """p(T): the train+valid length histogram with add-one smoothing over [0, 1.25 * max] (docs/model.md).
 
     Lengths beyond the smoothed range get the probability of an unseen length, never zero.
     """

@@ -1,4 +1,4 @@
-"""Position/length conditioning: features of (t, T-1-t) fed to every recurrent net (paper-notes §1.1).
+"""Position/length conditioning: features of (t, T-1-t) fed to every recurrent net (docs/model.md).
 
 ``onehot`` is the paper's ``[onehot(t), onehot(T-1-t)]`` of width ``2*max_len``: faithful, but it dominates the
 parameter count and makes any T > max_len impossible. ``compact`` (the default, a documented deviation) encodes

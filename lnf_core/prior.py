@@ -1,4 +1,4 @@
-"""Flow priors over the latent sequence z_1..T (paper-notes §1.4, §2.6).
+"""Flow priors over the latent sequence z_1..T (docs/model.md).
 
 One time layer: a causal LSTM over an "input-side" sequence w gives a context h_{t-1} for step t, and a
 hidden flow (MADE or coupling, over the H dims) maps z_t <-> eps_t given that context::

@@ -20,10 +20,10 @@ import torch
 from torch import Tensor
 
 # Clamp on the raw pre-scale outputs that feed exp(): exp(0.4 * 15) = 403, so b and d stay finite even
-# when a conditioner blows up. A deviation from the official code, which has no clamp (paper-notes §9.1).
+# when a conditioner blows up. A deviation from the official code, which has no clamp (docs/model.md).
 RAW_LOG_SCALE_CLAMP = 15.0
 
-# NLSq's bound on c: |c| < (8*sqrt(3)/9 - 0.05) * b / d keeps the slope >= 0.0325 * b (paper-notes §2.2).
+# NLSq's bound on c: |c| < (8*sqrt(3)/9 - 0.05) * b / d keeps the slope >= 0.0325 * b (docs/model.md).
 NLSQ_LOG_A = math.log(8.0 * math.sqrt(3.0) / 9.0 - 0.05)
 NLSQ_A = 8.0 * math.sqrt(3.0) / 9.0 - 0.05
 
@@ -123,7 +123,7 @@ def solve_nlsq_cubic(x: Tensor, b: Tensor, c: Tensor, d: Tensor, f: Tensor, newt
     first order, and cosh(acosh(r)/3) is flat at r = 1). At p = 0 the root is
     ``-cbrt(q)``, which the same expression gives in the limit (s is clamped away from 0, and |q| >= 0.05
     there because of the bound on m). ``newton_steps`` Newton steps on the original equation in z then
-    polish the root (the closed form alone is accurate to ~1e-12, paper-notes §2.2 draws).
+    polish the root (the closed form alone is accurate to ~1e-12, docs/model.md draws).
     """
     x, b, c, d, f = torch.broadcast_tensors(x, b, c, d, f)
     db = d / b

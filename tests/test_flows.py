@@ -1,4 +1,4 @@
-"""Hidden flows over the H dims of one z_t (paper-notes §2.3-2.5): MADE (AF) and split coupling (SCF) layers.
+"""Hidden flows over the H dims of one z_t (docs/model.md): MADE (AF) and split coupling (SCF) layers.
 
 Checks the structure each layer promises (triangular Jacobian in the layer's order; an untouched, still
 differentiable pass-through half), exact inversion, and log|det| against the autograd Jacobian.
@@ -131,7 +131,7 @@ def test_coupling_pass_through_half_unchanged_and_differentiable(reverse: bool) 
     assert torch.equal(eps[keep], z[keep])
     z_back, _ = layer.to_data(eps, ctx)
     assert torch.equal(z_back[keep], eps[keep])
-    # gradients reach the pass-through half (paper-notes §9.5): d eps_keep / d z_keep = I, and the
+    # gradients reach the pass-through half (docs/model.md): d eps_keep / d z_keep = I, and the
     # transformed half depends on the kept half through the conditioner
     jac = _jacobian(layer, z, ctx)
     torch.testing.assert_close(jac[keep][:, keep], torch.eye(len(keep), dtype=torch.float64))

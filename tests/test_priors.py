@@ -1,4 +1,4 @@
-"""Flow priors p(z_1..T | T): AF/AF, AF/SCF, IAF/SCF (paper-notes §1.4, §9.3).
+"""Flow priors p(z_1..T | T): AF/AF, AF/SCF, IAF/SCF (docs/model.md).
 
 The density and the sampler of each prior run different code paths (AF: one nn.LSTM pass for the density,
 the step-wise LSTM for sampling; IAF: the reverse), so agreement between them checks the direction

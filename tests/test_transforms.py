@@ -1,4 +1,4 @@
-"""Element-wise flow transforms (paper-notes §2.1-2.2): affine and NLSq, and the NLSq cubic inversion.
+"""Element-wise flow transforms (docs/model.md): affine and NLSq, and the NLSq cubic inversion.
 
 Direction convention under test: ``to_noise`` (data z -> noise eps) and ``to_data`` (eps -> z) both return
 ``log |d eps / d z|`` element-wise, evaluated at the (z, eps) pair.
@@ -66,7 +66,7 @@ def test_make_transform_names() -> None:
 
 @pytest.mark.parametrize("scale", [1.0, 3.0, 6.0])
 def test_cubic_float64_wide_random_params(scale: float) -> None:
-    """paper-notes §2.2: raw conditioner outputs ~ N(0, scale^2), z ~ N(0, 2^2), recovered to 1e-9."""
+    """docs/model.md: raw conditioner outputs ~ N(0, scale^2), z ~ N(0, 2^2), recovered to 1e-9."""
     gen = torch.Generator().manual_seed(int(scale))
     n = 100_000
     raw = torch.randn(n, 5, generator=gen, dtype=torch.float64) * scale
@@ -197,7 +197,7 @@ def test_extreme_raw_params_stay_finite_and_monotone(transform: Affine | NLSq) -
     z_wild, log_det_wild = transform.to_data(wild_eps, params)
     assert torch.isfinite(z_wild).all() and torch.isfinite(log_det_wild).all()
     if isinstance(transform, NLSq):
-        # strictly increasing: the slope never falls below the 0.0325*b floor (paper-notes §2.2)
+        # strictly increasing: the slope never falls below the 0.0325*b floor (docs/model.md)
         _, b, c, d, f = NLSq._unpack(params.double())
         for zz in (z.double(), z_back.double(), z_wild.double()):
             slope = NLSq._slope(zz, b, c, d, f)

@@ -1,9 +1,9 @@
 """The data layer of the training side: benchmark datasets, a user's MIDI folder, batching, and a small CLI.
 
-Datasets (notes §4, §5.3, §6): the four Boulanger-Lewandowski polyphonic-music pickles (JSB Chorales,
+Datasets (docs/model.md): the four Boulanger-Lewandowski polyphonic-music pickles (JSB Chorales,
 Nottingham, MuseData, Piano-midi.de) as boolean piano rolls ``[T, 88]`` (column k = MIDI pitch 21 + k), and
 character-level Penn Treebank as int64 token sequences. :func:`length_counts` gives the histogram behind the
-length model p(T) (notes §5.4).
+length model p(T) (docs/model.md).
 
 Command line::
 
@@ -58,7 +58,7 @@ Dataset = MusicDataset | TextDataset
 def length_counts(dataset: Dataset) -> list[int]:
     """Histogram of sequence lengths over train + valid: ``counts[T]`` = number of sequences of length T.
 
-    This is what the length model p(T) is built from (notes §5.4); the list has ``max_length + 1`` entries.
+    This is what the length model p(T) is built from (docs/model.md); the list has ``max_length + 1`` entries.
     """
     lengths = [n for s in ("train", "valid") for n in dataset.lengths(s)]
     counts = [0] * ((max(lengths) + 1) if lengths else 1)

@@ -1,6 +1,6 @@
 """Training configuration: typed defaults, then a preset, then command-line overrides (nanoGPT style).
 
-``paper`` reproduces the official code's per-dataset settings (paper-notes §3, §5): Adam 1e-3, clipping 0.25,
+``paper`` reproduces the official code's per-dataset settings (docs/model.md): Adam 1e-3, clipping 0.25,
 KL weight 1e-5 for 20 epochs then a linear ramp over 15 (PTB: 4 and 10), lr / 4 on a validation plateau,
 importance-weighted NLL with 30 samples (4 for Piano-midi and MuseData), batch 5 for JSB/Nottingham flows,
 batch 1 with 8-step accumulation for Piano-midi/MuseData, SGD lr 20 for the LSTM baseline.
@@ -182,7 +182,7 @@ def preset_settings(preset: str, dataset: str, prior: str, model: str) -> tuple[
 
 def kl_weight(epoch_progress: float, zero_epochs: float, ramp_epochs: float, start: float = 1e-5) -> float:
     """KL weight at a fractional epoch: ``start`` until ``zero_epochs``, then linear to 1 over ``ramp_epochs``
-    (paper-notes §3.2; the official code interpolates per batch within an epoch, as this does)."""
+    (docs/model.md; the official code interpolates per batch within an epoch, as this does)."""
     if epoch_progress < zero_epochs:
         return start
     if ramp_epochs <= 0:

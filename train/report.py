@@ -2,7 +2,7 @@
 
 For every training run directory (its ``best.lnf``; ``last.lnf`` when there is no best yet) or ``.lnf`` file:
 
-* **test NLL** as the paper's code reports it (paper-notes §3.4): -sum_i log p(x_i) / sum_i (T_i + 1) in nats
+* **test NLL** as the paper's code reports it (docs/model.md): -sum_i log p(x_i) / sum_i (T_i + 1) in nats
   per step (bits per character for text), the length model log p(T) included. Importance-weighted with S
   samples for the latent flow models (``--samples``, default 30), exact for the LSTM baseline. Computed by
   :func:`train.evaluate.evaluate_checkpoint`. Also shown per frame without log p(T) (sum_i T_i in the
@@ -13,7 +13,7 @@ For every training run directory (its ``best.lnf``; ``last.lnf`` when there is n
   lengths drawn from the model's p(T) with a fixed seed (``--sample-length T`` instead fixes T), median of
   ``--repeats`` runs after one warm-up run. The LSTM baseline samples step by step; IAF/SCF all steps at once.
 
-Beside them are the numbers of paper-notes §11 (test NLL of the Boulanger-Lewandowski splits): the paper's own
+Beside them are the numbers of the published tables (test NLL of the Boulanger-Lewandowski splits): the paper's own
 LNF rows are approximate recollections marked "paper (unverified)"; the baselines taken from the DMM paper
 (Krishnan et al. 2017, Tables 3-4) are verified and shown as context rows. Everything but the timings is
 deterministic for a given ``--seed``.
@@ -48,21 +48,21 @@ MODEL_NAMES = {"lstm": "LSTM baseline", "af-af": "AF/AF", "af-scf": "AF/SCF", "i
 DATASET_ORDER = ("nottingham", "pianomidi", "musedata", "jsb", "ptb")  # the paper's column order, then PTB
 
 VERIFIED_DMM = "Krishnan et al. 2017 (DMM), Tables 3-4 (verified)"
-UNVERIFIED = "unverified (paper-notes §11)"
+UNVERIFIED = "unverified (secondary source)"
 PAPER_UNVERIFIED = "paper (unverified)"
-PAPER_VERIFIED = "paper, verified via later papers (paper-notes §8.1)"
+PAPER_VERIFIED = "paper, verified via later papers citing it"
 
 
 @dataclass(frozen=True)
 class Published:
-    """A published test NLL from paper-notes §11 / §8 (``value`` is text: some are approximate ranges)."""
+    """A published test NLL from the published tables / §8 (``value`` is text: some are approximate ranges)."""
 
     model: str
     value: str
     source: str
 
 
-# paper-notes §11, columns Nottingham / Piano-midi / MuseData / JSB (nats per frame).
+# the published tables, columns Nottingham / Piano-midi / MuseData / JSB (nats per frame).
 _BASELINES_11 = (
     ("RNN", ("4.46", "8.37", "8.13", "8.71"), VERIFIED_DMM),
     ("RNN-NADE", ("2.31", "7.05", "5.60", "5.19"), VERIFIED_DMM),
@@ -84,20 +84,20 @@ CONTEXT_ROWS: dict[str, list[Published]] = {
     ds: [Published(name, values[i], src) for name, values, src in _BASELINES_11]
     for i, ds in enumerate(_MUSIC_COLUMNS)
 }
-"""Published baselines per dataset (paper-notes §11), shown as context rows."""
+"""Published baselines per dataset (the published tables), shown as context rows."""
 
 PAPER_ROWS: dict[tuple[str, str], Published] = {
     (ds, model): Published(MODEL_NAMES[model], values[i], PAPER_UNVERIFIED)
     for model, values in _PAPER_11.items() for i, ds in enumerate(_MUSIC_COLUMNS)
 }
-"""The paper's own number for (dataset, model), where paper-notes has one."""
+"""The paper's own number for (dataset, model), where the published tables have one."""
 PAPER_ROWS.update({
     ("ptb", "af-scf"): Published("AF/SCF", "1.46", PAPER_VERIFIED),
     ("ptb", "iaf-scf"): Published("IAF/SCF", "1.63", PAPER_VERIFIED),
     ("ptb", "af-af"): Published("AF/AF", "≈1.42", PAPER_UNVERIFIED),
     ("ptb", "lstm"): Published("LSTM baseline", "≈1.38", PAPER_UNVERIFIED),
 })
-NOT_RETRIEVED = "not retrieved (paper-notes §8.2)"
+NOT_RETRIEVED = "not retrieved from the paper"
 
 
 class ReportError(Exception):
@@ -399,14 +399,15 @@ def render_markdown(rows: list[dict[str, Any]], settings: dict[str, Any], out: P
         "# LNF Studio: results",
         "",
         f"- **{split} NLL (ours)**: -Σ log p(x) / Σ (T+1), log p(T) included, as the paper's code reports it "
-        "(paper-notes §3.4): nats per step for music, bits per character for text. Latent flow models: "
+        "(docs/model.md): nats per step for music, bits per character for text. Latent flow models: "
         f"importance-weighted with S = {settings['samples']} samples (an estimate that tends to overstate the NLL "
         "slightly); LSTM baseline: exact. Seed "
         f"{settings['seed']}.",
         "- **NLL/frame excl. p(T)**: the same estimate per frame without the length model "
         "((Σ -log p(x|T)) / Σ T), closer to how the published music baselines normalise.",
         f"- **Sampling 16**: {timing}",
-        "- **Published**: paper-notes §11. The paper's own music numbers are approximate recollections, marked "
+        "- **Published**: the papers cited per row. The paper's own music numbers are approximate recollections, "
+        "marked "
         "*paper (unverified)*; baselines from the DMM paper are verified; rows marked *context* are other "
         "models.",
         "- **Epochs / Train wall time**: of the evaluated checkpoint (for best.lnf: when it was saved); "

@@ -1,4 +1,4 @@
-"""Polyphonic-music pickles (Boulanger-Lewandowski 2012) -> boolean piano rolls (notes §4).
+"""Polyphonic-music pickles (Boulanger-Lewandowski 2012) -> boolean piano rolls (docs/model.md).
 
 Layout of every file: ``{'train': [...], 'valid': [...], 'test': [...]}``; a split is a list of pieces, a
 piece a list of time steps, a step a tuple of the MIDI note numbers (21..108) sounding at that step.

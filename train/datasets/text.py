@@ -1,4 +1,4 @@
-"""Character-level Penn Treebank (Mikolov's ``ptb.char.*.txt``) as token-id sequences (notes §5.3).
+"""Character-level Penn Treebank (Mikolov's ``ptb.char.*.txt``) as token-id sequences (docs/model.md).
 
 One sentence per line, symbols separated by spaces, ``'_'`` marking a word boundary. As in the paper's code,
 lines longer than 288 symbols are dropped from every split (train, valid *and* test: 328 / 14 / 26 lines),

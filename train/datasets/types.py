@@ -43,7 +43,7 @@ class DataError(Exception):
 
 @dataclass
 class MusicDataset:
-    """Polyphonic music as piano rolls: the observed sequences ``x_{1:T}`` of the music model (notes §4).
+    """Polyphonic music as piano rolls: the observed sequences ``x_{1:T}`` of the music model (docs/model.md).
 
     ``splits[s][i]`` is a bool array ``[T_i, 88]``; ``roll[t, k]`` is True when MIDI pitch
     ``pitch_offset + k`` sounds at time step t. One step is ``1 / steps_per_beat`` of a beat (the
@@ -79,7 +79,7 @@ class MusicDataset:
 
 @dataclass
 class TextDataset:
-    """Character-level text as int64 token-id sequences (PTB, notes §5.3).
+    """Character-level text as int64 token-id sequences (PTB, docs/model.md §6).
 
     ``vocab[i]`` is the symbol with id i; ``'_'`` is the word boundary (a space when displayed).
     ``dropped[s]`` counts lines of split s left out because they are longer than ``max_len`` symbols,
