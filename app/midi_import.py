@@ -9,7 +9,7 @@ through with their message, which names the file.
 
 from __future__ import annotations
 
-import inspect
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,15 +56,6 @@ class MidiTooLong:
         return np.ascontiguousarray(self.roll[: bars * self.bar_steps])
 
 
-def _reader_takes(name: str) -> bool:
-    from lnf_core.pianoroll import midi_to_roll
-
-    try:
-        return name in inspect.signature(midi_to_roll).parameters
-    except (TypeError, ValueError):  # pragma: no cover - builtins only
-        return False
-
-
 def read_midi_roll(
     path: str | Path,
     steps_per_beat: int = 1,
@@ -75,20 +66,27 @@ def read_midi_roll(
     """The roll of a MIDI file (``bool [T, 88]``), or a :class:`MidiTooLong` when ``T > limit``.
 
     ``limit`` defaults to :data:`MAX_OPEN_STEPS`. ``take_steps`` opens only the first ``take_steps`` steps (the
-    answer to "open the first N bars"); where
-    ``lnf_core.pianoroll.midi_to_roll`` can stop early (a ``max_steps`` parameter) it is asked to. Raises
+    answer to "open the first N bars"): ``lnf_core.pianoroll.midi_to_roll`` stops reading there. Raises
     ``MidiReadError`` / ``ValueError`` with a message for the user.
     """
-    from lnf_core.pianoroll import midi_to_roll
+    from lnf_core.pianoroll import MidiReadError, midi_to_roll
 
     path = Path(path)
     limit = MAX_OPEN_STEPS if limit is None else int(limit)
-    kwargs = {}
-    if take_steps is not None and _reader_takes("max_steps"):
-        kwargs["max_steps"] = int(take_steps)
-    roll = midi_to_roll(path, steps_per_beat=steps_per_beat, **kwargs)
-    if take_steps is not None:
+    if take_steps is not None:  # the reader stops at the step asked for
+        roll = midi_to_roll(path, steps_per_beat=steps_per_beat, max_steps=int(take_steps), truncate=True,
+                           max_seconds=None)
         return np.ascontiguousarray(roll[: int(take_steps)])
+    try:
+        roll = midi_to_roll(path, steps_per_beat=steps_per_beat, max_steps=limit, max_seconds=None)
+    except MidiReadError as exc:
+        if "too long" not in str(exc):
+            raise
+        # the reader refused before building the whole roll; keep its beginning for "open the first N bars"
+        head = midi_to_roll(path, steps_per_beat=steps_per_beat, max_steps=limit, truncate=True, max_seconds=None)
+        found = re.search(r"([\d,]+) steps at", str(exc))
+        steps = int(found.group(1).replace(",", "")) if found else limit + 1
+        return MidiTooLong(path, max(steps, limit + 1), int(limit), int(steps_per_beat), head[:limit])
     if roll.shape[0] > limit:
         return MidiTooLong(path, int(roll.shape[0]), int(limit), int(steps_per_beat), roll)
     return roll
