@@ -354,13 +354,11 @@ class MusicStatsResult:
 
     @property
     def setting(self) -> str:
-        """The sampling setting actually used, in words."""
-        text = f"decode {self.decode}, temperature {self.temperature:g}"
-        if self.key_temperature != 1.0:
-            text += f", key temperature {self.key_temperature:g}"
-        if self.best_of > 1:
-            text += f", best {self.num} of {self.num * self.best_of}"
-        return text
+        """The sampling setting actually used, in words (``lnf_core.sampling.SamplingSettings.describe``)."""
+        from lnf_core.sampling import SamplingSettings
+
+        return SamplingSettings(temperature=self.temperature, key_temperature=self.key_temperature,
+                                decode=self.decode, best_of=self.best_of).describe()
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able dict (NaN and inf become null); the JS divergences are in bits (``js_log_base`` 2)."""
