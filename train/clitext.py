@@ -1,5 +1,5 @@
 """Module docstrings as plain text for ``--help``: the reST markup (double backticks, ``**bold**``, ``::`` before
-a literal block) is dropped, and references to notes that are not part of the project are left out."""
+a literal block) is dropped."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import re
 
 def plain(doc: str | None) -> str:
     text = doc or ""
-    text = re.sub(r"\s*\((?:see )?paper-notes[^)]*\)", "", text)
     text = re.sub(r"``([^`]+)``", r"\1", text)
     text = re.sub(r"\*\*([^*]+)\*\*", r"\1", text)
     text = re.sub(r"::(\s*\n)", r":\1", text)
