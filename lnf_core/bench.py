@@ -453,7 +453,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lnf_core.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print a JSON list of timing records only")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median reported)")
-    parser.add_argument("--T", type=int, nargs="+", default=[32, 64, 128, 256], help="sequence lengths to sample")
+    parser.add_argument("--T", type=int, nargs="+", default=None,
+                        help="sequence lengths to sample (default 32 64 128 256; 128 256 with --against-reference)")
     parser.add_argument("--quick", action="store_true", help="T=32 only, one timed run, one training step each")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2, as the reference)")
     parser.add_argument("--profile", action="store_true", help="break IAF/SCF sampling at 16 x 128 into stages")
@@ -462,7 +463,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-nade", action="store_true", help="skip the NADE-emission IAF/SCF sampling rows")
     parser.add_argument("--checkpoint", nargs="+", default=[], metavar="PATH",
                         help="also time sampling of these trained .lnf models (and count AF/AF sweeps)")
+    parser.add_argument("--against-reference", metavar="DIR",
+                        help="time the official code in DIR (TextFlow/, patch_textflow.sh, side_by_side.py) and ours "
+                             "side by side, interleaved in one run (lnf_core.bench_reference)")
+    parser.add_argument("--priors", nargs="+", default=list(PRIORS), choices=PRIORS,
+                        help="priors for --against-reference")
     args = parser.parse_args(argv)
+    if args.against_reference:
+        return _against_reference(args)
+    if args.T is None:
+        args.T = [32, 64, 128, 256]
     if args.quick:
         args.T, args.repeats = [32], 1
     if args.repeats < 1 or any(t < 1 for t in args.T):
@@ -487,6 +497,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(records, indent=1))
     else:
         print(format_report(args.T, extra, args.threads, load_before))
+    return 0
+
+
+def _against_reference(args: argparse.Namespace) -> int:
+    from lnf_core import bench_reference
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    result = bench_reference.run(args.against_reference, args.priors, args.T or [128, 256], args.threads,
+                                 max(args.repeats, 1), train=not args.no_train, log=log)
+    print(json.dumps(result, indent=1) if args.json else bench_reference.format_table(result))
     return 0
 
 
