@@ -19,6 +19,8 @@ import math
 import torch
 from torch import Tensor
 
+from lnf_core.fused import nlsq_to_noise
+
 # Clamp on the raw pre-scale outputs that feed exp(): exp(0.4 * 15) = 403, so b and d stay finite even
 # when a conditioner blows up. A deviation from the official code, which has no clamp (paper-notes §9.1).
 RAW_LOG_SCALE_CLAMP = 15.0
@@ -91,6 +93,10 @@ class NLSq:
         return torch.addcmul(b, c * d * u, v * v, value=-2.0)
 
     def to_noise(self, z: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
+        # with gradients: the same ops as below in one autograd node with a hand-written backward (lnf_core.fused)
+        fused = nlsq_to_noise(z, params, RAW_LOG_SCALE_CLAMP, NLSQ_A)
+        if fused is not None:
+            return fused
         a, b, c, d, f = self._unpack(params)
         u = torch.addcmul(f, d, z)
         v = 1.0 / (1.0 + u * u)
