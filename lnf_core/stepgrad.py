@@ -28,24 +28,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-_SWITCH = {"on": True}
-
-
-@contextlib.contextmanager
-def plain_autograd() -> Iterator[None]:
-    """Within the block :class:`DeferredLinear` is plain ``F.linear`` (per-step weight gradients): the
-    straightforward path, for tests and side-by-side measurements."""
-    old = _SWITCH["on"]
-    _SWITCH["on"] = False
-    try:
-        yield
-    finally:
-        _SWITCH["on"] = old
+from lnf_core import fastpath
 
 
 def _enabled() -> bool:
     """Gradients on and no torch.func transform (jacrev, vmap, ...) active: those trace the plain ops instead."""
-    return _SWITCH["on"] and torch.is_grad_enabled() and not torch._C._are_functorch_transforms_active()
+    return fastpath.enabled() and torch.is_grad_enabled() and not torch._C._are_functorch_transforms_active()
 
 
 class _Tape:
