@@ -17,10 +17,13 @@ The context vector (the prior LSTM's state, 500-d in the paper) enters each laye
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lnf_core import fastpath
 from lnf_core.transforms import NLSq, make_transform
 
 
@@ -124,6 +127,19 @@ class MADELayer(nn.Module):
             h = F.relu(layer(h))
         return self.out(h).unflatten(-1, (self.dim, self.transform.n_params))
 
+    def _sweep_params(self) -> Callable[[Tensor, Tensor], Tensor]:
+        """``_params`` with the masked weights computed once (no gradients): the same products."""
+        layers = [self.inp, *self.hidden, self.out]
+        weights = [layer.weight * layer.mask for layer in layers]
+
+        def params(z: Tensor, ctx: Tensor) -> Tensor:
+            h = F.relu(F.linear(z, weights[0], self.inp.bias) + ctx)
+            for layer, w in zip(self.hidden, weights[1:-1]):
+                h = F.relu(F.linear(h, w, layer.bias))
+            return F.linear(h, weights[-1], self.out.bias).unflatten(-1, (self.dim, self.transform.n_params))
+
+        return params
+
     def to_noise(self, z: Tensor, ctx: Tensor) -> tuple[Tensor, Tensor]:
         eps, log_det = self.transform.to_noise(z, self._params(z, ctx))
         return eps, log_det.sum(-1)
@@ -143,8 +159,11 @@ class MADELayer(nn.Module):
         z = torch.zeros_like(eps)
         log_det = torch.zeros_like(eps)
         sweeps = 0
+        params = self._params
+        if fastpath.enabled() and not torch.is_grad_enabled():
+            params = self._sweep_params()  # masked weights once per call, not once per sweep
         for sweeps in range(1, self.dim + 1):  # noqa: B007 (the count is kept)
-            z_new, log_det = self.transform.to_data(eps, self._params(z, ctx))
+            z_new, log_det = self.transform.to_data(eps, params(z, ctx))
             delta = (z_new - z).abs().max()
             z = z_new
             if delta <= tol * (1.0 + z.abs().max()):

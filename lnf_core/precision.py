@@ -27,7 +27,7 @@ import contextlib
 import functools
 import warnings
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -188,6 +188,7 @@ def lstm_precision(model: nn.Module, precision: str,
             runner = _LowPrecisionLSTM(module, kinds)
             module.forward = runner.forward  # type: ignore[method-assign]
             module._lnf_layer = runner.layer
+            module._lnf_kinds = kinds  # read by the prior's step-by-step LSTM (prior._LSTMStepper)
             patched.append(module)
     try:
         yield
@@ -195,6 +196,44 @@ def lstm_precision(model: nn.Module, precision: str,
         for module in patched:
             del module.forward
             del module._lnf_layer
+            del module._lnf_kinds
+
+
+def step_linear(module: nn.LSTM, k: int, kind: str, build: Callable[[], tuple[Tensor, Tensor | None]]
+                ) -> Callable[[Tensor, Tensor | None], Tensor]:
+    """``x @ W.T (+ bias) (+ add)`` in ``kind`` for the step-by-step LSTM of ``module``'s layer ``k`` (AF sampling,
+    16 rows per step, where a 2000 x 1000 float32 matrix is read from memory at every step: bf16 halves that, int8
+    quarters it). ``build()`` gives the float32 ``(W, bias)``; the converted matrix is cached like the module's."""
+
+    def make(_: nn.LSTM) -> Any:
+        weight, bias = build()
+        weight = weight.detach().float()
+        bias = bias.detach().float() if bias is not None else None
+        if kind == "int8":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                scale = (weight.abs().amax(1) / 127.0).clamp_min(1e-12).double()
+                zero = torch.zeros(weight.shape[0], dtype=torch.long)
+                return torch.ops.quantized.linear_prepack(
+                    torch.quantize_per_channel(weight.cpu(), scale, zero, 0, torch.qint8), bias)
+        return weight.t().contiguous().to(torch.bfloat16), bias
+
+    packed = _cached(module, f"step{k}-{kind}", make)
+    if kind == "int8":
+        def int8(x: Tensor, add: Tensor | None = None) -> Tensor:
+            y = torch.ops.quantized.linear_dynamic(x.float(), packed, False)
+            return y if add is None else y + add
+
+        return int8
+    w_t, bias = packed
+
+    def bf16(x: Tensor, add: Tensor | None = None) -> Tensor:
+        y = torch.mm(x.to(torch.bfloat16), w_t)
+        if bias is not None:
+            add = bias if add is None else add + bias
+        return y.float() if add is None else torch.add(add, y)  # promotes to float32
+
+    return bf16
 
 
 def bf16_lstms(model: nn.Module) -> contextlib.AbstractContextManager[None]:

@@ -20,7 +20,9 @@ t = 0). So the context of step t depends on w_{<t} and positions <= t only.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +30,7 @@ from torch import Tensor, nn
 
 from lnf_core.flows import HiddenFlow
 from lnf_core.fused import lstm_cell
+from lnf_core.precision import step_linear
 from lnf_core.stepgrad import DeferredLinear, deferred_linears
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -162,10 +165,22 @@ class _LSTMStepper:
         w_dim = rnn.input_size - pos_inputs.shape[-1]
         w_ih0 = rows("weight_ih_l0")
         self.pre = F.linear(pos_inputs, w_ih0[:, w_dim:], rows("bias_ih_l0") + rows("bias_hh_l0")).unbind(1)
-        # layer k: gates = [x, h_k] @ [W_ih | W_hh]^T (+ the precomputed position part / the bias)
-        self.lin = [DeferredLinear(torch.cat([w_ih0[:, :w_dim], rows("weight_hh_l0")], 1))]
-        self.lin += [DeferredLinear(torch.cat([rows(f"weight_ih_l{k}"), rows(f"weight_hh_l{k}")], 1),
-                                    rows(f"bias_ih_l{k}") + rows(f"bias_hh_l{k}")) for k in range(1, self.layers)]
+
+        def joined(k: int) -> tuple[Tensor, Tensor | None]:
+            """Layer k's gates = [x, h_k] @ W^T (+ bias; layer 0's bias is in the position part ``pre``)."""
+            if k == 0:
+                return torch.cat([rows("weight_ih_l0")[:, :w_dim], rows("weight_hh_l0")], 1), None
+            return (torch.cat([rows(f"weight_ih_l{k}"), rows(f"weight_hh_l{k}")], 1),
+                    rows(f"bias_ih_l{k}") + rows(f"bias_hh_l{k}"))
+
+        # Sampling inside lnf_core.precision.lstm_precision: the per-layer precision it chose for this LSTM.
+        kinds = getattr(rnn, "_lnf_kinds", None) if not torch.is_grad_enabled() else None
+        self.lin: list[Callable[[Tensor, Tensor | None], Tensor]] = []
+        for k in range(self.layers):
+            if kinds is not None:
+                self.lin.append(step_linear(rnn, k, kinds[k], functools.partial(joined, k)))
+            else:
+                self.lin.append(DeferredLinear(*joined(k)))
         self.h = list(state[0].unbind(0))
         self.c = list(state[1].unbind(0))
 
