@@ -31,8 +31,8 @@ SAMPLE_STAGES = [
     ("prior_lstm", "prior LSTM (IAF: one pass over eps; AF: step by step) + initial state"),
     ("flow_cond", "hidden flow: conditioners (context projection, MLPs / MADEs, slicing)"),
     ("nlsq", "hidden flow: NLSq inverse (float64 cubic, parameter unpacking)"),
-    ("decoder", "decoder BiLSTM (2 layers x 2 directions) + state shifts"),
-    ("readout", "readout (fused (H + 2 x 500) -> 88 product)"),
+    ("decoder", "decoder BiLSTM (2 layers x 2 directions)"),
+    ("readout", "readout (fused (H + 2 x 500) -> 88 product, state shifts)"),
     ("emission", "emission: sigmoid + draw (NADE: 88 key steps)"),
     ("other", "everything else (positions, noise, masks, Python)"),
 ]
@@ -41,8 +41,8 @@ TRAIN_STAGES = [
     ("posterior", "posterior sample, log q"),
     ("prior_lstm", "prior LSTM (AF: one pass; IAF: step by step in the density loop)"),
     ("flow", "hidden flow z -> eps (context projection, MLPs / MADEs, NLSq)"),
-    ("decoder", "decoder BiLSTM + state shifts"),
-    ("emission", "emission: readout + Bernoulli log-likelihood"),
+    ("decoder", "decoder BiLSTM"),
+    ("emission", "emission: state shifts, readout, Bernoulli log-likelihood"),
     ("other", "everything else (positions, masks, KL sum, Python)"),
 ]
 
@@ -106,8 +106,9 @@ def _instrument(model: LatentFlowVAE, clock: _Clock) -> Iterator[None]:
         patch(layer.transform, "to_data", "nlsq")
     patch(model, "encode", "encoder")
     patch(model, "_sample_posterior", "posterior")
-    patch(model, "decoder_states", "decoder")
+    patch(model, "_decoder_outputs", "decoder")
     patch(model, "_base_logits", "readout")
+    patch(model, "_logits_from_outputs", "readout")
     patch(model, "frame_log_prob", "frame")
     patch(model.emission, "probs", "emission")
     patch(model.emission, "draw", "emission")

