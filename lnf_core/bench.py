@@ -2,11 +2,21 @@
 
 Sampling is the paper's headline: IAF/SCF generates all T steps in parallel (one LSTM pass over eps plus the
 coupling stack), while AF/AF and AF/SCF generate step by step. This times ``LatentFlowVAE.generate`` (prior,
-decoder BiLSTM, readout, sigmoid, threshold) for 16 sequences of length T, and one training step (ELBO,
-backward, gradient clipping, Adam) at batch 5 and T ~ 62 (the official JSB batches), for each prior, and
-compares with the official code's figures measured on this machine kind (docs/reference-speed.md).
+decoder BiLSTM, readout, sigmoid, draw) for 16 sequences of length T in float32 and, interleaved with it, in the
+app's precision (``lnf_core.sampling``, precision ``auto``) with the fraction of keys equal to float32's, and one
+training step (ELBO, backward, gradient clipping, Adam) at batch 5 and T ~ 62 (the official JSB batches), for each
+prior, plus IAF/SCF sampling with the NADE emission.
 
     python -m lnf_core.bench [--json] [--repeats N] [--T 32 64 128 256] [--quick] [--profile] [--no-bf16] [--no-nade]
+    python -m lnf_core.bench --profile --priors iaf-scf      # where the time goes, per component
+    python -m lnf_core.bench --against-reference DIR [--T 128 256] [--priors ...] [--threads 1] [--no-train]
+
+``--profile`` breaks sampling (16 x 128) and a training step into components for every prior (and the NADE),
+the optimised paths beside the straightforward ones in the same run (``lnf_core.bench_profile``).
+``--against-reference DIR`` times the official code (a folder with ``TextFlow/``, ``patch_textflow.sh`` and
+``side_by_side.py``, kept outside this repository) and ours side by side, interleaved in one process
+(``lnf_core.bench_reference``): the only comparison with the official code that this benchmark makes; the
+"reference (measured separately)" rows of the plain report are old figures from other runs, for orientation.
 
 Models are untrained (speed does not depend on the weights, except AF/AF whose Jacobi inversion needs more
 sweeps when the dims depend more strongly on each other: the sweep counts are reported). Timings are the
@@ -18,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import statistics
@@ -63,7 +74,7 @@ NADE_SIZES = (128, 256)
 def build_nade_model(nade_hidden: int, seed: int = 0) -> LatentFlowVAE:
     """The paper-size IAF/SCF model with the NADE emission (``lnf_core.nade``)."""
     torch.manual_seed(seed)
-    config = ModelConfig(prior="iaf-scf", pos_encoding="compact", emission="nade", nade_hidden=nade_hidden)
+    config = dataclasses.replace(paper_config("iaf-scf"), emission="nade", nade_hidden=nade_hidden)
     return LatentFlowVAE(config, [0] * 10 + [1] * 200)
 
 

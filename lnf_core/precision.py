@@ -1,24 +1,31 @@
-"""Reduced-precision recurrent passes for sampling.
+"""Reduced-precision sampling: the recurrent passes (and IAF/SCF's coupling products) in bf16 or int8.
 
-The LSTMs (the prior's pass and the decoder BiLSTM) are most of IAF/SCF's sampling time. Three settings:
+The LSTMs (the prior's pass or steps and the decoder BiLSTM) are most of the sampling time. Settings:
 
 * ``float32``: everything in float32.
 * ``bf16``: every LSTM in bfloat16 (oneDNN; about 2x faster than float32 on a CPU with native bf16, AVX512-BF16 or
   AMX), outputs cast back to float32.
-* ``int8``: the decoder BiLSTM with int8 weights (one scale per weight row) and int8 activations quantised per
-  step (fbgemm's dynamic quantisation; about 1.7x faster again than bf16 on a CPU with VNNI), the prior's LSTM
-  in bf16 where the CPU has it natively (else float32). The prior stays out of int8: its errors move z, and with it
-  every key of a frame (on the shipped JSB model int8 prior LSTMs leave only ~99.6% of keys equal to float32's,
-  the int8 decoder alone ~99.95%; ``python -m lnf_core.bench`` measures it).
+* ``int8``: the layers ``LatentFlowVAE.int8_layers`` names (every decoder layer, the prior LSTM's layers above the
+  first) with int8 weights (one symmetric scale per weight row) and int8 activations quantised per step (fbgemm's
+  dynamic quantisation, through ``torch.quantized_lstm``; at 16 rows per step an int8 2000 x 500 matrix stays in
+  cache where a float32 one streams from memory: ~2.4x faster per step than bf16 on a CPU with VNNI), every other
+  LSTM layer in bf16 where the CPU has it natively (else float32). The prior's first layer stays out of int8: it
+  reads eps or z and the position code, whose Gaussian tails make one shared 8-bit scale per step coarse, and its
+  errors move z and with it every key of a frame (with it in int8: 99.94% of keys equal to float32's on the
+  shipped JSB model; without: 99.96%; all-int8 prior and decoder, reduced 7-bit range: 99.62%).
 
 ``auto`` (what ``lnf_core.sampling`` uses) picks ``int8`` on a CPU with native bf16 and VNNI, ``bf16`` with native
-bf16 only, else ``float32``. The coupling conditioners, the float64 cubic and the readout stay in float32.
-Training and likelihoods never use any of this.
+bf16 only, else ``float32``. In ``bf16`` and ``int8`` IAF/SCF's coupling stack (run over all steps at once) also
+computes its products in bf16 (:func:`bf16_linears`). The float64 cubic, the readout and the emission stay as
+they are. Training and likelihoods never use any of this. ``python -m lnf_core.bench`` reports, per prior, the
+time against float32 and the fraction of keys equal to float32's under the same noise.
 
 Mechanism: inside :func:`lstm_precision` each affected ``nn.LSTM`` gets a replacement ``forward`` (whole-module
-calls) and a ``_lnf_layer`` hook (the per-layer, per-direction calls ``lnf_core.model.run_rnn`` makes for
-unequal lengths); both are removed on exit. The converted weights (bf16 copies, packed int8 matrices) are cached
-per module and rebuilt when a parameter changes (e.g. after a training step).
+calls), a ``_lnf_layer`` hook (the per-layer, per-direction calls ``lnf_core.model.run_rnn`` makes for unequal
+lengths) and ``_lnf_kinds`` (read by the AF priors' step-by-step LSTM, ``prior._LSTMStepper``, through
+:func:`step_linear`); all are removed on exit. The converted weights (bf16 copies, packed int8 matrices) are cached
+per module and rebuilt when a parameter is replaced or changed in place (e.g. by an optimizer step; a write
+through ``.data``, which bypasses the version counter, is not seen).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ element), broadcast against the input.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -128,11 +129,9 @@ class NLSq:
         bd = np.exp(np.clip(o[..., 1:4:2], -RAW_LOG_SCALE_CLAMP, RAW_LOG_SCALE_CLAMP) * 0.4)
         b, d = bd[..., 0], bd[..., 1]
         c = np.tanh(o[..., 2] * 0.3) * (b * NLSQ_A / d)
-        z = solve_nlsq_cubic_numpy(eps.numpy().astype(np.float64) - a, b, c, d, f)
-        u = f + d * z
-        v = 1.0 / (1.0 + u * u)
+        z, slope = solve_nlsq_cubic_numpy(eps.numpy().astype(np.float64) - a, b, c, d, f, with_slope=True)
         with np.errstate(all="ignore"):
-            log_det = np.log(b - 2.0 * ((c * d * u) * (v * v)))
+            log_det = np.log(slope)
         out = np.result_type(eps.numpy().dtype, np.float32)
         return torch.from_numpy(z.astype(out, copy=False)), torch.from_numpy(log_det.astype(out, copy=False))
 
@@ -149,9 +148,14 @@ def _numpy_inverse_ok(eps: Tensor, params: Tensor) -> bool:
 
 
 def solve_nlsq_cubic_numpy(x: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray, f: np.ndarray,
-                           newton_steps: int = 1) -> np.ndarray:
-    """:func:`solve_nlsq_cubic` on float64 NumPy arrays: the same formulas, op for op."""
-    x, b, c, d, f = np.broadcast_arrays(x, b, c, d, f)
+                           newton_steps: int = 1, with_slope: bool = False) -> Any:
+    """:func:`solve_nlsq_cubic` on float64 NumPy arrays: the same formulas (``np.cbrt`` for the cube root).
+
+    ``with_slope=True`` also returns dε/dz from the last Newton step, i.e. at the root before that step's
+    correction (~1e-12 relative away, so the slope there agrees with the slope at the returned root to ~1e-12
+    relative): ``(z, slope)``, saving its recomputation."""
+    if not (x.shape == b.shape == c.shape == d.shape == f.shape):
+        x, b, c, d, f = np.broadcast_arrays(x, b, c, d, f)
     db = d / b
     k = f + x * db
     m = c * db
@@ -164,17 +168,24 @@ def solve_nlsq_cubic_numpy(x: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.nd
     r = np.where(hyperbolic_sine, r, np.maximum(r, 1.0))
     sign = np.where(hyperbolic_sine, 1.0, -1.0)
     with np.errstate(all="ignore"):  # degenerate parameters are caught below, as in the torch version
-        w = np.power(r + np.sqrt(sign + r * r), 1.0 / 3.0)
+        w = np.cbrt(r + np.sqrt(sign + r * r))
         t = (w - sign * (1.0 / w)) * s
         z = (k3 - np.copysign(t, q) - f) / d
+        slope = None
         for _ in range(newton_steps):
             u = f + d * z
             v = 1.0 / (1.0 + u * u)
-            z = z - ((b * z - x) + c * v) / (b - 2.0 * ((m * b * u) * (v * v)))
+            slope = b - 2.0 * ((m * b * u) * (v * v))
+            z = z - ((b * z - x) + c * v) / slope
         finite = np.isfinite(z)
         if not finite.all():
             z = np.where(finite, z, (x - c / (1.0 + f * f)) / b)
-    return z
+            slope = None
+        if with_slope and slope is None:  # no Newton step, or degenerate parameters: the slope at z itself
+            u = f + d * z
+            v = 1.0 / (1.0 + u * u)
+            slope = b - 2.0 * ((m * b * u) * (v * v))
+    return (z, slope) if with_slope else z
 
 
 def solve_nlsq_cubic(x: Tensor, b: Tensor, c: Tensor, d: Tensor, f: Tensor, newton_steps: int = 1) -> Tensor:

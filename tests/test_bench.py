@@ -78,3 +78,20 @@ def test_trained_checkpoint_rows(tmp_path: Path, capsys: pytest.CaptureFixture[s
     out = capsys.readouterr().out
     row = next(x for x in out.splitlines() if str(path) in x)
     assert "AF/AF" in row and "sweeps per layer" in row and "max |eps' - eps|" in row
+
+
+def test_against_reference_table_and_missing_dir(tmp_path: Path) -> None:
+    from lnf_core import bench_reference
+
+    cell = {"median": 1.0, "min": 0.9, "max": 1.2, "n": 3, "times": [0.9, 1.0, 1.2], "warmup": [1.1]}
+    half = {**cell, "median": 0.25, "min": 0.2, "max": 0.3}
+    result = {"threads": 1, "torch": torch.__version__, "cpus": 2, "auto_precision": "int8",
+              "loadavg_before": [1.0, 1.0, 1.0], "loadavg_after": [1.5, 1.2, 1.1], "wall_s": 12.0,
+              "sample": [{"prior": "iaf-scf", "T": 128, "ref_max_T": 180, "loadavg_start": [1.0], "loadavg_end": [1.5],
+                          "ref": cell, "ours": half, "ours_fp32": cell}],
+              "train": [{"prior": "iaf-scf", "loadavg_start": [1.0], "loadavg_end": [1.1], "ref": cell, "ours": half}]}
+    table = bench_reference.format_table(result)
+    assert "one interleaved run" in table and "1 thread(s)" in table and "load average before" in table
+    assert "| IAF/SCF | 128 |" in table and "**4.00x**" in table
+    with pytest.raises(FileNotFoundError):
+        bench_reference.prepare_reference(tmp_path, str(tmp_path / "work"))

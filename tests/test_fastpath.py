@@ -102,7 +102,7 @@ def test_deferred_linear_gradients() -> None:
 def test_numpy_inverse_matches_torch_inverse() -> None:
     t = NLSq()
     gen = torch.Generator().manual_seed(3)
-    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 2e-6)):
+    for dtype, tol in ((torch.float64, 1e-10), (torch.float32, 2e-6)):
         eps = torch.randn(64, 25, dtype=dtype, generator=gen) * 2
         params = torch.randn(64, 25, 5, dtype=dtype, generator=gen) * 2
         z, log_det = t.to_data(eps, params)  # NumPy (no gradients, CPU)
