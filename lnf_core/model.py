@@ -198,6 +198,10 @@ def run_rnn(rnn: nn.LSTM, inputs: Tensor, lengths: Tensor, init: tuple[Tensor, T
     return x
 
 
+#: Smallest LSTM width whose upper layers ``precision="int8"`` runs in int8 (``LatentFlowVAE.int8_layers``).
+INT8_MIN_UNITS = 384
+
+
 class LatentFlowVAE(nn.Module):
     """Encoder q(z|x), flow prior p(z|T), inputless decoder p(x_t|z, T) and length model p(T)."""
 
@@ -394,15 +398,20 @@ class LatentFlowVAE(nn.Module):
 
     # -- generation ---------------------------------------------------------------------------------------
     def int8_layers(self) -> dict[nn.Module, list[int]]:
-        """LSTM layers that ``precision="int8"`` runs in int8 (``lnf_core.precision``; the others run in bf16):
-        every decoder layer and the prior LSTM's layers above the first. Errors in the prior move z and so every
-        key of a frame; its first layer reads eps (IAF) or z (AF) and the position code, whose Gaussian tails make
-        one shared 8-bit activation scale coarse (in int8 it alone costs ~0.04% of keys on the shipped JSB model,
-        the whole decoder ~0.015%). Upper layers read LSTM outputs, bounded by tanh. Measured keys equal to
-        float32 (16 x 128, 3-4 seeds): shipped JSB IAF/SCF 99.96%, a paper-size AF/AF 99.95% (99.96% with its
-        prior all bf16)."""
-        return {self.decoder: list(range(self.decoder.num_layers)),
-                self.prior.rnn: list(range(1, self.prior.rnn.num_layers))}
+        """LSTM layers that ``precision="int8"`` runs in int8 (``lnf_core.precision``; the others in bf16): the
+        layers above the first, of the decoder and of the prior. Upper layers read LSTM outputs, bounded by tanh,
+        which one 8-bit activation scale per step fits well; a first layer reads z or eps and the position code,
+        whose Gaussian tails make that scale coarse, and its input projection is a small product that oneDNN's bf16
+        LSTM runs for all steps at once (16 x 128 IAF/SCF sampling ~5% faster with both first layers in bf16
+        than with the decoder's in int8 too). In the prior int8 errors move z and so every key of a frame (its
+        first layer in int8 alone costs ~0.04% of keys on the shipped JSB model). Measured keys equal to float32
+        (16 x 128, 3-4 seeds): shipped JSB IAF/SCF 99.97%, a paper-size AF/AF 99.95%.
+
+        Only LSTMs of at least ``INT8_MIN_UNITS`` units: int8 pays because a 500-unit layer's bf16 matrices (2-4
+        MB) stream from memory at every step while int8 ones stay in cache; at 256 units (the ``small`` preset,
+        the shipped models) the bf16 ones fit too and int8 gains nothing (16 x 128: 119 ms against 105 ms bf16)."""
+        return {lstm: list(range(1, lstm.num_layers)) for lstm in (self.decoder, self.prior.rnn)
+                if lstm.hidden_size >= INT8_MIN_UNITS}
 
     def sample_lengths(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         return self.length_model.sample(n, generator)

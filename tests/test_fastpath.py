@@ -210,9 +210,14 @@ def test_readout_cache_follows_the_parameters() -> None:
     torch.testing.assert_close(second, plain)
 
 
+@pytest.mark.parametrize("prior", PRIORS)
 @pytest.mark.parametrize("precision", ["bf16", "int8"])
-def test_reduced_precision_sampling(precision: str) -> None:
-    model = tiny("iaf-scf").eval()
+def test_reduced_precision_sampling(prior: str, precision: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import lnf_core.model
+
+    monkeypatch.setattr(lnf_core.model, "INT8_MIN_UNITS", 1)  # int8 for the tiny model's upper layers too
+    model = tiny(prior).eval()
+    assert model.int8_layers() == {model.decoder: [1], model.prior.rnn: [1]}
     lengths = torch.tensor([20, 13, 20])
     full = model.generate(lengths, generator=torch.Generator().manual_seed(1))
     low = model.generate(lengths, generator=torch.Generator().manual_seed(1), precision=precision)
