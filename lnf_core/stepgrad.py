@@ -32,8 +32,10 @@ from lnf_core import fastpath
 
 
 def _enabled() -> bool:
-    """Gradients on and no torch.func transform (jacrev, vmap, ...) active: those trace the plain ops instead."""
-    return fastpath.enabled() and torch.is_grad_enabled() and not torch._C._are_functorch_transforms_active()
+    """Gradients on, no torch.func transform (jacrev, vmap, ...) active, which traces the plain ops instead, and
+    no autocast (mixed-precision training on an accelerator keeps the plain ops, whose dtypes autocast manages)."""
+    return (fastpath.enabled() and torch.is_grad_enabled() and not torch._C._are_functorch_transforms_active()
+            and not any(torch.is_autocast_enabled(d) for d in ("cpu", "cuda")))
 
 
 class _Tape:
