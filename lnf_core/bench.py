@@ -385,6 +385,7 @@ def format_report(lengths: Sequence[int], extra: dict[str, Any], threads: int, l
         ratios = " ".join(f"{_ratio(ref[p], o):>7}" for p, o in zip(PRIORS, ours))
         lines.append(f"{steps:>5} | {_fmt(ref['af-af']):>8} {_fmt(ref['af-scf']):>8} {_fmt(ref['iaf-scf']):>8} | "
                      f"{'':13}{ratios}")
+    lines.append("  (old figures from other runs, 2 threads, for orientation; to compare: --against-reference DIR)")
     if extra["sweeps"]:
         lines.append("")
         lines.append("AF/AF sampling inverts each MADE layer by Jacobi sweeps (exact after at most H=50):")
