@@ -483,7 +483,7 @@ def _against_reference(args: argparse.Namespace) -> int:
         print(message, file=sys.stderr, flush=True)
 
     result = bench_reference.run(args.against_reference, args.priors, args.T or [128, 256], args.threads,
-                                 max(args.repeats, 1), train=not args.no_train, log=log)
+                                 max(args.repeats, 1), train=not args.no_train, log=log, nade=not args.no_nade)
     print(json.dumps(result, indent=1) if args.json else bench_reference.format_table(result))
     return 0
 

@@ -75,7 +75,8 @@ def _load() -> list[float]:
 
 
 def run(ref_dir: str, priors: Sequence[str], lengths: Sequence[int], threads: int, repeats: int,
-        train: bool = True, train_repeats: int = 5, log: Callable[[str], None] = print) -> dict[str, Any]:
+        train: bool = True, train_repeats: int = 5, log: Callable[[str], None] = print,
+        nade: bool = True) -> dict[str, Any]:
     """Every cell interleaved; returns a JSON-able dict (see :func:`format_table`)."""
     from lnf_core.precision import resolve_precision
     from lnf_core.sampling import SamplingSettings, sample
@@ -96,9 +97,13 @@ def run(ref_dir: str, priors: Sequence[str], lengths: Sequence[int], threads: in
                                   "cpus": os.cpu_count(), "auto_precision": auto, "loadavg_before": _load(),
                                   "sample": [], "train": []}
         log(f"side by side with {ref_dir}: {threads} thread(s), precision auto = {auto}, load {_load()}")
+        from lnf_core.bench import NADE_SIZES, build_nade_model
+
         for prior in priors:
             ref_models: dict[int, Any] = {}
             ours = sbs.build_ours(prior).eval()
+            # IAF/SCF with the NADE emission (ours only): its cost beside the Bernoulli emission, same cells
+            nades = {size: build_nade_model(size).eval() for size in NADE_SIZES} if nade and prior == "iaf-scf" else {}
             for steps in lengths:
                 need = max_T if steps <= max_T else 320  # the one-hot code cannot represent T > max_T
                 if need not in ref_models:
@@ -116,6 +121,8 @@ def run(ref_dir: str, priors: Sequence[str], lengths: Sequence[int], threads: in
                     return lambda: sample(m, batch, settings, torch.Generator().manual_seed(0))
 
                 fns = {"ref": ref_fn, "ours": ours_fn("auto"), "ours_fp32": ours_fn("float32")}
+                for size, nade_model in nades.items():
+                    fns[f"ours_nade{size}"] = ours_fn("auto", m=nade_model)
                 warm, reps = dict.fromkeys(fns, 1), dict.fromkeys(fns, repeats)
                 if prior == "af-af":  # the reference takes ~0.1-0.2 s per time step
                     reps["ref"] = max(1, min(repeats, 3))
@@ -163,6 +170,16 @@ def format_table(result: dict[str, Any]) -> str:
                      f"**{r['ref']['median'] / r['ours']['median']:.2f}x** | {_cell(r['ours_fp32'])} | "
                      f"{r['ref']['median'] / r['ours_fp32']['median']:.2f}x | "
                      f"{r['loadavg_start'][0]}-{r['loadavg_end'][0]} |")
+    nade_rows = [(r, k) for r in result["sample"] for k in sorted(r) if k.startswith("ours_nade")]
+    if nade_rows:
+        lines += ["", "IAF/SCF with the NADE emission (ours only, precision auto; the reference has no NADE: its "
+                  "Bernoulli IAF/SCF in the same interleaved cell):", "",
+                  "| emission | T | ref s (Bernoulli) | ours NADE s | ref/ours | ours Bernoulli s | NADE / Bernoulli |",
+                  "|---|---|---|---|---|---|---|"]
+        for r, k in nade_rows:
+            lines.append(f"| NADE {k[len('ours_nade'):]} | {r['T']} | {_cell(r['ref'])} | {_cell(r[k])} | "
+                         f"{r['ref']['median'] / r[k]['median']:.2f}x | {_cell(r['ours'])} | "
+                         f"{r[k]['median'] / r['ours']['median']:.2f}x |")
     if result["train"]:
         lines += ["", "Training step (forward + backward + clip 0.25 + Adam), the harness's real JSB batch of 5 "
                   "(T 63), float32:", "",
