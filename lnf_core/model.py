@@ -405,7 +405,7 @@ class LatentFlowVAE(nn.Module):
         LSTM runs for all steps at once (16 x 128 IAF/SCF sampling ~5% faster with both first layers in bf16
         than with the decoder's in int8 too). In the prior int8 errors move z and so every key of a frame (its
         first layer in int8 alone costs ~0.04% of keys on the shipped JSB model). Measured keys equal to float32
-        (16 x 128, 3-4 seeds): shipped JSB IAF/SCF 99.97%, a paper-size AF/AF 99.95%.
+        (16 x 128, 4 seeds, precision auto): paper-size IAF/SCF checkpoint 99.98%, paper-size AF/AF 99.96%.
 
         Only LSTMs of at least ``INT8_MIN_UNITS`` units: int8 pays because a 500-unit layer's bf16 matrices (2-4
         MB) stream from memory at every step while int8 ones stay in cache; at 256 units (the ``small`` preset,

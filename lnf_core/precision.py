@@ -5,14 +5,16 @@ The LSTMs (the prior's pass or steps and the decoder BiLSTM) are most of the sam
 * ``float32``: everything in float32.
 * ``bf16``: every LSTM in bfloat16 (oneDNN; about 2x faster than float32 on a CPU with native bf16, AVX512-BF16 or
   AMX), outputs cast back to float32.
-* ``int8``: the layers ``LatentFlowVAE.int8_layers`` names (every decoder layer, the prior LSTM's layers above the
-  first) with int8 weights (one symmetric scale per weight row) and int8 activations quantised per step (fbgemm's
-  dynamic quantisation, through ``torch.quantized_lstm``; at 16 rows per step an int8 2000 x 500 matrix stays in
-  cache where a float32 one streams from memory: ~2.4x faster per step than bf16 on a CPU with VNNI), every other
-  LSTM layer in bf16 where the CPU has it natively (else float32). The prior's first layer stays out of int8: it
+* ``int8``: the layers ``LatentFlowVAE.int8_layers`` names (the decoder's and the prior LSTM's layers above the
+  first, in LSTMs of at least 384 units; smaller ones gain nothing and stay bf16) with int8 weights (one symmetric
+  scale per weight row) and int8 activations quantised per step (fbgemm's dynamic quantisation, through
+  ``torch.quantized_lstm``; at 16 rows per step an int8 2000 x 500 matrix stays in cache where a float32 one
+  streams from memory: ~2.4x faster per product than bf16 on a CPU with VNNI), every other LSTM layer in bf16
+  where the CPU has it natively (else float32). The prior's first layer stays out of int8: it
   reads eps or z and the position code, whose Gaussian tails make one shared 8-bit scale per step coarse, and its
-  errors move z and with it every key of a frame (with it in int8: 99.94% of keys equal to float32's on the
-  shipped JSB model; without: 99.96%; all-int8 prior and decoder, reduced 7-bit range: 99.62%).
+  errors move z and with it every key of a frame (on the shipped JSB model, forced to int8: prior first layer in
+  int8 99.94% of keys equal to float32's, upper layers only 99.97%; every LSTM layer in int8 with fbgemm's default
+  7-bit activations: 99.62%).
 
 ``auto`` (what ``lnf_core.sampling`` uses) picks ``int8`` on a CPU with native bf16 and VNNI, ``bf16`` with native
 bf16 only, else ``float32``. In ``bf16`` and ``int8`` IAF/SCF's coupling stack (run over all steps at once) also
