@@ -70,7 +70,8 @@ class LSTMBaseline(nn.Module):
     ) -> Generation:
         """Ancestral sampling, one step at a time. Logits are divided by the temperature. ``precision`` as in
         ``LatentFlowVAE.generate``."""
-        low = resolve_precision(precision, self.emission.weight.device) == "bf16"
+        # an autoregressive LSTM feeds its own samples back: bf16 at most, never int8
+        low = resolve_precision(precision, self.emission.weight.device) in ("bf16", "int8")
         with bf16_lstms(self) if low else contextlib.nullcontext():
             return self._generate(lengths, temperature * key_temperature, decode or DEFAULT_DECODE, generator)
 

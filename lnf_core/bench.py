@@ -2,11 +2,21 @@
 
 Sampling is the paper's headline: IAF/SCF generates all T steps in parallel (one LSTM pass over eps plus the
 coupling stack), while AF/AF and AF/SCF generate step by step. This times ``LatentFlowVAE.generate`` (prior,
-decoder BiLSTM, readout, sigmoid, threshold) for 16 sequences of length T, and one training step (ELBO,
-backward, gradient clipping, Adam) at batch 5 and T ~ 62 (the official JSB batches), for each prior, and
-compares with the official code's figures measured on this machine kind (docs/reference-speed.md).
+decoder BiLSTM, readout, sigmoid, draw) for 16 sequences of length T in float32 and, interleaved with it, in the
+app's precision (``lnf_core.sampling``, precision ``auto``) with the fraction of keys equal to float32's, and one
+training step (ELBO, backward, gradient clipping, Adam) at batch 5 and T ~ 62 (the official JSB batches), for each
+prior, plus IAF/SCF sampling with the NADE emission.
 
     python -m lnf_core.bench [--json] [--repeats N] [--T 32 64 128 256] [--quick] [--profile] [--no-bf16] [--no-nade]
+    python -m lnf_core.bench --profile --priors iaf-scf      # where the time goes, per component
+    python -m lnf_core.bench --against-reference DIR [--T 128 256] [--priors ...] [--threads 1] [--no-train]
+
+``--profile`` breaks sampling (16 x 128) and a training step into components for every prior (and the NADE),
+the optimised paths beside the straightforward ones in the same run (``lnf_core.bench_profile``).
+``--against-reference DIR`` times the official code (a folder with ``TextFlow/``, ``patch_textflow.sh`` and
+``side_by_side.py``, kept outside this repository) and ours side by side, interleaved in one process
+(``lnf_core.bench_reference``): the only comparison with the official code that this benchmark makes; the
+"reference (measured separately)" rows of the plain report are old figures from other runs, for orientation.
 
 Models are untrained (speed does not depend on the weights, except AF/AF whose Jacobi inversion needs more
 sweeps when the dims depend more strongly on each other: the sweep counts are reported). Timings are the
@@ -18,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import statistics
@@ -32,7 +43,7 @@ from torch import nn
 from lnf_core.config import ModelConfig
 from lnf_core.flows import MADELayer
 from lnf_core.model import LatentFlowVAE
-from lnf_core.precision import bf16_lstms
+from lnf_core.precision import bf16_lstms  # noqa: F401  (re-exported for callers)
 
 PRIORS = ("af-af", "af-scf", "iaf-scf")
 LABELS = {"af-af": "AF/AF", "af-scf": "AF/SCF", "iaf-scf": "IAF/SCF"}
@@ -63,7 +74,7 @@ NADE_SIZES = (128, 256)
 def build_nade_model(nade_hidden: int, seed: int = 0) -> LatentFlowVAE:
     """The paper-size IAF/SCF model with the NADE emission (``lnf_core.nade``)."""
     torch.manual_seed(seed)
-    config = ModelConfig(prior="iaf-scf", pos_encoding="compact", emission="nade", nade_hidden=nade_hidden)
+    config = dataclasses.replace(paper_config("iaf-scf"), emission="nade", nade_hidden=nade_hidden)
     return LatentFlowVAE(config, [0] * 10 + [1] * 200)
 
 
@@ -149,17 +160,23 @@ def time_training_step(model: LatentFlowVAE, repeats: int, lengths: Sequence[int
     return seconds
 
 
-def compare_bf16(model: LatentFlowVAE, steps: int, repeats: int, batch: int = SAMPLE_BATCH) -> dict[str, float]:
-    """bf16-autocast LSTMs vs float32 on the same noise: seconds, fraction of equal keys, max |prob diff|."""
+def compare_precision(model: LatentFlowVAE, steps: int, repeats: int, precision: str = "auto",
+                      batch: int = SAMPLE_BATCH) -> dict[str, Any]:
+    """``precision`` (default: the app's ``auto``) against float32 on the same noise, timed interleaved (float32,
+    low, float32, ...): seconds of both, fraction of equal keys, max |prob diff|."""
+    from lnf_core.precision import resolve_precision
+
     lengths = torch.full((batch,), steps, dtype=torch.long)
     ref = model.generate(lengths, generator=torch.Generator().manual_seed(0))
-    with bf16_lstms(model):
-        seconds = time_sampling(model, steps, repeats, batch)
-        low = model.generate(lengths, generator=torch.Generator().manual_seed(0))
+    low = model.generate(lengths, generator=torch.Generator().manual_seed(0), precision=precision)
+    times = _interleaved({p: (lambda p=p: model.generate(lengths, generator=torch.Generator().manual_seed(0),
+                                                          precision=p)) for p in ("float32", precision)}, repeats)
     decided = (ref.probs - 0.5).abs() > 0.05  # keys the float32 model does not leave to a coin flip at 0.5
     equal = low.x == ref.x
     return {
-        "seconds": seconds,
+        "precision": resolve_precision(precision, ref.probs.device),
+        "seconds": times[precision],
+        "float32_seconds": times["float32"],
         "key_agreement": float(equal.float().mean()),
         "decided_key_agreement": float(equal[decided].float().mean()) if decided.any() else float("nan"),
         "decided_fraction": float(decided.float().mean()),
@@ -167,89 +184,18 @@ def compare_bf16(model: LatentFlowVAE, steps: int, repeats: int, batch: int = SA
     }
 
 
-class _StageClock:
-    """Accumulates wall time of named stages (perf_counter around the real calls, via hooks/wrappers)."""
-
-    def __init__(self) -> None:
-        self.totals: dict[str, float] = {}
-        self._starts: dict[str, float] = {}
-
-    def start(self, name: str) -> None:
-        self._starts[name] = time.perf_counter()
-
-    def stop(self, name: str) -> None:
-        self.totals[name] = self.totals.get(name, 0.0) + time.perf_counter() - self._starts.pop(name)
-
-    def wrap(self, name: str, fn: Callable) -> Callable:
-        def wrapped(*args: Any, **kw: Any) -> Any:
-            self.start(name)
-            try:
-                return fn(*args, **kw)
-            finally:
-                self.stop(name)
-
-        return wrapped
-
-    def hook_module(self, name: str, module: nn.Module) -> list[Any]:
-        return [
-            module.register_forward_pre_hook(lambda *_: self.start(name)),
-            module.register_forward_hook(lambda *_: self.stop(name)),
-        ]
-
-
-PROFILE_STAGES = [
-    ("prior", "recurrent prior pass: init net + 2x500 LSTM over eps (one pass)"),
-    ("flow", "coupling stack: 5 SCF layers, eps -> z"),
-    ("context_proj", "  of which: context projection (500 -> 5x100)"),
-    ("cubic", "  of which: NLSq inverse (float64 cubic, incl. parameter unpacking)"),
-    ("decoder", "decoder BiLSTM (2 layers x 2 directions x 500)"),
-    ("readout", "readout (fused 1050 -> 88), shifts, decoder inputs"),
-    ("probs_draw", "sigmoid + threshold"),
-    ("other", "everything else (positions, noise, masks, Python)"),
-]
-
-
-def profile_iaf_sampling(steps: int = 128, repeats: int = 5, batch: int = SAMPLE_BATCH) -> dict[str, float]:
-    """Median seconds per stage of one IAF/SCF ``generate`` of batch x steps, and the total."""
-    model = build_model("iaf-scf").eval()
-    clock = _StageClock()
-    prior, flow = model.prior, model.prior.flow
-    handles = clock.hook_module("decoder", model.decoder)
-    handles += clock.hook_module("prior_lstm", prior.rnn) + clock.hook_module("prior_init", prior.init_net)
-    handles += clock.hook_module("context_proj", flow.context_proj)
-    flow.to_data = clock.wrap("flow", flow.to_data)  # type: ignore[method-assign]
-    for layer in flow.layers:
-        layer.transform.to_data = clock.wrap("cubic", layer.transform.to_data)  # type: ignore[method-assign]
-    model.decode_logits = clock.wrap("decode_logits", model.decode_logits)  # type: ignore[method-assign]
-    model.emission.probs = clock.wrap("probs_draw", model.emission.probs)  # type: ignore[method-assign]
-    model.emission.draw = clock.wrap("probs_draw", model.emission.draw)  # type: ignore[method-assign]
-    lengths = torch.full((batch,), steps, dtype=torch.long)
-    runs: list[dict[str, float]] = []
-    try:
-        for i in range(repeats + 1):
-            clock.totals.clear()
+def _interleaved(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1) -> dict[str, float]:
+    """Median seconds of each function, run in turn (a, b, a, b, ...) so that machine noise hits all alike."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
             start = time.perf_counter()
-            model.generate(lengths, generator=torch.Generator().manual_seed(0))
-            total = time.perf_counter() - start
-            t = dict(clock.totals)
-            stages = {
-                "prior": t.get("prior_lstm", 0.0) + t.get("prior_init", 0.0),
-                "flow": t.get("flow", 0.0),
-                "context_proj": t.get("context_proj", 0.0),
-                "cubic": t.get("cubic", 0.0),
-                "decoder": t.get("decoder", 0.0),
-                "readout": t.get("decode_logits", 0.0) - t.get("decoder", 0.0),
-                "probs_draw": t.get("probs_draw", 0.0),
-            }
-            main = ("prior", "flow", "decoder", "readout", "probs_draw")
-            stages["other"] = total - sum(stages[k] for k in main)
-            stages["total"] = total
-            if i > 0:  # the first run is the warm-up
-                runs.append(stages)
-    finally:
-        for h in handles:
-            h.remove()
-    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+            fn()
+            times[k].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def time_checkpoints(paths: Sequence[str], lengths: Sequence[int], repeats: int,
@@ -273,7 +219,7 @@ def time_checkpoints(paths: Sequence[str], lengths: Sequence[int], repeats: int,
                          "sweeps_mean": statistics.mean(sweeps) if sweeps else None,
                          "sweeps_max": max(sweeps) if sweeps else None,
                          "inversion_error": inversion_error(model) if steps == lengths[0] else None,
-                         "bf16": compare_bf16(model, steps, repeats) if c.prior == "iaf-scf" else None})
+                         "bf16": compare_precision(model, steps, repeats)})
             log(f"  {path} ({LABELS[c.prior]}) sample 16 x {steps}: {seconds:.3f} s")
     return rows
 
@@ -309,12 +255,13 @@ def _ratio(a: float | None, b: float | None) -> str:
 
 
 def run(lengths: Sequence[int], repeats: int, train: bool, bf16: bool, profile: bool,
-        log: Callable[[str], None], emission: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        log: Callable[[str], None], emission: bool = True, priors: Sequence[str] = PRIORS,
+        ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     records: list[dict[str, Any]] = []
     extra: dict[str, Any] = {"sweeps": {}, "bf16": {}, "profile": None}
     sample: dict[tuple[str, int], float] = {}
     train_step: dict[str, float] = {}
-    for prior in PRIORS:
+    for prior in priors:
         model = build_model(prior).eval()
         extra.setdefault("inversion_error", {})[prior] = inversion_error(model)
         for steps in lengths:
@@ -325,13 +272,13 @@ def run(lengths: Sequence[int], repeats: int, train: bool, bf16: bool, profile: 
             if sweeps:
                 extra["sweeps"][steps] = {"mean": statistics.mean(sweeps), "max": max(sweeps), "calls": len(sweeps)}
             log(f"  {LABELS[prior]:8s} sample 16 x {steps:<4d} {seconds:8.3f} s")
-            if bf16 and prior == "iaf-scf":
-                result = compare_bf16(model, steps, repeats)
-                extra["bf16"][steps] = result
-                records.append({"prior": prior, "T": steps, "batch": SAMPLE_BATCH, "what": "sample_bf16",
+            if bf16:
+                result = compare_precision(model, steps, repeats)
+                extra["bf16"][(prior, steps)] = result
+                records.append({"prior": prior, "T": steps, "batch": SAMPLE_BATCH, "what": "sample_auto",
                                 "seconds": result["seconds"]})
-                log(f"  {LABELS[prior]:8s} bf16   16 x {steps:<4d} {result['seconds']:8.3f} s "
-                    f"(keys equal {result['key_agreement']:.3f})")
+                log(f"  {LABELS[prior]:8s} auto ({result['precision']}) 16 x {steps:<4d} {result['seconds']:8.3f} s "
+                    f"(keys equal {result['key_agreement']:.4f})")
         if train:
             seconds = time_training_step(model, max(repeats, 3))
             train_step[prior] = seconds
@@ -351,12 +298,39 @@ def run(lengths: Sequence[int], repeats: int, train: bool, bf16: bool, profile: 
                 log(f"  IAF/SCF  NADE {size} sample 16 x {steps:<4d} {seconds:8.3f} s")
             del model
     if profile:
-        extra["profile"] = profile_iaf_sampling(128, max(repeats, 3))
-        for stage, seconds in extra["profile"].items():
-            records.append({"prior": "iaf-scf", "T": 128, "batch": SAMPLE_BATCH, "what": f"profile:{stage}",
-                            "seconds": seconds})
+        extra["profile"] = run_profiles(max(repeats, 3), train, emission, log, priors=priors)
+        for key, prof in extra["profile"]["data"].items():
+            records.append({"what": f"profile:{key}", "batch": SAMPLE_BATCH, "profile": prof})
     extra["sample"], extra["train_step"] = sample, train_step
     return records, extra
+
+
+def run_profiles(repeats: int, train: bool, emission: bool, log: Callable[[str], None],
+                 steps: int = 128, priors: Sequence[str] = PRIORS) -> dict[str, Any]:
+    """Per-component profiles (``lnf_core.bench_profile``): sampling (and a training step) for every prior, and
+    IAF/SCF sampling with the NADE emission; each optimised beside straightforward, interleaved."""
+    from lnf_core import bench_profile as bp
+
+    variants = {"optimised": ("auto", True), "straightforward": ("float32", False)}
+    lines: list[str] = []
+    data: dict[str, Any] = {}
+    models = [(LABELS[p], p, lambda p=p: build_model(p)) for p in priors]
+    if emission:
+        models.append(("IAF/SCF + NADE 128", "nade-128", lambda: build_nade_model(128)))
+    for label, key, make in models:
+        model = make()
+        log(f"  profiling {label} sampling 16 x {steps}")
+        prof = bp.profile_sampling(model, steps, SAMPLE_BATCH, repeats, variants)
+        data[f"sample:{key}"] = prof
+        lines += [*bp.format_sampling(label, steps, SAMPLE_BATCH, prof, variants), ""]
+        if train and not key.startswith("nade"):
+            log(f"  profiling {label} training step")
+            tprof = bp.profile_training(model, repeats, TRAIN_LENGTHS)
+            data[f"train:{key}"] = tprof
+            lines += [*bp.format_training(f"{label} (batch {len(TRAIN_LENGTHS)}, T {max(TRAIN_LENGTHS)})", tprof),
+                      ""]
+        del model
+    return {"lines": lines[:-1], "data": data}
 
 
 def format_report(lengths: Sequence[int], extra: dict[str, Any], threads: int, load_before: str) -> str:
@@ -379,16 +353,16 @@ def format_report(lengths: Sequence[int], extra: dict[str, Any], threads: int, l
                      f" | {_ratio(ref, i):>14}")
     if extra["bf16"]:
         lines.append("")
-        lines.append("IAF/SCF with bf16-autocast LSTMs (cubic float64, rest float32), same noise as the float32 row:")
-        for steps, r in extra["bf16"].items():
-            fp32 = sample.get(("iaf-scf", steps))
-            adopted = fp32 is not None and r["seconds"] < fp32 and r["decided_key_agreement"] >= 0.99
+        lines.append("Sampling in the app's precision (lnf_core.sampling, precision auto), timed interleaved with "
+                     "float32 on the same noise:")
+        for (prior, steps), r in extra["bf16"].items():
+            adopted = r["seconds"] < r["float32_seconds"] and r["key_agreement"] >= 0.999
             lines.append(
-                f"{steps:>5} | {_fmt(r['seconds']):>8} s ({_ratio(fp32, r['seconds'])} vs float32, "
-                f"{_ratio(REFERENCE_SAMPLE.get(steps, {}).get('iaf-scf'), r['seconds'])} vs ref) | keys equal "
-                f"{r['key_agreement']:.4f}, on keys with |p-0.5|>0.05 ({r['decided_fraction']:.0%} of keys) "
-                f"{r['decided_key_agreement']:.4f}, max |dp| {r['max_prob_diff']:.1e}"
-                f"{'' if adopted else '  [not faster or not close: not a usable row]'}"
+                f"  {LABELS[prior]:8s} {steps:>4} | auto = {r['precision']}: {_fmt(r['seconds']):>7} s, float32 "
+                f"{_fmt(r['float32_seconds']):>7} s ({_ratio(r['float32_seconds'], r['seconds'])}) | keys equal "
+                f"{r['key_agreement']:.5f}, on keys with |p-0.5|>0.05 ({r['decided_fraction']:.0%} of keys) "
+                f"{r['decided_key_agreement']:.5f}, max |dp| {r['max_prob_diff']:.1e}"
+                f"{'' if adopted else '  [not faster, or under 99.9% of keys equal]'}"
             )
     if extra.get("nade"):
         lines.append("")
@@ -411,6 +385,7 @@ def format_report(lengths: Sequence[int], extra: dict[str, Any], threads: int, l
         ratios = " ".join(f"{_ratio(ref[p], o):>7}" for p, o in zip(PRIORS, ours))
         lines.append(f"{steps:>5} | {_fmt(ref['af-af']):>8} {_fmt(ref['af-scf']):>8} {_fmt(ref['iaf-scf']):>8} | "
                      f"{'':13}{ratios}")
+    lines.append("  (old figures from other runs, 2 threads, for orientation; to compare: --against-reference DIR)")
     if extra["sweeps"]:
         lines.append("")
         lines.append("AF/AF sampling inverts each MADE layer by Jacobi sweeps (exact after at most H=50):")
@@ -437,15 +412,12 @@ def format_report(lengths: Sequence[int], extra: dict[str, Any], threads: int, l
                       if row["sweeps_mean"] is not None else "")
             exact = (f", max |eps' - eps| {row['inversion_error']:.1e}" if row["inversion_error"] is not None else "")
             low = row.get("bf16")
-            bf16 = (f", bf16 LSTMs {_fmt(low['seconds'])} s with {low['key_agreement']:.4%} of keys equal"
-                    if low else "")
+            bf16 = (f", auto ({low['precision']}) {_fmt(low['seconds'])} s with {low['key_agreement']:.4%} of keys "
+                    "equal" if low else "")
             head = f"  {LABELS[row['prior']]:8s} T={row['T']:<4d} {_fmt(row['seconds']):>7} s"
             lines.append(f"{head}{sweeps}{exact}{bf16}  [{row['size']}; {row['path']}]")
     if extra["profile"]:
-        prof = extra["profile"]
-        lines += ["", f"Where IAF/SCF sampling time goes, 16 x 128 (median, total {prof['total']:.3f} s):"]
-        for key, label in PROFILE_STAGES:
-            lines.append(f"  {label:<72s} {prof[key] * 1000:8.1f} ms  {prof[key] / prof['total']:6.1%}")
+        lines += ["", *extra["profile"]["lines"]]
     return "\n".join(lines)
 
 
@@ -453,16 +425,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lnf_core.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print a JSON list of timing records only")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median reported)")
-    parser.add_argument("--T", type=int, nargs="+", default=[32, 64, 128, 256], help="sequence lengths to sample")
+    parser.add_argument("--T", type=int, nargs="+", default=None,
+                        help="sequence lengths to sample (default 32 64 128 256; 128 256 with --against-reference)")
     parser.add_argument("--quick", action="store_true", help="T=32 only, one timed run, one training step each")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2, as the reference)")
-    parser.add_argument("--profile", action="store_true", help="break IAF/SCF sampling at 16 x 128 into stages")
+    parser.add_argument("--profile", action="store_true",
+                        help="where the time goes: sampling 16 x 128 and a training step per component, every prior "
+                             "(and the NADE), optimised beside straightforward")
     parser.add_argument("--no-train", action="store_true", help="skip the training-step timings")
-    parser.add_argument("--no-bf16", action="store_true", help="skip the bf16-autocast IAF/SCF sampling rows")
+    parser.add_argument("--no-bf16", action="store_true",
+                        help="skip the reduced-precision (precision auto) sampling rows")
     parser.add_argument("--no-nade", action="store_true", help="skip the NADE-emission IAF/SCF sampling rows")
     parser.add_argument("--checkpoint", nargs="+", default=[], metavar="PATH",
                         help="also time sampling of these trained .lnf models (and count AF/AF sweeps)")
+    parser.add_argument("--against-reference", metavar="DIR",
+                        help="time the official code in DIR (TextFlow/, patch_textflow.sh, side_by_side.py) and ours "
+                             "side by side, interleaved in one run (lnf_core.bench_reference)")
+    parser.add_argument("--priors", nargs="+", default=list(PRIORS), choices=PRIORS,
+                        help="priors to measure (default all)")
     args = parser.parse_args(argv)
+    if args.against_reference:
+        return _against_reference(args)
+    if args.T is None:
+        args.T = [32, 64, 128, 256]
     if args.quick:
         args.T, args.repeats = [32], 1
     if args.repeats < 1 or any(t < 1 for t in args.T):
@@ -478,7 +463,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(message, file=sys.stderr, flush=True)
 
     records, extra = run(args.T, args.repeats, train=not args.no_train, bf16=not args.no_bf16 and not args.quick,
-                         profile=args.profile, log=log, emission=not args.no_nade and not args.quick)
+                         profile=args.profile, log=log, emission=not args.no_nade and not args.quick,
+                         priors=args.priors)
     extra["checkpoints"] = time_checkpoints(args.checkpoint, args.T, args.repeats, log) if args.checkpoint else []
     for row in extra["checkpoints"]:
         records.append({"prior": row["prior"], "T": row["T"], "batch": SAMPLE_BATCH, "what": "sample_checkpoint",
@@ -487,6 +473,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(records, indent=1))
     else:
         print(format_report(args.T, extra, args.threads, load_before))
+    return 0
+
+
+def _against_reference(args: argparse.Namespace) -> int:
+    from lnf_core import bench_reference
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    result = bench_reference.run(args.against_reference, args.priors, args.T or [128, 256], args.threads,
+                                 max(args.repeats, 1), train=not args.no_train, log=log, nade=not args.no_nade)
+    print(json.dumps(result, indent=1) if args.json else bench_reference.format_table(result))
     return 0
 
 

@@ -20,13 +20,19 @@ t = 0). So the context of step t depends on w_{<t} and positions <= t only.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lnf_core.flows import HiddenFlow
+from lnf_core.fused import lstm_cell
+from lnf_core.iaf_density import fused_iaf_log_prob
+from lnf_core.precision import step_linear
+from lnf_core.stepgrad import DeferredLinear, deferred_linears
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -94,13 +100,20 @@ class FlowPrior(nn.Module):
         if not self.inverse_autoregressive:
             eps, log_det = self.flow.to_noise(z, self.contexts(z, pos))
             return standard_normal_log_prob(eps) + log_det, eps
+        fused = fused_iaf_log_prob(self, z, pos)  # with gradients: one node, hand-written backward through time
+        if fused is not None:
+            log_det, eps = fused
+            return standard_normal_log_prob(eps) + log_det, eps
         stepper = self._stepper(pos)
         eps_steps, log_dets = [], []
-        for t in range(z.shape[1]):
-            eps_t, log_det_t = self.flow.to_noise(z[:, t], self.drop(stepper.context))
-            stepper.advance(eps_t, t)
-            eps_steps.append(eps_t)
-            log_dets.append(log_det_t)
+        # the same weights at every step: their gradients are summed over the steps in one product each
+        # (lnf_core.stepgrad; the stepper's LSTM matrices likewise)
+        with deferred_linears([self.flow]):
+            for t in range(z.shape[1]):
+                eps_t, log_det_t = self.flow.to_noise(z[:, t], self.drop(stepper.context))
+                stepper.advance(eps_t, t)
+                eps_steps.append(eps_t)
+                log_dets.append(log_det_t)
         eps = torch.stack(eps_steps, dim=1)
         return standard_normal_log_prob(eps) + torch.stack(log_dets, dim=1), eps
 
@@ -136,7 +149,9 @@ class _LSTMStepper:
     projection computed for all steps in one product up front (the IAF density loop and AF sampling).
 
     The gate rows are reordered once from PyTorch's (i, f, g, o) to (i, f, o, g), so each step applies one
-    sigmoid to a contiguous block and one tanh: fewer small ops (and autograd nodes) per step.
+    sigmoid to a contiguous block and one tanh: fewer small ops (and autograd nodes) per step. Each layer's input
+    and recurrent matrices are joined, so a step is one product of ``[input, h]`` per layer, and with gradients
+    enabled the weight gradients are summed over all steps in one product (``lnf_core.stepgrad``).
     """
 
     def __init__(
@@ -154,11 +169,23 @@ class _LSTMStepper:
 
         w_dim = rnn.input_size - pos_inputs.shape[-1]
         w_ih0 = rows("weight_ih_l0")
-        self.w_x = w_ih0[:, :w_dim].t()
         self.pre = F.linear(pos_inputs, w_ih0[:, w_dim:], rows("bias_ih_l0") + rows("bias_hh_l0")).unbind(1)
-        self.w_hh = [rows(f"weight_hh_l{k}").t() for k in range(self.layers)]
-        self.w_ih = [None] + [rows(f"weight_ih_l{k}").t() for k in range(1, self.layers)]
-        self.bias = [None] + [rows(f"bias_ih_l{k}") + rows(f"bias_hh_l{k}") for k in range(1, self.layers)]
+
+        def joined(k: int) -> tuple[Tensor, Tensor | None]:
+            """Layer k's gates = [x, h_k] @ W^T (+ bias; layer 0's bias is in the position part ``pre``)."""
+            if k == 0:
+                return torch.cat([rows("weight_ih_l0")[:, :w_dim], rows("weight_hh_l0")], 1), None
+            return (torch.cat([rows(f"weight_ih_l{k}"), rows(f"weight_hh_l{k}")], 1),
+                    rows(f"bias_ih_l{k}") + rows(f"bias_hh_l{k}"))
+
+        # Sampling inside lnf_core.precision.lstm_precision: the per-layer precision it chose for this LSTM.
+        kinds = getattr(rnn, "_lnf_kinds", None) if not torch.is_grad_enabled() else None
+        self.lin: list[Callable[[Tensor, Tensor | None], Tensor]] = []
+        for k in range(self.layers):
+            if kinds is not None:
+                self.lin.append(step_linear(rnn, k, kinds[k], functools.partial(joined, k)))
+            else:
+                self.lin.append(DeferredLinear(*joined(k)))
         self.h = list(state[0].unbind(0))
         self.c = list(state[1].unbind(0))
 
@@ -168,15 +195,9 @@ class _LSTMStepper:
 
     def advance(self, w_t: Tensor, t: int) -> None:
         x = w_t
-        split = 3 * self.units
         for k in range(self.layers):
-            if k == 0:
-                gates = torch.addmm(torch.addmm(self.pre[t], x, self.w_x), self.h[0], self.w_hh[0])
-            else:
-                if self.dropout and self.training:
-                    x = F.dropout(x, self.dropout, True)
-                gates = torch.addmm(torch.addmm(self.bias[k], x, self.w_ih[k]), self.h[k], self.w_hh[k])
-            i, f, o = torch.sigmoid(gates[:, :split]).chunk(3, dim=-1)
-            self.c[k] = torch.addcmul(f * self.c[k], i, torch.tanh(gates[:, split:]))
-            self.h[k] = o * torch.tanh(self.c[k])
+            if k > 0 and self.dropout and self.training:
+                x = F.dropout(x, self.dropout, True)
+            gates = self.lin[k](torch.cat([x, self.h[k]], -1), self.pre[t] if k == 0 else None)
+            self.h[k], self.c[k] = lstm_cell(gates, self.c[k])  # fused backward with gradients (lnf_core.fused)
             x = self.h[k]

@@ -4,7 +4,8 @@
 
 Defaults, once: ``decode`` = ``lnf_core.config.DEFAULT_DECODE`` (an ancestral sample of the emission, for every
 emission and model), ``temperature`` = ``key_temperature`` = 1 (the model's own distribution), ``precision`` =
-``"auto"`` (bf16 LSTMs on CPUs with native bf16; keys agree with float32 on 99.98% of positions).
+``"auto"`` (on CPUs with native bf16 and VNNI: int8 decoder and upper prior layer, bf16 elsewhere; with bf16 only:
+bf16 LSTMs; keys agree with float32 on >= 99.9% of positions, ``lnf_core.precision``).
 
 *Best of N* (``best_of``): draw N pieces, score each with the model's importance-weighted log-likelihood, keep the
 K most likely per step. The model judges its own samples; it trades some variety for fewer slips.

@@ -26,23 +26,29 @@ def tiny_models(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def test_json_records(capsys: pytest.CaptureFixture[str]) -> None:
-    assert bench.main(["--json", "--T", "4", "6", "--repeats", "1", "--threads", "1", "--no-bf16", "--no-nade"]) == 0
+    assert bench.main(["--json", "--T", "4", "6", "--repeats", "1", "--threads", "1", "--no-bf16"]) == 0
     records = json.loads(capsys.readouterr().out)
-    assert {(r["prior"], r["T"], r["what"]) for r in records} == {
-        *((p, t, "sample") for p in bench.PRIORS for t in (4, 6)),
-        *((p, max(bench.TRAIN_LENGTHS), "train_step") for p in bench.PRIORS),
+    assert {(r["prior"], r["T"], r["what"], r.get("emission")) for r in records} == {
+        *((p, t, "sample", None) for p in bench.PRIORS for t in (4, 6)),
+        *((p, max(bench.TRAIN_LENGTHS), "train_step", None) for p in bench.PRIORS),
+        *(("iaf-scf", t, "sample", f"nade-{size}") for size in bench.NADE_SIZES for t in (4, 6)),
     }
     for r in records:
-        assert set(r) == {"prior", "T", "batch", "what", "seconds"} and r["seconds"] > 0
+        assert set(r) - {"emission"} == {"prior", "T", "batch", "what", "seconds"} and r["seconds"] > 0
         assert r["batch"] == (16 if r["what"] == "sample" else 5)
 
 
 def test_table_with_reference_profile_and_bf16(capsys: pytest.CaptureFixture[str]) -> None:
-    assert bench.main(["--T", "32", "--repeats", "1", "--threads", "1", "--no-train", "--profile"]) == 0
+    assert bench.main(["--T", "32", "--repeats", "1", "--threads", "1", "--profile"]) == 0
     out = capsys.readouterr().out
     assert "reference (measured separately, reference-speed.md)" in out
-    assert "IAF vs AF/AF" in out and "Jacobi sweeps" in out and "bf16" in out
+    assert "IAF vs AF/AF" in out and "Jacobi sweeps" in out and "precision auto" in out
     assert "decoder BiLSTM" in out and "NLSq inverse" in out
+    for label in ("AF/AF", "AF/SCF", "IAF/SCF", "IAF/SCF + NADE 128"):  # a sampling profile per prior and the NADE
+        assert f"Where {label} sampling time goes" in out
+    for label in ("AF/AF", "AF/SCF", "IAF/SCF"):
+        assert f"Where {label} (batch 5, T 62) training-step time goes" in out
+    assert out.count("speed-up straightforward -> optimised") == 7
     line = next(x for x in out.splitlines() if x.strip().startswith("32 |"))
     assert len(line.split("|")[1].split()) == 3  # AF/AF, AF/SCF, IAF/SCF seconds
     exact = next(x for x in out.splitlines() if "inverts the density exactly" in x)
@@ -72,3 +78,20 @@ def test_trained_checkpoint_rows(tmp_path: Path, capsys: pytest.CaptureFixture[s
     out = capsys.readouterr().out
     row = next(x for x in out.splitlines() if str(path) in x)
     assert "AF/AF" in row and "sweeps per layer" in row and "max |eps' - eps|" in row
+
+
+def test_against_reference_table_and_missing_dir(tmp_path: Path) -> None:
+    from lnf_core import bench_reference
+
+    cell = {"median": 1.0, "min": 0.9, "max": 1.2, "n": 3, "times": [0.9, 1.0, 1.2], "warmup": [1.1]}
+    half = {**cell, "median": 0.25, "min": 0.2, "max": 0.3}
+    result = {"threads": 1, "torch": torch.__version__, "cpus": 2, "auto_precision": "int8",
+              "loadavg_before": [1.0, 1.0, 1.0], "loadavg_after": [1.5, 1.2, 1.1], "wall_s": 12.0,
+              "sample": [{"prior": "iaf-scf", "T": 128, "ref_max_T": 180, "loadavg_start": [1.0], "loadavg_end": [1.5],
+                          "ref": cell, "ours": half, "ours_fp32": cell}],
+              "train": [{"prior": "iaf-scf", "loadavg_start": [1.0], "loadavg_end": [1.1], "ref": cell, "ours": half}]}
+    table = bench_reference.format_table(result)
+    assert "one interleaved run" in table and "1 thread(s)" in table and "load average before" in table
+    assert "| IAF/SCF | 128 |" in table and "**4.00x**" in table
+    with pytest.raises(FileNotFoundError):
+        bench_reference.prepare_reference(tmp_path, str(tmp_path / "work"))
