@@ -138,14 +138,19 @@ def inversion_error(model: LatentFlowVAE, steps: int = 32, batch: int = 4) -> fl
     return float((eps_back - eps).abs().max())
 
 
-def time_training_step(model: LatentFlowVAE, repeats: int, lengths: Sequence[int] = TRAIN_LENGTHS) -> float:
-    """One step of the official JSB training: ELBO (KL weight 1, one sample), backward, clip 0.25, Adam 1e-3."""
-    model.train()
+def training_batch(model: LatentFlowVAE, lengths: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed random batch shaped like JSB (4.5% of keys on, zero past each length): ``(x, lengths)``."""
     gen = torch.Generator().manual_seed(1)
     lengths_t = torch.tensor(lengths)
     steps = max(lengths)
     x = (torch.rand(len(lengths), steps, model.config.vocab_size, generator=gen) < 0.045).float()
-    x = x * (torch.arange(steps)[None, :, None] < lengths_t[:, None, None])
+    return x * (torch.arange(steps)[None, :, None] < lengths_t[:, None, None]), lengths_t
+
+
+def time_training_step(model: LatentFlowVAE, repeats: int, lengths: Sequence[int] = TRAIN_LENGTHS) -> float:
+    """One step of the official JSB training: ELBO (KL weight 1, one sample), backward, clip 0.25, Adam 1e-3."""
+    model.train()
+    x, lengths_t = training_batch(model, lengths)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def step() -> None:

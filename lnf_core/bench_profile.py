@@ -196,11 +196,9 @@ def _train_stages(t: dict[str, float]) -> dict[str, float]:
 
 def profile_training(model: LatentFlowVAE, repeats: int, lengths: tuple[int, ...]) -> dict[str, dict[str, Any]]:
     """Forward stages, backward split and optimizer time of one training step, optimised and straightforward."""
-    gen = torch.Generator().manual_seed(1)
-    lengths_t = torch.tensor(lengths)
-    steps = max(lengths)
-    x = (torch.rand(len(lengths), steps, model.config.vocab_size, generator=gen) < 0.045).float()
-    x = x * (torch.arange(steps)[None, :, None] < lengths_t[:, None, None])
+    from lnf_core.bench import training_batch
+
+    x, lengths_t = training_batch(model, lengths)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     clock = _Clock()
     model.train()
