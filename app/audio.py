@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pretty_midi
+
+from lnf_core.midi_lib import pretty_midi, quiet_import
 
 SOUNDFONT_ENV = "LNF_SOUNDFONT"
 """Environment variable naming a SoundFont (.sf2/.sf3) to use instead of the system default."""
@@ -125,7 +126,7 @@ _FLUIDSYNTH_FIX = (
 
 def _import_fluidsynth() -> Any:
     try:
-        return importlib.import_module("fluidsynth")
+        return quiet_import("fluidsynth")
     except ModuleNotFoundError as exc:
         if exc.name == "fluidsynth":
             raise AudioUnavailable(

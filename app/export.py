@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pretty_midi
 
 from app.audio import DEFAULT_SAMPLE_RATE, peak_normalize
+from lnf_core.midi_lib import pretty_midi
 from lnf_core.pianoroll import roll_to_midi
 
 if TYPE_CHECKING:

@@ -33,7 +33,8 @@ from pathlib import Path
 
 import mido
 import numpy as np
-import pretty_midi
+
+from lnf_core.midi_lib import pretty_midi
 
 PITCH_OFFSET = 21
 """MIDI pitch of roll column 0 (A0, the lowest piano key)."""

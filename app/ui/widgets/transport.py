@@ -26,7 +26,7 @@ GM_FAMILIES = (
 def gm_program_names() -> list[str]:
     """The 128 General MIDI program names ("Acoustic Grand Piano", ...)."""
     try:
-        import pretty_midi
+        from lnf_core.midi_lib import pretty_midi
 
         return [pretty_midi.program_to_instrument_name(i) for i in range(128)]
     except Exception:  # pragma: no cover - pretty_midi is a dependency
