@@ -12,7 +12,7 @@ TRANSFORM_NAMES = ("nlsq", "affine")
 POS_ENCODINGS = ("compact", "onehot")
 DATA_KINDS = ("music", "text")
 MODEL_TYPES = ("lnf", "lstm")
-EMISSIONS = ("bernoulli", "nade")
+EMISSIONS = ("bernoulli", "nade", "chords")
 #: How generated keys are decoded: "bernoulli" draws an ancestral sample of the emission (the model's own
 #: distribution; the default everywhere), "threshold" keeps keys above 1/2 (greedy, key by key, for the NADE).
 DECODE_MODES = ("bernoulli", "threshold")
@@ -35,6 +35,8 @@ SIZE_LIMITS: dict[str, tuple[int, int]] = {
     "flow_hidden_layers": (1, 16),
     "max_len": (1, 100_000),
     "nade_hidden": (1, 8_192),
+    "chord_vocab": (0, 262_144),
+    "chord_hidden": (1, 8_192),
 }
 #: Most parameters a model may have (about 2 GiB of float32 weights; the shipped models have ~3M).
 MAX_PARAMETERS = 500_000_000
@@ -50,7 +52,9 @@ class ModelConfig:
 
     ``emission="bernoulli"`` is the paper's (independent keys given z); ``"nade"`` models the keys of a frame
     jointly (``lnf_core.nade``, hidden size ``nade_hidden``), still independently across frames given z.
-    ``emission_dropout`` is dropout on the NADE's hidden units during training.
+    ``"chords"`` picks each frame as a whole from the ``chord_vocab`` distinct frames of the training set, with
+    a Bernoulli fallback for any other frame (``lnf_core.chords``, chord embeddings of size ``chord_hidden``).
+    ``emission_dropout`` is dropout on the NADE's hidden units (the chord emission's query) during training.
     """
 
     model_type: str = "lnf"
@@ -74,6 +78,8 @@ class ModelConfig:
     emission: str = "bernoulli"
     nade_hidden: int = 128
     emission_dropout: float = 0.0
+    chord_vocab: int = 0
+    chord_hidden: int = 64
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -89,7 +95,9 @@ class ModelConfig:
              "MADE needs flow_hidden > z_dim (docs/model.md)"),
             (0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)"),
             (self.emission in EMISSIONS, f"emission must be one of {EMISSIONS}"),
-            (self.emission == "bernoulli" or self.data_kind == "music", "the NADE emission is for music only"),
+            (self.emission == "bernoulli" or self.data_kind == "music",
+             "the NADE and chord emissions are for music only"),
+            (self.emission != "chords" or self.chord_vocab > 0, "the chord emission needs chord_vocab > 0"),
             (self.nade_hidden > 0 and 0.0 <= self.emission_dropout < 1.0,
              "nade_hidden must be positive and emission_dropout in [0, 1)"),
         ]

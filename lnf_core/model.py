@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from lnf_core import fastpath
+from lnf_core.chords import ChordHead
 from lnf_core.config import DECODE_MODES, DEFAULT_DECODE, ModelConfig
 from lnf_core.nade import NADEHead
 from lnf_core.position import position_dim, position_features
@@ -226,6 +227,14 @@ class LatentFlowVAE(nn.Module):
         self.readout = nn.Linear(c.z_dim + 2 * c.hidden, c.emb_dim)
         self.nade = (NADEHead(c.vocab_size, c.z_dim + 2 * c.hidden, c.nade_hidden, c.emission_dropout)
                      if c.emission == "nade" else None)
+        self.chord_head = (ChordHead(c.vocab_size, c.z_dim + 2 * c.hidden, c.chord_vocab, c.chord_hidden,
+                                     c.emission_dropout) if c.emission == "chords" else None)
+
+    @property
+    def joint_head(self) -> NADEHead | ChordHead | None:
+        """The emission head that models the keys of a frame jointly (NADE or chord vocabulary); None for the
+        paper's independent emission."""
+        return self.nade if self.nade is not None else self.chord_head
 
     # -- pieces -------------------------------------------------------------------------------------------
     def positions(self, lengths: Tensor, steps: int) -> Tensor:
@@ -310,8 +319,9 @@ class LatentFlowVAE(nn.Module):
         x = zero_padding(x, lengths)
         states = self.decoder_states(z, lengths, pos)
         base = self._base_logits(states)
-        if self.nade is not None:
-            log_p = self.nade.log_prob(states, base, x)
+        head = self.joint_head
+        if head is not None:
+            log_p = head.log_prob(states, base, x)
         else:
             log_p = self.emission.log_prob(base, x)
         mask = sequence_mask(lengths.to(log_p.device), x.shape[1])
@@ -326,13 +336,14 @@ class LatentFlowVAE(nn.Module):
         if decode not in DECODE_MODES:
             raise ValueError(f"decode must be one of {DECODE_MODES}, not {decode!r}")
         lengths = torch.as_tensor(lengths, dtype=torch.long).cpu()
-        if self.nade is not None or not fastpath.enabled():
+        head = self.joint_head
+        if head is not None or not fastpath.enabled():
             states = self.decoder_states(z, lengths)
             base = self._base_logits(states)
         else:  # the independent emission reads the states only through the readout: skip building them
             base = self._logits_from_outputs(z, self._decoder_outputs(z, lengths))
-        if self.nade is not None:
-            x, probs = self.nade.sample(states, base, decode, key_temperature, generator)
+        if head is not None:
+            x, probs = head.sample(states, base, decode, key_temperature, generator)
         else:
             probs = self.emission.probs(base if key_temperature == 1.0 else base / max(float(key_temperature), 1e-4))
             x = self.emission.draw(probs, decode, generator)
@@ -346,9 +357,9 @@ class LatentFlowVAE(nn.Module):
         return x, probs
 
     def decode_probs(self, z: Tensor, lengths: Tensor) -> Tensor:
-        """Independent per-key probabilities (Bernoulli emission only: a NADE has no independent marginals; use
-        ``decode``)."""
-        if self.nade is not None:
+        """Independent per-key probabilities (Bernoulli emission only: a NADE or chord emission has no independent
+        marginals; use ``decode``)."""
+        if self.joint_head is not None:
             raise TypeError("decode_probs is defined for the independent emission only; use decode()")
         with torch.no_grad():
             return self.emission.probs(self.decode_logits(z, lengths))

@@ -13,7 +13,7 @@ from train.presets import PRESETS, TrainConfig, preset_settings
 
 MODEL_KEYS = ("z_dim", "emb_dim", "hidden", "prior_units", "prior_layers", "flow_layers", "flow_hidden",
               "flow_hidden_layers", "dropout", "transform", "pos_encoding", "max_len", "enc_layers", "dec_layers",
-              "emission", "nade_hidden", "emission_dropout")
+              "emission", "nade_hidden", "emission_dropout", "chord_hidden")
 _STR_KEYS = ("transform", "pos_encoding", "emission")
 _FLOAT_KEYS = ("dropout", "emission_dropout")
 
@@ -50,9 +50,11 @@ MODEL_HELP = {
     "max_len": "longest sequence in steps (with onehot: the encoding's width)",
     "enc_layers": "layers of the encoder BiLSTM",
     "dec_layers": "layers of the decoder BiLSTM",
-    "emission": "bernoulli (the paper's: independent keys given z) or nade (keys of a frame modelled jointly)",
+    "emission": "bernoulli (the paper's: independent keys given z), nade (keys of a frame modelled jointly, key by "
+                "key) or chords (each frame one chord of the training frames, with a Bernoulli fallback)",
     "nade_hidden": "hidden units of the NADE emission (default 128)",
-    "emission_dropout": "dropout on the NADE's hidden units while training (default 0)",
+    "emission_dropout": "dropout on the NADE's hidden units (the chord emission's query) while training (default 0)",
+    "chord_hidden": "size of the chord emission's chord embeddings (default 64)",
 }
 
 
@@ -119,7 +121,8 @@ def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, dict]:
         for k, v in overrides.items():
             setattr(cfg, k, v)
         cfg.out = args.resume
-        model = {k: v for k, v in saved["model"].items() if k in MODEL_KEYS}
+        # chord_vocab is not a flag: the run's vocabulary size, measured from its data when it started
+        model = {k: v for k, v in saved["model"].items() if k in MODEL_KEYS or k == "chord_vocab"}
         return cfg, model
     cfg = TrainConfig()
     for k in ("dataset", "prior", "model", "preset"):

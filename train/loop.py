@@ -67,6 +67,7 @@ from lnf_core.checkpoint import (
     save_checkpoint,
     save_tensors,
 )
+from lnf_core.chords import chord_vocabulary
 from lnf_core.config import ModelConfig
 from train.data import DataError, bucket_batches, collate, length_counts, load_dataset
 from train.datasets.batching import random_transpositions
@@ -262,8 +263,19 @@ class Trainer:
         if not self.splits.get("train") or not self.splits.get("valid"):
             raise TrainingError(f"dataset {cfg.dataset!r} needs non-empty train and valid splits")
         counts = length_counts(self.dataset) if not cfg.crop else self._cropped_counts()
+        settings = {**model_settings, **cfg.model_overrides}
+        vocabulary = None
+        if settings.get("emission") == "chords" and not settings.get("chord_vocab"):
+            # the chord emission's vocabulary: every distinct training frame (under the training transpositions)
+            vocabulary = chord_vocabulary(self.splits["train"], self.dataset.vocab_size, cfg.transpose)
+            model_settings = {**model_settings, "chord_vocab": len(vocabulary[0])}
+            if self.dist.main:
+                log.info("chord emission: %d distinct training frames%s", len(vocabulary[0]),
+                         f" under transpositions by up to {cfg.transpose}" if cfg.transpose else "")
         self.model_config = model_config_for(cfg, self.dataset, model_settings)
         self.model = build_model(self.model_config, counts).to(self.device)
+        if vocabulary is not None:
+            self.model.chord_head.set_chords(*vocabulary)
         self.objective = Objective(self.model)
         self.train_module: nn.Module = self.objective
         if self.dist.world > 1:

@@ -159,6 +159,8 @@ def model_label(meta: dict[str, Any]) -> str:
         label = f"{label} ({transform})"
     if config.get("emission", "bernoulli") == "nade":
         label += f" + NADE {config.get('nade_hidden', '')}".rstrip()
+    elif config.get("emission", "bernoulli") == "chords":
+        label += f" + chords ({config.get('chord_vocab', '?')})"
     shift = (meta.get("training") or {}).get("transpose") or 0
     if shift:
         label += f", transposed ±{shift}"

@@ -1,0 +1,204 @@
+"""A chord-vocabulary emission: each frame is one chord of the training set's vocabulary, or, rarely, anything.
+
+The paper's emission makes the keys of a frame independent given z, ``p(x_t | z) = prod_k Bern(x_tk; s_k(d_t))``
+with ``d_t = [z_t, fwd_{t-1}, bwd_{t+1}]`` the decoder state and ``s`` the Bernoulli logits. When the decoder is
+unsure which of two notes a voice takes, that emission plays both or neither. This emission chooses the whole
+frame at once. It is a two-component mixture:
+
+    p(x_t | d_t) = pi(d_t) * p_V(x_t | d_t) + (1 - pi(d_t)) * prod_k Bern(x_tk; s_k(d_t))
+
+    p_V(x = c_v | d) = softmax_v( c_v . s(d) + q(d) . e_v + b_v )      over the V chords c_1..c_V of the vocabulary
+    e_v = tanh(c_v E + a)                                              (a chord's embedding, from its keys)
+    pi(d) = sigmoid(w . d + w_0)
+
+* The vocabulary is every distinct frame of the training pieces (under the training transpositions, if any),
+  stored in the checkpoint (``V x 88`` bytes). 90% of JSB test frames occur in the training frames, 97% under
+  transpositions by up to 6 semitones.
+* ``c_v . s(d)`` is the Bernoulli log-likelihood of chord ``v`` up to a term common to all chords: at
+  initialisation (``q = 0``, ``b = 0``) p_V is the paper's emission renormalised over the vocabulary, and the
+  mixture is at least as good as the Bernoulli emission alone. ``q(d) . e_v`` lets the context prefer chords as
+  wholes (interactions between keys), ``b_v`` their overall frequency.
+* The Bernoulli component gives every frame outside the vocabulary (a chord never seen in training) a non-zero
+  probability, so log p(x_t | z) is exact and finite for any frame, the ELBO and the importance-weighted NLL keep
+  their meaning, and the probabilities of all 2^88 frames sum to 1.
+
+Frames stay independent of each other given z (the decoder is still inputless), so sampling stays parallel over
+time, and it is one categorical draw per frame (no key-by-key loop): cheaper than the NADE emission.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+# Frames per chunk: bounds the [frames, V] logits (4096 x 4000 float32 = 62 MiB) whatever the batch size.
+FRAME_CHUNK = 4096
+
+
+def chord_vocabulary(rolls: Iterable[np.ndarray], n_keys: int, transpose: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Every distinct frame of ``rolls`` (each ``[T, n_keys]``), also shifted by -transpose..+transpose keys where
+    the shifted frame stays on the keyboard: ``(chords bool [V, n_keys], counts int64 [V])`` sorted by count, most
+    frequent first (ties in a fixed order). The empty frame is always included."""
+    frames = [np.asarray(r, dtype=bool).reshape(-1, n_keys) for r in rolls]
+    frames.append(np.zeros((1, n_keys), dtype=bool))
+    base = np.concatenate(frames, 0)
+    parts = []
+    for shift in range(-abs(int(transpose)), abs(int(transpose)) + 1):
+        if shift == 0:
+            parts.append(base)
+            continue
+        moved = np.zeros_like(base)
+        if shift > 0:
+            moved[:, shift:] = base[:, :-shift]
+            fits = ~base[:, n_keys - shift:].any(1)
+        else:
+            moved[:, :shift] = base[:, -shift:]
+            fits = ~base[:, :-shift].any(1)
+        parts.append(moved[fits])
+    allf = np.concatenate(parts, 0)
+    packed = np.packbits(allf, axis=1)
+    uniq, inverse, counts = np.unique(packed, axis=0, return_inverse=True, return_counts=True)
+    chords = np.unpackbits(uniq, axis=1, count=n_keys).astype(bool)
+    order = np.lexsort((np.arange(len(counts)), -counts))
+    del inverse
+    return chords[order], counts[order].astype(np.int64)
+
+
+class ChordHead(nn.Module):
+    """The chord-vocabulary emission (see the module docstring) given a context vector per frame."""
+
+    def __init__(self, n_keys: int, context_dim: int, n_chords: int, hidden: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.n_keys, self.n_chords, self.hidden = n_keys, n_chords, hidden
+        self.register_buffer("chords", torch.zeros(n_chords, n_keys, dtype=torch.uint8))
+        self.chord_bias = nn.Parameter(torch.zeros(n_chords))  # b_v
+        self.query = nn.Linear(context_dim, hidden)  # q(d)
+        nn.init.zeros_(self.query.weight)
+        nn.init.zeros_(self.query.bias)
+        self.key_embed = nn.Parameter(torch.randn(n_keys, hidden) * 0.3)  # E
+        self.embed_bias = nn.Parameter(torch.zeros(hidden))  # a
+        self.gate = nn.Linear(context_dim, 1)  # logit of pi(d)
+        nn.init.zeros_(self.gate.weight)
+        nn.init.constant_(self.gate.bias, 2.0)
+        self.dropout = dropout
+
+    @torch.no_grad()
+    def set_chords(self, chords: np.ndarray | Tensor, counts: np.ndarray | Tensor | None = None) -> None:
+        """Fill the vocabulary (``[n_chords, n_keys]`` booleans) and start b_v at the log of each chord's share of
+        the training frames (centred), so training starts from the vocabulary's frequencies."""
+        chords = torch.as_tensor(np.asarray(chords, dtype=np.uint8))
+        if tuple(chords.shape) != (self.n_chords, self.n_keys):
+            raise ValueError(f"vocabulary of shape {tuple(chords.shape)}, expected {(self.n_chords, self.n_keys)}")
+        self.chords.copy_(chords.to(self.chords.device))
+        if counts is not None:
+            logc = torch.log(torch.as_tensor(np.asarray(counts, dtype=np.float64)).clamp(min=1.0)).float()
+            self.chord_bias.copy_((logc - logc.mean()).to(self.chord_bias.device))
+
+    # -- pieces ---------------------------------------------------------------------------------------
+    def _vocab(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """(chords as 0/1 ``[V, K]``, chord embeddings e_v ``[V, hidden]``)."""
+        x = (self.chords != 0).to(dtype)
+        return x, torch.tanh(x @ self.key_embed.to(dtype) + self.embed_bias.to(dtype))
+
+    def _logits(self, context: Tensor, base: Tensor, chords: Tensor, embed: Tensor) -> tuple[Tensor, Tensor]:
+        """(chord logits ``[N, V]``, mixture logit ``[N]``) of N frames."""
+        q = self.query(context)
+        if self.dropout and self.training:
+            q = F.dropout(q, self.dropout, True)
+        logits = torch.addmm(self.chord_bias, base, chords.t()) + q @ embed.t()
+        return logits, self.gate(context).squeeze(-1)
+
+    def lookup(self, x: Tensor) -> Tensor:
+        """The vocabulary index of every frame of ``x`` (``[..., K]``, 0/1), -1 for a frame not in it."""
+        lead = x.shape[:-1]
+        flat = (x.reshape(-1, self.n_keys) > 0.5).to(torch.uint8)
+        if flat.shape[0] == 0:
+            return torch.zeros(lead, dtype=torch.long, device=x.device)
+        uniq, inverse = torch.unique(flat, dim=0, return_inverse=True)
+        vocab = (self.chords != 0).float()
+        sizes = vocab.sum(1)
+        found = []
+        for start in range(0, uniq.shape[0], FRAME_CHUNK):
+            u = uniq[start:start + FRAME_CHUNK].float()
+            n = u.sum(1, keepdim=True)
+            match = ((u @ vocab.t()) == n) & (sizes.unsqueeze(0) == n)  # same keys on, same count: the same frame
+            idx = match.to(torch.uint8).argmax(1)
+            found.append(torch.where(match.any(1), idx, torch.full_like(idx, -1)))
+        return torch.cat(found)[inverse].view(lead)
+
+    # -- likelihood -----------------------------------------------------------------------------------
+    def _log_prob(self, context: Tensor, base: Tensor, x: Tensor, idx: Tensor, chords: Tensor,
+                  embed: Tensor) -> Tensor:
+        logits, gate = self._logits(context, base, chords, embed)
+        picked = logits.gather(1, idx.clamp(min=0).unsqueeze(1)).squeeze(1)
+        log_vocab = torch.where(idx >= 0, picked - torch.logsumexp(logits, 1), torch.full_like(picked, -torch.inf))
+        log_bern = -F.binary_cross_entropy_with_logits(base, x, reduction="none").sum(-1)
+        return torch.logaddexp(F.logsigmoid(gate) + log_vocab, F.logsigmoid(-gate) + log_bern)
+
+    def log_prob(self, context: Tensor, base: Tensor, x: Tensor) -> Tensor:
+        """log p(x | context), exact: shape ``x.shape[:-1]``."""
+        lead = x.shape[:-1]
+        c, b = context.reshape(-1, context.shape[-1]), base.reshape(-1, self.n_keys)
+        xf = x.reshape(-1, self.n_keys).to(b.dtype)
+        idx = self.lookup(xf)
+        chords, embed = self._vocab(b.dtype)
+        grad = torch.is_grad_enabled() and (c.requires_grad or b.requires_grad or self.chord_bias.requires_grad)
+        parts = []
+        for start in range(0, xf.shape[0], FRAME_CHUNK):
+            sl = slice(start, start + FRAME_CHUNK)
+            args = (c[sl], b[sl], xf[sl], idx[sl], chords, embed)
+            if grad and xf.shape[0] > FRAME_CHUNK:
+                parts.append(checkpoint(self._log_prob, *args, use_reentrant=False))
+            else:
+                parts.append(self._log_prob(*args))
+        if not parts:
+            return b.new_zeros(lead)
+        return torch.cat(parts, 0).view(lead)
+
+    # -- sampling -------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, context: Tensor, base: Tensor, decode: str = "bernoulli", temperature: float = 1.0,
+               generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """Draw one frame per context: ``(x bool, p)`` with ``p`` each key's marginal probability under the
+        (tempered) emission.
+
+        ``decode="bernoulli"`` is an exact ancestral sample at ``temperature`` 1 (the component, then the chord or
+        the keys); ``"threshold"`` is greedy (the likelier component, then the likeliest chord, or the keys above
+        1/2). ``temperature`` divides every logit: the chord's, the component's and the keys' (< 1 keeps to the
+        likelier chords and to the vocabulary, > 1 is more adventurous).
+        """
+        if decode not in ("bernoulli", "threshold"):
+            raise ValueError(f"decode must be 'threshold' or 'bernoulli', not {decode!r}")
+        lead = base.shape[:-1]
+        c, b = context.reshape(-1, context.shape[-1]).float(), base.reshape(-1, self.n_keys).float()
+        chords, embed = self._vocab(torch.float32)
+        inv_t = 1.0 / max(float(temperature), 1e-4)
+        gdev = generator.device if generator is not None else c.device
+        xs, ps = [], []
+        for start in range(0, c.shape[0], FRAME_CHUNK):
+            sl = slice(start, start + FRAME_CHUNK)
+            logits, gate = self._logits(c[sl], b[sl], chords, embed)
+            probs = torch.softmax(logits * inv_t, 1)
+            p_vocab = torch.sigmoid(gate * inv_t)
+            p_keys = torch.sigmoid(b[sl] * inv_t)
+            n = probs.shape[0]
+            if decode == "bernoulli":
+                idx = torch.multinomial(probs.to(gdev), 1, generator=generator).squeeze(1).to(c.device)
+                use_vocab = torch.rand(n, generator=generator, device=gdev).to(c.device) < p_vocab
+                keys = torch.rand((n, self.n_keys), generator=generator, device=gdev).to(c.device) < p_keys
+            else:
+                idx = probs.argmax(1)
+                use_vocab = p_vocab > 0.5
+                keys = p_keys > 0.5
+            x = torch.where(use_vocab.unsqueeze(1), chords[idx] > 0.5, keys)
+            xs.append(x)
+            ps.append(p_vocab.unsqueeze(1) * (probs @ chords) + (1.0 - p_vocab).unsqueeze(1) * p_keys)
+        if not xs:
+            empty = torch.zeros((*lead, self.n_keys), device=c.device)
+            return empty.bool(), empty
+        return torch.cat(xs).view(*lead, self.n_keys), torch.cat(ps).view(*lead, self.n_keys)
