@@ -40,17 +40,20 @@ from torch.utils.checkpoint import checkpoint
 FRAME_CHUNK = 4096
 
 
-def chord_vocabulary(rolls: Iterable[np.ndarray], n_keys: int, transpose: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def chord_vocabulary(rolls: Iterable[np.ndarray], n_keys: int,
+                     transpose: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every distinct frame of ``rolls`` (each ``[T, n_keys]``), also shifted by -transpose..+transpose keys where
-    the shifted frame stays on the keyboard: ``(chords bool [V, n_keys], counts int64 [V])`` sorted by count, most
-    frequent first (ties in a fixed order). The empty frame is always included."""
+    the shifted frame stays on the keyboard: ``(chords bool [V, n_keys], counts int64 [V], pieces int64 [V])``,
+    ``counts`` the frames and ``pieces`` the rolls each chord occurs in, most frequent first (ties in a fixed
+    order). The empty frame is always included."""
     frames = [np.asarray(r, dtype=bool).reshape(-1, n_keys) for r in rolls]
-    frames.append(np.zeros((1, n_keys), dtype=bool))
-    base = np.concatenate(frames, 0)
-    parts = []
+    owner = np.concatenate([np.full(len(f), i, dtype=np.int64) for i, f in enumerate(frames)] + [np.array([-1])])
+    base = np.concatenate([*frames, np.zeros((1, n_keys), dtype=bool)], 0)
+    parts, owners = [], []
     for shift in range(-abs(int(transpose)), abs(int(transpose)) + 1):
         if shift == 0:
             parts.append(base)
+            owners.append(owner)
             continue
         moved = np.zeros_like(base)
         if shift > 0:
@@ -60,13 +63,15 @@ def chord_vocabulary(rolls: Iterable[np.ndarray], n_keys: int, transpose: int = 
             moved[:, :shift] = base[:, -shift:]
             fits = ~base[:, :-shift].any(1)
         parts.append(moved[fits])
-    allf = np.concatenate(parts, 0)
-    packed = np.packbits(allf, axis=1)
+        owners.append(owner[fits])
+    packed = np.packbits(np.concatenate(parts, 0), axis=1)
     uniq, inverse, counts = np.unique(packed, axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    pairs = np.unique(np.stack([inverse, np.concatenate(owners)], 1), axis=0)  # (chord, piece) once each
+    pieces = np.bincount(pairs[pairs[:, 1] >= 0, 0], minlength=len(uniq))
     chords = np.unpackbits(uniq, axis=1, count=n_keys).astype(bool)
     order = np.lexsort((np.arange(len(counts)), -counts))
-    del inverse
-    return chords[order], counts[order].astype(np.int64)
+    return chords[order], counts[order].astype(np.int64), pieces[order].astype(np.int64)
 
 
 class ChordHead(nn.Module):
@@ -76,6 +81,12 @@ class ChordHead(nn.Module):
         super().__init__()
         self.n_keys, self.n_chords, self.hidden = n_keys, n_chords, hidden
         self.register_buffer("chords", torch.zeros(n_chords, n_keys, dtype=torch.uint8))
+        # Training only (not stored): chords that occur in more than one training piece. A training frame whose
+        # chord occurs in its own piece only is scored as if outside the vocabulary (leave one piece out), so
+        # the mixture weight pi learns how often a new piece brings a chord the vocabulary lacks (~11% on JSB)
+        # and the Bernoulli component stays calibrated for those frames; else pi -> 1 on the training set and
+        # every unseen chord of a test piece costs tens of nats.
+        self.shared: Tensor | None = None  # a plain tensor, not a buffer: not stored, and None after loading
         self.chord_bias = nn.Parameter(torch.zeros(n_chords))  # b_v
         self.query = nn.Linear(context_dim, hidden)  # q(d)
         nn.init.zeros_(self.query.weight)
@@ -88,14 +99,18 @@ class ChordHead(nn.Module):
         self.dropout = dropout
 
     @torch.no_grad()
-    def set_chords(self, chords: np.ndarray | Tensor, counts: np.ndarray | Tensor | None = None) -> None:
-        """Fill the vocabulary (``[n_chords, n_keys]`` booleans) and start b_v at the log of each chord's share of
-        the training frames (centred), so training starts from the vocabulary's frequencies."""
+    def set_chords(self, chords: np.ndarray | Tensor, counts: np.ndarray | Tensor | None = None,
+                   pieces: np.ndarray | Tensor | None = None, init_bias: bool = True) -> None:
+        """Fill the vocabulary (``[n_chords, n_keys]`` booleans, as :func:`chord_vocabulary` returns it), mark the
+        chords found in more than one training piece (``pieces``), and (``init_bias``) start b_v at the log of each
+        chord's share of the training frames (centred), so training starts from the vocabulary's frequencies."""
         chords = torch.as_tensor(np.asarray(chords, dtype=np.uint8))
         if tuple(chords.shape) != (self.n_chords, self.n_keys):
             raise ValueError(f"vocabulary of shape {tuple(chords.shape)}, expected {(self.n_chords, self.n_keys)}")
         self.chords.copy_(chords.to(self.chords.device))
-        if counts is not None:
+        if pieces is not None:
+            self.shared = torch.as_tensor(np.asarray(pieces) > 1)
+        if counts is not None and init_bias:
             logc = torch.log(torch.as_tensor(np.asarray(counts, dtype=np.float64)).clamp(min=1.0)).float()
             self.chord_bias.copy_((logc - logc.mean()).to(self.chord_bias.device))
 
@@ -146,6 +161,9 @@ class ChordHead(nn.Module):
         c, b = context.reshape(-1, context.shape[-1]), base.reshape(-1, self.n_keys)
         xf = x.reshape(-1, self.n_keys).to(b.dtype)
         idx = self.lookup(xf)
+        if self.training and self.shared is not None:  # leave one piece out: see ``shared``
+            shared = self.shared.to(idx.device)[idx.clamp(min=0)]
+            idx = torch.where(shared, idx, torch.full_like(idx, -1))
         chords, embed = self._vocab(b.dtype)
         grad = torch.is_grad_enabled() and (c.requires_grad or b.requires_grad or self.chord_bias.requires_grad)
         parts = []

@@ -26,7 +26,7 @@ def trained_like_head(k: int = 5, seed: int = 0) -> ChordHead:
     """A head over a 5-chord vocabulary with random, large weights (as after training)."""
     rng = np.random.default_rng(seed)
     rolls = [rng.random((12, k)) < 0.4]
-    chords, counts = chord_vocabulary(rolls, k)
+    chords, counts, _ = chord_vocabulary(rolls, k)
     torch.manual_seed(seed)
     head = ChordHead(k, 6, len(chords), 8)
     head.set_chords(chords, counts)
@@ -40,12 +40,13 @@ def trained_like_head(k: int = 5, seed: int = 0) -> ChordHead:
 def test_vocabulary_is_the_distinct_frames_most_frequent_first() -> None:
     a, b = [1, 0, 1, 0, 0], [0, 1, 0, 1, 0]
     roll = np.array([a, a, a, b, [0] * 5], dtype=bool)
-    chords, counts = chord_vocabulary([roll], 5)
+    chords, counts, pieces = chord_vocabulary([roll, roll[:1]], 5)
     assert chords.tolist() == [[bool(v) for v in a], [False] * 5, [bool(v) for v in b]]
-    assert counts.tolist() == [3, 2, 1]  # the empty frame is always in (here also once in the roll)
+    assert counts.tolist() == [4, 2, 1]  # the empty frame is always in (here also once in the roll)
+    assert pieces.tolist() == [2, 1, 1]  # a occurs in both rolls, the others in the first only
     # shifts that keep every note on the keyboard: a up one is b, b up one is new, b down one is a, a down one
     # would fall off the keyboard
-    shifted, _ = chord_vocabulary([roll], 5, transpose=1)
+    shifted, _, _ = chord_vocabulary([roll], 5, transpose=1)
     got = [tuple(int(v) for v in c) for c in shifted]
     assert sorted(got) == sorted([(1, 0, 1, 0, 0), (0, 1, 0, 1, 0), (0, 0, 0, 0, 0), (0, 0, 1, 0, 1)])
 
@@ -100,6 +101,27 @@ def test_low_temperature_keeps_to_the_likeliest_chord() -> None:
     assert (head.lookup(greedy.float()) >= 0).all() == bool(torch.sigmoid(head.gate(c[:1])) > 0.5)
 
 
+def test_training_scores_a_chord_of_one_piece_only_as_outside_the_vocabulary() -> None:
+    """Leave one piece out: in training, a frame whose chord no other training piece has is explained by the
+    Bernoulli component alone, so the mixture weight learns how often new pieces bring new chords."""
+    a, b = [1, 0, 1, 0, 0], [0, 1, 0, 1, 0]
+    rolls = [np.array([a, b], dtype=bool), np.array([a, a], dtype=bool)]
+    chords, counts, pieces = chord_vocabulary(rolls, 5)
+    head = ChordHead(5, 6, len(chords), 8)
+    head.set_chords(chords, counts, pieces)
+    c, base = torch.randn(2, 6), torch.randn(2, 5)
+    x = torch.tensor([a, b], dtype=torch.float)
+    head.eval()
+    full = head.log_prob(c, base, x)
+    head.train()
+    held = head.log_prob(c, base, x)
+    torch.testing.assert_close(held[0], full[0])  # a is in both pieces: scored the same
+    gate = head.gate(c[1:]).squeeze(-1)
+    bern = -torch.nn.functional.binary_cross_entropy_with_logits(base[1], x[1], reduction="sum")
+    torch.testing.assert_close(held[1], (torch.nn.functional.logsigmoid(-gate) + bern)[0])
+    assert held[1] < full[1]
+
+
 def test_chunked_likelihood_equals_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     head = trained_like_head(5)
     c, b = torch.randn(50, 6, requires_grad=True), torch.randn(50, 5)
@@ -125,7 +147,7 @@ def chord_model(chords: np.ndarray, counts: np.ndarray, seed: int = 0) -> Latent
 def test_a_small_chord_model_learns_chorales_and_survives_a_checkpoint(jsb_pickle: Path, tmp_path: Path) -> None:
     train = load_music_pickle(jsb_pickle).splits["train"]
     rolls = [r[:24].astype(np.float32) for r in train[:4]]
-    chords, counts = chord_vocabulary(rolls, 88)
+    chords, counts, _ = chord_vocabulary(rolls, 88)  # four short pieces share few chords: no leave-one-out here
     model = chord_model(chords, counts, seed=1)
     x = torch.stack([torch.from_numpy(r) for r in rolls])
     lengths = torch.full((4,), 24, dtype=torch.long)

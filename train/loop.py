@@ -265,16 +265,21 @@ class Trainer:
         counts = length_counts(self.dataset) if not cfg.crop else self._cropped_counts()
         settings = {**model_settings, **cfg.model_overrides}
         vocabulary = None
-        if settings.get("emission") == "chords" and not settings.get("chord_vocab"):
+        if settings.get("emission") == "chords":
             # the chord emission's vocabulary: every distinct training frame (under the training transpositions)
             vocabulary = chord_vocabulary(self.splits["train"], self.dataset.vocab_size, cfg.transpose)
+            if settings.get("chord_vocab") not in (None, 0, len(vocabulary[0])):
+                raise TrainingError(f"the run's chord vocabulary has {settings['chord_vocab']} chords, its training "
+                                    f"data now {len(vocabulary[0])}: the data changed since the run started")
             model_settings = {**model_settings, "chord_vocab": len(vocabulary[0])}
             if self.dist.main:
-                log.info("chord emission: %d distinct training frames%s", len(vocabulary[0]),
-                         f" under transpositions by up to {cfg.transpose}" if cfg.transpose else "")
+                shared = int((vocabulary[2] > 1).sum())
+                log.info("chord emission: %d distinct training frames%s, %d of them in more than one piece",
+                         len(vocabulary[0]), f" under transpositions by up to {cfg.transpose}" if cfg.transpose
+                         else "", shared)
         self.model_config = model_config_for(cfg, self.dataset, model_settings)
         self.model = build_model(self.model_config, counts).to(self.device)
-        if vocabulary is not None:
+        if vocabulary is not None:  # on --resume the stored weights then replace the frequencies it starts from
             self.model.chord_head.set_chords(*vocabulary)
         self.objective = Objective(self.model)
         self.train_module: nn.Module = self.objective
