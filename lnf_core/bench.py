@@ -78,6 +78,21 @@ def build_nade_model(nade_hidden: int, seed: int = 0) -> LatentFlowVAE:
     return LatentFlowVAE(config, [0] * 10 + [1] * 200)
 
 
+#: Chords in the benchmark's chord vocabulary: the JSB training set's distinct frames (lnf_core.chords).
+CHORD_VOCAB = 2420
+
+
+def build_chord_model(n_chords: int = CHORD_VOCAB, seed: int = 0) -> LatentFlowVAE:
+    """The paper-size IAF/SCF model with the chord emission over ``n_chords`` random four-note chords."""
+    torch.manual_seed(seed)
+    config = dataclasses.replace(paper_config("iaf-scf"), emission="chords", chord_vocab=n_chords)
+    model = LatentFlowVAE(config, [0] * 10 + [1] * 200)
+    keys = torch.rand(n_chords, config.vocab_size).argsort(1)[:, :4]
+    chords = torch.zeros(n_chords, config.vocab_size, dtype=torch.bool).scatter_(1, keys, True)
+    model.chord_head.set_chords(chords.numpy())
+    return model
+
+
 def build_model(prior: str, seed: int = 0) -> LatentFlowVAE:
     torch.manual_seed(seed)
     return LatentFlowVAE(paper_config(prior), length_counts=[0] + [1] * 320)
@@ -302,6 +317,15 @@ def run(lengths: Sequence[int], repeats: int, train: bool, bf16: bool, profile: 
                                 "what": "sample", "seconds": seconds})
                 log(f"  IAF/SCF  NADE {size} sample 16 x {steps:<4d} {seconds:8.3f} s")
             del model
+        extra["chords"] = {}
+        model = build_chord_model().eval()
+        for steps in lengths:
+            seconds = time_sampling(model, steps, repeats)
+            extra["chords"][steps] = seconds
+            records.append({"prior": "iaf-scf", "emission": f"chords-{CHORD_VOCAB}", "T": steps,
+                            "batch": SAMPLE_BATCH, "what": "sample", "seconds": seconds})
+            log(f"  IAF/SCF  chords ({CHORD_VOCAB}) sample 16 x {steps:<4d} {seconds:8.3f} s")
+        del model
     if profile:
         extra["profile"] = run_profiles(max(repeats, 3), train, emission, log, priors=priors)
         for key, prof in extra["profile"]["data"].items():
@@ -372,12 +396,16 @@ def format_report(lengths: Sequence[int], extra: dict[str, Any], threads: int, l
     if extra.get("nade"):
         lines.append("")
         lines.append("Emission cost: IAF/SCF sampling with the NADE emission (88 key steps batched over all frames) "
-                     "against the Bernoulli row above:")
+                     f"and the chord emission ({CHORD_VOCAB} chords, one draw per frame) against the Bernoulli row "
+                     "above:")
         for steps in lengths:
             bern = sample.get(("iaf-scf", steps))
             cells = "  ".join(f"NADE {size}: {_fmt(extra['nade'].get((size, steps)))} s "
                               f"({_ratio(extra['nade'].get((size, steps)), bern)} of Bernoulli)"
                               for size in NADE_SIZES)
+            chords = extra.get("chords", {}).get(steps)
+            if chords is not None:
+                cells += f"  chords: {_fmt(chords)} s ({_ratio(chords, bern)} of Bernoulli)"
             lines.append(f"{steps:>5} | Bernoulli {_fmt(bern)} s  {cells}")
     lines += ["", f"{REFERENCE_LABEL}: official TextFlow code, 16 x T, 2 threads (T=256 with max_T=320)"]
     lines.append(f"{'T':>5} | {'AF/AF':>8} {'AF/SCF':>8} {'IAF/SCF':>8} | ours vs ref: "

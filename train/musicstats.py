@@ -34,6 +34,7 @@ import math
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -370,11 +371,13 @@ class MusicStatsResult:
 
 def run(checkpoint: str, num: int = 100, seed: int = 0, temperature: float = 1.0, decode: str | None = None,
         split: str = "test", data_dir: str | None = None, limit: int | None = None, length: int | None = None,
-        key_temperature: float = 1.0, best_of: int = 1, baselines: bool = True) -> MusicStatsResult:
+        key_temperature: float = 1.0, best_of: int = 1, baselines: bool = True,
+        png: str | None = None) -> MusicStatsResult:
     """Sample ``num`` pieces from ``checkpoint`` and compare them with its dataset's ``split``.
 
     With ``length``, every sample has that many steps and the data split is cut into windows of that length.
     ``baselines`` adds the random-frame and frame-Markov columns (built from the training split) to ``musical``.
+    ``png`` draws four pieces of each set side by side there (``train.figures``).
     """
     import torch
 
@@ -412,13 +415,21 @@ def run(checkpoint: str, num: int = 100, seed: int = 0, temperature: float = 1.0
     train_rolls = dataset.splits["train"]
     index = musicality.training_index(train_rolls)
     lengths = [len(r) for r in rolls]
-    musical = {"data": musicality.measures(reference, index, offset)}
+    sets: dict[str, list[np.ndarray]] = {"data": list(reference)}
     if baselines:
-        musical["random frames"] = musicality.measures(musicality.random_frames(train_rolls, lengths, seed), index,
-                                                       offset)
-        musical["frame Markov"] = musicality.measures(musicality.frame_markov(train_rolls, lengths, seed), index,
-                                                      offset)
-    musical["model"] = musicality.measures(rolls, index, offset)
+        sets["random frames"] = musicality.random_frames(train_rolls, lengths, seed)
+        sets["frame Markov"] = musicality.frame_markov(train_rolls, lengths, seed)
+    sets["model"] = list(rolls)
+    musical = {name: musicality.measures(s, index, offset) for name, s in sets.items()}
+    if png:
+        from lnf_core.sampling import SamplingSettings
+        from train.figures import rolls_side_by_side
+
+        rolls_side_by_side({f"{meta['dataset']} {split}" if k == "data" else k: v for k, v in sets.items()}, png,
+                           pitch_offset=offset, seed=seed,
+                           title=f"{Path(checkpoint).name}: " + SamplingSettings(
+                               temperature=temperature, key_temperature=key_temperature, decode=decode,
+                               best_of=best_of).describe())
     return MusicStatsResult(str(checkpoint), meta["dataset"], split, num, seed, temperature, decode,
                             data_stats, sample_stats, compare(data_stats, sample_stats), length, key_temperature,
                             best_of, musical)
@@ -448,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--json", action="store_true", help="print one JSON object (NaN as null)")
+    p.add_argument("--png", metavar="PATH", help="also draw 4 pieces of each set side by side (needs matplotlib)")
     args = p.parse_args(argv)
 
     import torch
@@ -458,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(max(1, args.threads))
     try:
         r = run(args.checkpoint, args.num, args.seed, args.temperature, args.decode, args.split, args.data_dir,
-                args.limit, args.length, args.key_temperature, args.best_of, not args.no_baselines)
+                args.limit, args.length, args.key_temperature, args.best_of, not args.no_baselines, args.png)
     except (CheckpointError, DataError, MusicStatsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
