@@ -9,9 +9,12 @@ beat grid, so one frame is a fixed fraction of a beat: ``steps_per_beat`` frames
 Conversions:
 
 * :func:`roll_to_midi` turns a roll into a playable :class:`pretty_midi.PrettyMIDI` (one instrument, one
-  tempo, 4/4). Consecutive active frames of one key become one held note by default (what a musician reads
-  from a piano roll); ``merge_repeats=False`` re-strikes the key on every frame.
-* :func:`midi_to_roll` quantises any MIDI file onto the beat grid given by pretty_midi's beat tracking.
+  tempo, a time signature (4/4 unless given) and optionally a key signature). Consecutive active frames of
+  one key become one held note by default (what a musician reads from a piano roll); ``merge_repeats=False``
+  re-strikes the key on every frame.
+* :func:`midi_to_roll` quantises any MIDI file onto a quarter-note grid through its tempo map
+  (``steps_per_beat`` steps per quarter note, whatever the time signature); :func:`midi_meter` and
+  :func:`midi_key_signature` read a file's time and key signatures.
 
 Round trip: ``midi_to_roll(roll_to_midi(roll, steps_per_beat=k), steps_per_beat=k)`` gives ``roll`` back
 exactly, for either value of ``merge_repeats``, **including trailing silent frames**: :func:`roll_to_midi`
@@ -36,6 +39,10 @@ PITCH_OFFSET = 21
 """MIDI pitch of roll column 0 (A0, the lowest piano key)."""
 N_KEYS = 88
 """Number of roll columns: the 88 piano keys A0 (21) .. C8 (108)."""
+QUANTISE_MODES = ("cover", "onset")
+"""How :func:`midi_to_roll` puts notes on steps: ``"cover"`` (a note is active in the step it starts in and in
+every step it covers most of: short notes are never lost) or ``"onset"`` (active where it sounds at the step's
+start, as the Boulanger-Lewandowski benchmark rolls were made: notes that sound at no step start vanish)."""
 END_MARKER = "lnf:end"
 """Text of the meta event :func:`roll_to_midi` writes where the roll ends, so trailing silence survives."""
 
@@ -121,14 +128,18 @@ def roll_to_midi(
     merge_repeats: bool = True,
     humanize: float = 0.0,
     seed: int | None = None,
+    time_signature: tuple[int, int] = (4, 4),
+    key: tuple[int, str] | None = None,
 ) -> pretty_midi.PrettyMIDI:
     """A roll as a one-instrument MIDI piece.
 
     Frame t spans ``[t, t+1) * 60 / (tempo_bpm * steps_per_beat)`` seconds. ``program`` is the General MIDI
     program (0 = Acoustic Grand Piano .. 127). Every note gets ``velocity`` (1..127); ``humanize`` > 0 adds
     a random velocity spread (standard deviation ``20 * humanize``, clipped to 1..127, reproducible with
-    ``seed``) and never moves note times, so the round trip stays exact. The file carries the tempo, a 4/4
-    time signature and the :data:`END_MARKER` text event at the end of the roll (see the module docstring).
+    ``seed``) and never moves note times, so the round trip stays exact. The file carries the tempo, the
+    ``time_signature`` (numerator, denominator; 4/4 by default), a key signature when ``key`` = (tonic pitch
+    class 0-11, "major"/"minor") is given, and the :data:`END_MARKER` text event at the end of the roll (see the
+    module docstring).
     """
     arr = _as_roll(roll, pitch_offset)
     if not (isinstance(steps_per_beat, (int, np.integer)) and steps_per_beat >= 1):
@@ -144,7 +155,15 @@ def roll_to_midi(
 
     steps_per_beat = int(steps_per_beat)
     pm = pretty_midi.PrettyMIDI(resolution=_resolution_for(steps_per_beat), initial_tempo=float(tempo_bpm))
-    pm.time_signature_changes.append(pretty_midi.TimeSignature(4, 4, 0.0))
+    num, den = (int(v) for v in time_signature)
+    if not (1 <= num <= 64 and den in (1, 2, 4, 8, 16, 32)):
+        raise ValueError(f"time_signature must be (1..64, a power of two up to 32), got {time_signature!r}")
+    pm.time_signature_changes.append(pretty_midi.TimeSignature(num, den, 0.0))
+    if key is not None:
+        tonic, mode = int(key[0]) % 12, str(key[1])
+        if mode not in ("major", "minor"):
+            raise ValueError(f"key mode must be 'major' or 'minor', got {mode!r}")
+        pm.key_signature_changes.append(pretty_midi.KeySignature(tonic + (12 if mode == "minor" else 0), 0.0))
     inst = pretty_midi.Instrument(program=int(program), name=pretty_midi.program_to_instrument_name(int(program)))
     step_s = 60.0 / (float(tempo_bpm) * steps_per_beat)
     notes = roll_to_notes(arr, merge_repeats=merge_repeats, pitch_offset=pitch_offset)
@@ -196,26 +215,53 @@ def _load_midi(
     return pm, str(path)
 
 
+def _tempo_map(pm: pretty_midi.PrettyMIDI) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(change times in s, seconds per quarter note from each change, quarter position of each change)."""
+    times, tempi = pm.get_tempo_changes()
+    if len(tempi) == 0:
+        times, tempi = np.zeros(1), np.full(1, 120.0)
+    times = np.asarray(times, dtype=float)
+    sec_per_q = 60.0 / np.asarray(tempi, dtype=float)
+    q_at = np.concatenate([[0.0], np.cumsum(np.diff(times) / sec_per_q[:-1])])
+    return times, sec_per_q, q_at
+
+
 def _step_grid(pm: pretty_midi.PrettyMIDI, steps_per_beat: int, end_time: float) -> np.ndarray:
-    """Times (s) of the step boundaries: every beat of ``pm.get_beats()`` split into ``steps_per_beat`` equal
-    steps, extended past the last beat at the last beat length until ``end_time`` is covered."""
-    beats = np.asarray(pm.get_beats(), dtype=float)
-    if len(beats) >= 2:
-        last_len = float(beats[-1] - beats[-2])
-    else:
-        times, tempi = pm.get_tempo_changes()
-        qpm = float(tempi[-1]) if len(tempi) else 120.0
-        if pm.time_signature_changes:
-            ts = max(pm.time_signature_changes, key=lambda t: t.time)
-            qpm = pretty_midi.qpm_to_bpm(qpm, ts.numerator, ts.denominator)
-        last_len = 60.0 / qpm
-        if len(beats) == 0:
-            beats = np.zeros(1)
-    n_extra = max(0, math.ceil((end_time - beats[-1]) / last_len)) + 2
-    beats = np.concatenate([beats, beats[-1] + last_len * np.arange(1, n_extra + 1)])
-    frac = np.arange(steps_per_beat) / steps_per_beat
-    grid = (beats[:-1, None] + np.diff(beats)[:, None] * frac[None, :]).ravel()
-    return np.append(grid, beats[-1])
+    """Times (s) of the step boundaries: every **quarter note** of the file's tempo map split into
+    ``steps_per_beat`` equal steps, until ``end_time`` is covered.
+
+    The grid counts quarter notes whatever the time signature says: a 4/2 or 6/8 bar is as many steps as its
+    quarter notes (2 per half note, 1.5 per dotted quarter), so a piece keeps its speed on the model's grid.
+    """
+    times, sec_per_q, q_at = _tempo_map(pm)
+    n_quarters = q_at[-1] + max(0.0, end_time - times[-1]) / sec_per_q[-1]
+    n_steps = int(math.ceil(n_quarters * steps_per_beat)) + 2
+    quarters = np.arange(n_steps + 1, dtype=float) / steps_per_beat
+    idx = np.clip(np.searchsorted(q_at, quarters, side="right") - 1, 0, len(q_at) - 1)
+    return times[idx] + (quarters - q_at[idx]) * sec_per_q[idx]
+
+
+def midi_meter(pm: pretty_midi.PrettyMIDI) -> tuple[int, int] | None:
+    """The time signature (numerator, denominator) in force for the longest part of the piece; None if the file
+    has none."""
+    changes = sorted(pm.time_signature_changes, key=lambda ts: ts.time)
+    if not changes:
+        return None
+    end = max(pm.get_end_time(), changes[-1].time)
+    spans: dict[tuple[int, int], float] = {}
+    for ts, nxt in zip(changes, [*changes[1:], None]):
+        span = (nxt.time if nxt is not None else end) - ts.time
+        key = (int(ts.numerator), int(ts.denominator))
+        spans[key] = spans.get(key, 0.0) + max(span, 0.0)
+    return max(spans, key=lambda k: spans[k])  # dicts keep insertion order: ties go to the earlier signature
+
+
+def midi_key_signature(pm: pretty_midi.PrettyMIDI) -> tuple[int, str] | None:
+    """The first key signature of a file as (tonic pitch class, "major"/"minor"); None if it has none."""
+    if not pm.key_signature_changes:
+        return None
+    number = int(min(pm.key_signature_changes, key=lambda k: k.time).key_number)
+    return number % 12, "major" if number < 12 else "minor"
 
 
 def midi_to_roll(
@@ -224,13 +270,16 @@ def midi_to_roll(
     *,
     pitch_offset: int = PITCH_OFFSET,
     n_keys: int = N_KEYS,
+    quantise: str = "cover",
 ) -> np.ndarray:
-    """Quantise a MIDI file (path or PrettyMIDI) to a roll ``bool [T, n_keys]`` on its beat grid.
+    """Quantise a MIDI file (path or PrettyMIDI) to a roll ``bool [T, n_keys]`` on a quarter-note grid.
 
-    The grid comes from pretty_midi's beat tracking (``pm.get_beats()``: tempo and time-signature aware), each
-    beat split into ``steps_per_beat`` steps. Drum instruments are skipped and pitches outside
-    ``pitch_offset .. pitch_offset + n_keys - 1`` (21..108) dropped. A note is active at a step when it covers
-    the majority of the step or starts within it, so short notes are never lost. T reaches the file's end
+    ``steps_per_beat`` is steps per **quarter note** (the model's grid), whatever the file's time signature: the
+    grid follows the file's tempo map, each quarter note split into ``steps_per_beat`` steps (a 4/2 tune of 168
+    quarter notes is 168 steps at one step per quarter, never 84). Drum instruments are skipped and pitches outside
+    ``pitch_offset .. pitch_offset + n_keys - 1`` (21..108) dropped. With ``quantise="cover"`` (the default) a
+    note is active at a step when it covers the majority of the step or starts within it, so short notes are
+    never lost; with ``"onset"`` when it sounds at the step's start (:data:`QUANTISE_MODES`). T reaches the file's end
     (rounded to the nearest step), so trailing rests written by :func:`roll_to_midi` come back.
 
     Raises :class:`MidiReadError` (naming the file) when the file is missing, unreadable or has no notes in
@@ -238,6 +287,8 @@ def midi_to_roll(
     """
     if not (isinstance(steps_per_beat, (int, np.integer)) and steps_per_beat >= 1):
         raise ValueError(f"steps_per_beat must be a positive integer, got {steps_per_beat!r}")
+    if quantise not in QUANTISE_MODES:
+        raise ValueError(f"quantise must be one of {QUANTISE_MODES}, got {quantise!r}")
     pm, label = _load_midi(path_or_pm)
     notes = [n for inst in pm.instruments if not inst.is_drum for n in inst.notes]
     if not notes:
@@ -256,12 +307,16 @@ def midi_to_roll(
     # Snap float error (tick -> seconds -> steps) onto grid lines.
     starts = np.where(np.abs(starts - np.rint(starts)) < _SNAP, np.rint(starts), starts)
     ends = np.where(np.abs(ends - np.rint(ends)) < _SNAP, np.rint(ends), ends)
-    first = np.floor(starts).astype(np.int64)  # the step a note starts in: always active
-    last_partial = np.ceil(ends).astype(np.int64) - 1  # the step a note ends in
-    # The step a note ends in counts when the note covers most of it (or the note also starts there).
-    covers_last = (ends - last_partial) > 0.5
-    stop = np.where(covers_last, last_partial + 1, last_partial)
-    stop = np.maximum(stop, first + 1)
+    if quantise == "onset":  # sounding at the step's start (start <= t < end)
+        first = np.ceil(starts).astype(np.int64)
+        stop = np.ceil(ends).astype(np.int64)
+    else:
+        first = np.floor(starts).astype(np.int64)  # the step a note starts in: always active
+        last_partial = np.ceil(ends).astype(np.int64) - 1  # the step a note ends in
+        # The step a note ends in counts when the note covers most of it (or the note also starts there).
+        covers_last = (ends - last_partial) > 0.5
+        stop = np.where(covers_last, last_partial + 1, last_partial)
+        stop = np.maximum(stop, first + 1)
 
     end_steps = int(math.floor(float(np.interp(end_time, grid, index)) + 0.5))
     length = max(end_steps, int(stop.max()))
@@ -277,6 +332,9 @@ __all__ = [
     "MidiReadError",
     "N_KEYS",
     "PITCH_OFFSET",
+    "QUANTISE_MODES",
+    "midi_key_signature",
+    "midi_meter",
     "midi_tempo",
     "midi_to_roll",
     "note_name",
