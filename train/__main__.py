@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-subset", type=int, help="use only the first N training pieces")
     p.add_argument("--eval-subset", type=int)
     p.add_argument("--steps-per-beat", type=int, help="grid of a MIDI-folder dataset (default 2)")
+    p.add_argument("--transpose-to-c", action="store_true", default=None,
+                   help="MIDI-folder dataset: move every piece to C major / C minor (detected key), as the benchmarks "
+                        "are; by default pieces keep their keys")
     p.add_argument("--bf16", choices=["auto", "on", "off"])
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     for key in MODEL_KEYS:

@@ -51,6 +51,7 @@ class TrainConfig:
     train_subset: int | None = None
     eval_subset: int | None = None
     steps_per_beat: int = 2
+    transpose_to_c: bool = False
     bf16: str = "auto"
     threads: int | None = None
     model_overrides: dict[str, Any] = field(default_factory=dict)
