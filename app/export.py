@@ -1,7 +1,8 @@
 """Saving generated pieces: MIDI files, WAV renders and numbered batches (no Qt here).
 
-A generated sample of the model is a piano roll (``bool [T, 88]``, see :mod:`lnf_core.pianoroll`). It is
-exported as a Standard MIDI File (:func:`write_midi`) and/or as 16-bit PCM WAV rendered by the
+A generated sample of the model is a piano roll (``bool [T, 88]``, see :mod:`lnf_core.pianoroll`) at sounding
+pitch (:mod:`app.pitchspace`). It is exported as a Standard MIDI File carrying its tempo, time signature and key
+signature (:func:`write_midi`) and/or as 16-bit PCM WAV rendered by the
 :class:`app.audio.Synthesizer` (:func:`write_wav`). Every file is written atomically: to a temporary file in
 the target folder, then renamed over the target, so a crash never leaves a half-written file under the
 real name. :func:`export_batch` numbers files (``lnf_001.mid``, ``lnf_002.mid`` ...) after the highest number
@@ -142,6 +143,7 @@ def export_batch(
     *,
     sample_rate: int | None = None,
     normalize: bool = True,
+    per_roll: Sequence[dict[str, Any]] | None = None,
     **midi_kwargs: Any,
 ) -> list[Path]:
     """Export generated rolls as numbered files ``<stem>_001.mid`` (and ``.wav``) in ``folder``.
@@ -150,7 +152,8 @@ def export_batch(
     nothing existing is overwritten. ``formats`` is any of ``"mid"`` and ``"wav"``; WAV needs a
     :class:`app.audio.Synthesizer` (one is created when ``synth`` is None, which raises
     :class:`app.audio.AudioUnavailable` when sound cannot be rendered) and is written at ``sample_rate`` (default:
-    the synth's). ``midi_kwargs`` go to :func:`lnf_core.pianoroll.roll_to_midi`. Returns the written paths in
+    the synth's). ``midi_kwargs`` go to :func:`lnf_core.pianoroll.roll_to_midi`, updated for the i-th roll by
+    ``per_roll[i]`` (e.g. its own ``steps_per_beat``, ``time_signature`` and ``key``). Returns the written paths in
     order (roll by roll, format by format).
     """
     fmts = [f.lower().lstrip(".") for f in formats]
@@ -168,7 +171,8 @@ def export_batch(
     if sample_rate is None:
         sample_rate = synth.sample_rate if synth is not None else DEFAULT_SAMPLE_RATE
     try:
-        return _export_numbered(rolls, Path(folder), stem, fmts, synth, sample_rate, normalize, midi_kwargs)
+        return _export_numbered(rolls, Path(folder), stem, fmts, synth, sample_rate, normalize, midi_kwargs,
+                                list(per_roll) if per_roll is not None else None)
     finally:
         if own_synth is not None:
             own_synth.close()
@@ -183,11 +187,13 @@ def _export_numbered(
     sample_rate: int,
     normalize: bool,
     midi_kwargs: dict[str, Any],
+    per_roll: list[dict[str, Any]] | None = None,
 ) -> list[Path]:
     written: list[Path] = []
     index = next_index(folder, stem)
-    for roll in rolls:
-        pm = roll_to_midi(roll, **midi_kwargs)
+    for i, roll in enumerate(rolls):
+        extra = per_roll[i] if per_roll is not None and i < len(per_roll) else {}
+        pm = roll_to_midi(roll, **{**midi_kwargs, **extra})
         audio = synth.render(pm, sample_rate) if "wav" in fmts and synth is not None else None
         while True:
             width = max(3, len(str(index)))

@@ -28,7 +28,7 @@ class Exporter:
         self,
         parent: QWidget,
         settings: AppSettings,
-        midi_options: Callable[[], dict[str, Any]],
+        midi_options: Callable[..., dict[str, Any]],
         synthesizer: Callable[[], Any],
         status: Callable[[str], None],
         error: Callable[[str, str], None],
@@ -43,14 +43,15 @@ class Exporter:
     def write_midi(self, piece: Piece, path: Path) -> Path:
         from app.export import write_midi
 
-        return write_midi(piece.roll, path, **self.midi_options())
+        return write_midi(piece.roll, path, **self.midi_options(piece))
 
     def export_pieces(self, pieces: Sequence[Piece], folder: str | Path, kinds: Sequence[str] = ("mid",)) -> list[Path]:
         """Numbered files (``lnf_001.mid`` / ``.wav``) in ``folder``, never overwriting; returns the paths."""
         from app.export import export_batch
 
         synth = self.synthesizer() if "wav" in kinds else None
-        return export_batch([p.roll for p in pieces], folder, "lnf", kinds, synth, **self.midi_options())
+        options = [self.midi_options(p) for p in pieces]  # each piece keeps its own grid, meter and key
+        return export_batch([p.roll for p in pieces], folder, "lnf", kinds, synth, per_roll=options)
 
     def midi_dialog(self, pieces: Sequence[Piece]) -> None:
         """One piece: a Save dialog; several: a folder of numbered files."""
