@@ -142,6 +142,9 @@ def midi_file(source: Source, folder: Path | None = None, transpose: int = 0) ->
                 work = work.scores[0]
             if transpose:
                 work = work.transpose(int(transpose))
+                for ks in work.recurse().getElementsByClass("KeySignature"):
+                    if abs(ks.sharps) > 7:  # e.g. 8 sharps: a valid score, but mido cannot read it back from MIDI
+                        ks.sharps -= 12 if ks.sharps > 0 else -12
             tmp = target.with_suffix(".part")
             work.write("midi", fp=str(tmp))
             os.replace(tmp, target)
@@ -185,11 +188,18 @@ def evaluate(model_path: str | None = None, n_chorales: int = 24, n_others: int 
             rows.append({"file": src.name, "category": src.category, "error": str(exc)})
             continue
         row = {"file": src.name, "category": src.category, **report.to_json()}
+        # "before": how the app read and scored the file without the data space (cover quantisation, no move)
+        from lnf_core.pianoroll import midi_to_roll
+
+        before = midi_to_roll(path, steps_per_beat=loaded.steps_per_beat)
+        row["nll_before"] = session.score_roll(loaded.model, before, samples).nll_per_step
         if src.is_chorale and loaded.has_latent:
             placed = pitchspace.variations_at_zero(loaded, report.roll)
             row["recovery"] = note_recovery(report.roll, placed)
             raw = session.variations(loaded.model, report.roll, 1, 0.0, 0, "threshold")[0]
             row["recovery_unplaced"] = note_recovery(report.roll, raw)
+            raw_before = session.variations(loaded.model, before, 1, 0.0, 0, "threshold")[0]
+            row["recovery_before"] = note_recovery(before, raw_before)
         rows.append(row)
         if progress:
             print(f"[{i + 1}/{len(sources)}] {src.category:11s} {src.name}: NLL {row['nll_per_step']:.2f}, "
@@ -205,6 +215,8 @@ def evaluate(model_path: str | None = None, n_chorales: int = 24, n_others: int 
         "auc_typicality": roc_auc([r["typicality"] for r in chor], [r["typicality"] for r in other]),
         "auc_llr": roc_auc([r["llr_per_step"] for r in chor], [r["llr_per_step"] for r in other]),
         "auc_raw_nll": roc_auc([-r["nll_per_step"] for r in chor], [-r["nll_per_step"] for r in other]),
+        "auc_nll_before": roc_auc([-r["nll_before"] for r in chor], [-r["nll_before"] for r in other]),
+        "chorale_nll_before_mean": float(np.mean([r["nll_before"] for r in chor])) if chor else math.nan,
         "chorale_nll_mean": float(np.mean([r["nll_per_step"] for r in chor])) if chor else math.nan,
         "chorale_nll_range": [min(r["nll_per_step"] for r in chor), max(r["nll_per_step"] for r in chor)] if chor
         else None,
@@ -214,12 +226,20 @@ def evaluate(model_path: str | None = None, n_chorales: int = 24, n_others: int 
         "recovery_mean": float(np.mean([r["recovery"] for r in chor if "recovery" in r])) if chor else math.nan,
         "recovery_unplaced_mean": float(np.mean([r["recovery_unplaced"] for r in chor if "recovery_unplaced" in r]))
         if chor else math.nan,
+        "recovery_before_mean": float(np.mean([r["recovery_before"] for r in chor if "recovery_before" in r]))
+        if chor else math.nan,
         "errors": [r for r in rows if "error" in r],
     }
     by_cat: dict[str, list[float]] = {}
     for r in ok:
         by_cat.setdefault(r["category"], []).append(r["nll_per_step"])
     summary["nll_by_category"] = {k: float(np.mean(v)) for k, v in by_cat.items()}
+    before: dict[str, list[float]] = {}
+    for r in ok:
+        before.setdefault(r["category"], []).append(r["nll_before"])
+    summary["nll_before_by_category"] = {k: float(np.mean(v)) for k, v in before.items()}
+    summary["typicality_by_category"] = {
+        k: float(np.median([r["typicality"] for r in ok if r["category"] == k])) for k in by_cat}
     return {"summary": summary, "rows": rows}
 
 
@@ -247,9 +267,11 @@ def main(argv: list[str] | None = None) -> int:
         if "error" in r:
             print(f"{r['category']:11s} {r['file']}: {r['error']}")
             continue
-        rec = f" recovery {r['recovery']:.0%} (unplaced {r['recovery_unplaced']:.0%})" if "recovery" in r else ""
+        rec = (f" recovery {r['recovery']:.0%} (unplaced {r['recovery_unplaced']:.0%}, before "
+               f"{r['recovery_before']:.0%})" if "recovery" in r else "")
         print(f"{r['category']:11s} {r['file']:55s} {r['detected_key']:9s} {r['placement']:28s} "
-              f"NLL {r['nll_per_step']:6.2f}  LLR {r['llr_per_step']:+6.2f}  typicality {r['typicality']:7.3f}{rec}")
+              f"NLL {r['nll_per_step']:6.2f} (before {r['nll_before']:6.2f})  "
+              f"LLR {r['llr_per_step']:+6.2f}  typicality {r['typicality']:7.3f}{rec}")
     print(json.dumps(result["summary"], indent=1))
     return 0
 
