@@ -1,7 +1,8 @@
 """Saving generated pieces: MIDI files, WAV renders and numbered batches (no Qt here).
 
-A generated sample of the model is a piano roll (``bool [T, 88]``, see :mod:`lnf_core.pianoroll`). It is
-exported as a Standard MIDI File (:func:`write_midi`) and/or as 16-bit PCM WAV rendered by the
+A generated sample of the model is a piano roll (``bool [T, 88]``, see :mod:`lnf_core.pianoroll`) at sounding
+pitch (:mod:`app.pitchspace`). It is exported as a Standard MIDI File carrying its tempo, time signature and key
+signature (:func:`write_midi`) and/or as 16-bit PCM WAV rendered by the
 :class:`app.audio.Synthesizer` (:func:`write_wav`). Every file is written atomically: to a temporary file in
 the target folder, then renamed over the target, so a crash never leaves a half-written file under the
 real name. :func:`export_batch` numbers files (``lnf_001.mid``, ``lnf_002.mid`` ...) after the highest number
@@ -241,6 +242,7 @@ def export_batch(
     progress: Callable[[int, int, str], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     velocities: Sequence[np.ndarray | None] | None = None,
+    per_roll: Sequence[dict[str, Any]] | None = None,
     **midi_kwargs: Any,
 ) -> list[Path]:
     """Export generated rolls as numbered files ``<stem>_001.mid`` (and ``.wav``) in ``folder``.
@@ -250,8 +252,9 @@ def export_batch(
     :class:`app.audio.Synthesizer` (one is created when ``synth`` is None, which raises
     :class:`app.audio.AudioUnavailable` when sound cannot be rendered) and is written at ``sample_rate`` (default:
     the synth's) block by block, so a long piece needs little memory. ``midi_kwargs`` go to
-    :func:`lnf_core.pianoroll.roll_to_midi`. ``progress(done, total, message)`` (``done`` of ``total`` = 1000)
-    reports along the way; ``cancel()`` is checked between blocks and pieces and raises
+    :func:`lnf_core.pianoroll.roll_to_midi`, updated for the i-th roll by ``per_roll[i]`` (e.g. its own
+    ``steps_per_beat``, ``time_signature`` and ``key``). ``progress(done, total, message)`` (``done`` of
+    ``total`` = 1000) reports along the way; ``cancel()`` is checked between blocks and pieces and raises
     :class:`app.session.Cancelled`, removing the files of the piece being written. ``velocities`` (one grid or
     None per roll) gives edited pieces their notes' velocities. Returns the written paths in order (roll by roll,
     format by format).
@@ -272,7 +275,7 @@ def export_batch(
         sample_rate = synth.sample_rate if synth is not None else DEFAULT_SAMPLE_RATE
     try:
         return _export_numbered(rolls, Path(folder), stem, fmts, synth, sample_rate, normalize, midi_kwargs,
-                                progress, cancel, velocities)
+                                progress, cancel, velocities, list(per_roll) if per_roll is not None else None)
     finally:
         if own_synth is not None:
             own_synth.close()
@@ -290,6 +293,7 @@ def _export_numbered(
     progress: Callable[[int, int, str], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     velocities: Sequence[np.ndarray | None] | None = None,
+    per_roll: list[dict[str, Any]] | None = None,
 ) -> list[Path]:
     from app.session import Cancelled
 
@@ -302,7 +306,8 @@ def _export_numbered(
             raise Cancelled()
         if progress is not None:
             progress(1000 * i // max(1, n), 1000, f"Exporting piece {i + 1} of {n}…")
-        pm = _to_midi(roll, velocities[i] if velocities is not None else None, midi_kwargs)
+        extra = per_roll[i] if per_roll is not None and i < len(per_roll) else {}
+        pm = _to_midi(roll, velocities[i] if velocities is not None else None, {**midi_kwargs, **extra})
 
         def wav_progress(done: int, total: int, i: int = i) -> None:
             if progress is not None:

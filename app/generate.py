@@ -1,7 +1,10 @@
 """``python -m app.generate``: sample pieces from a model without the GUI.
 
-Writes one ``.mid`` per piece (numbered ``lnf_001.mid`` ... after any already in the folder), optionally a
-``.wav`` render and a ``.png`` picture of each roll, and prints what it wrote and how long sampling took.
+Pieces are written at sounding pitch (the model's data space undone, :mod:`app.pitchspace`) in the key given by
+``--key`` (``trained``: the key the model sampled, ``random``: one drawn from the seed, or a tonic such as ``G``
+or ``Bb``; the mode is what the model sampled), with the time signature of ``--meter`` (default: the model's) and
+a key signature. Writes one ``.mid`` per piece (numbered ``lnf_001.mid`` ... after any already in the folder),
+optionally a ``.wav`` render and a ``.png`` picture of each roll, and prints what it wrote and how long sampling took.
 MIDI and WAV need no Qt; PNG uses Qt's offscreen platform. A checkpoint that cannot be used exits with
 status 2 and a message, never a traceback.
 
@@ -53,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--tempo", type=float, default=100.0, help="tempo in quarter-note beats per minute (100)")
     ap.add_argument("--program", type=int, default=0, help="General MIDI program 0-127 (0 = piano)")
     ap.add_argument("--stem", default="lnf", help="file name prefix (default lnf -> lnf_001.mid)")
+    ap.add_argument("--key", default="trained",
+                    help="key of the pieces: 'trained' (as the model sampled it; default), 'random' (drawn from the "
+                         "seed) or a tonic (C, C#, Db, ... B); major/minor is what the model sampled")
+    ap.add_argument("--meter", default=None, metavar="N/D",
+                    help="time signature written to the files, e.g. 3/4 or 6/8 (default: the model's data; with "
+                         "--from: the file's)")
     ed = ap.add_argument_group("editing a piece (with --from)")
     ed.add_argument("--from", dest="source", metavar="PIECE.mid", help="the piece to regenerate, continue or extend")
     ed.add_argument("--regenerate", metavar="START:END",
@@ -89,9 +98,17 @@ def main(argv: list[str] | None = None) -> int:
         return _edit_piece(args, loaded, seed)
     if args.num is None:
         args.num = 8
+    from app.pitchspace import resolve_key, sound_batch, space_of
+
+    space = space_of(loaded)
+    try:
+        meter = _meter(args, loaded, space.meter)
+        resolve_key(args.key, seed)
+    except ValueError as exc:
+        return _error(str(exc), 2)
     settings = session.GenerationSettings(
         n=args.num, length=args.length, temperature=args.temperature, seed=seed, decode=args.decode,
-        key_temperature=args.key_temperature, best_of=args.best_of,
+        key_temperature=args.key_temperature, best_of=args.best_of, key=args.key, meter=meter,
     )
     try:
         settings.validated(loaded.max_len)
@@ -99,22 +116,43 @@ def main(argv: list[str] | None = None) -> int:
         return _error(str(exc), 2)
 
     t0 = time.perf_counter()
-    rolls = [roll for _, _, chunk in session.iter_generate(loaded.model, settings) for roll in chunk]
+    model_rolls = [roll for _, _, chunk in session.iter_generate(loaded.model, settings) for roll in chunk]
     sample_s = time.perf_counter() - t0
+    sounding = sound_batch(space, model_rolls, args.key, seed)
+    rolls = [s.roll for s in sounding]
     length = f"T={args.length}" if args.length else "T ~ p(T)"
     print(
         f"sampled {len(rolls)} pieces ({length}, seed {seed}, {settings.sampling().describe()}) "
         f"from {loaded.label} in {sample_s * 1000:.0f} ms"
     )
+    keys = sorted({s.key.name for s in sounding})
+    shifts = sorted({s.shift for s in sounding})
+    print(f"at sounding pitch: {', '.join(keys)} (shifted {', '.join(f'{x:+d}' for x in shifts)} semitones from the "
+          f"model's space: {space.describe()}), {meter[0]}/{meter[1]}")
 
-    return _write(args, loaded, rolls)
+    return _write(args, loaded, rolls, meter, [(s.key.tonic, s.key.mode) for s in sounding])
 
 
-def _write(args: argparse.Namespace, loaded: session.LoadedModel, rolls: list) -> int:
+def _meter(args: argparse.Namespace, loaded: session.LoadedModel, default: tuple[int, int]) -> tuple[int, int]:
+    """``--meter`` (else ``default``), checked against the model's grid; raises ValueError."""
+    from lnf_core.dataspace import meter_fits, parse_meter
+
+    meter = parse_meter(args.meter) if args.meter else tuple(default)
+    if not meter_fits(meter, loaded.steps_per_beat):
+        raise ValueError(f"a {meter[0]}/{meter[1]} bar is not a whole number of steps on this model's grid "
+                         f"({loaded.steps_per_beat} per quarter note)")
+    return meter
+
+
+def _write(args: argparse.Namespace, loaded: session.LoadedModel, rolls: list, meter: tuple[int, int],
+           keys: list[tuple[int, str]]) -> int:
+    """Write the rolls (at sounding pitch) with the time signature ``meter`` and each roll's key signature."""
     from app.export import ExportError, export_batch
 
     out = Path(args.out)
-    midi_kwargs = dict(tempo_bpm=args.tempo, steps_per_beat=loaded.steps_per_beat, program=args.program)
+    midi_kwargs = dict(tempo_bpm=args.tempo, steps_per_beat=loaded.steps_per_beat, program=args.program,
+                       time_signature=meter)
+    per_roll = [{"key": key} for key in keys]
     formats = ["mid"]
     synth = None
     code = 0
@@ -128,7 +166,7 @@ def _write(args: argparse.Namespace, loaded: session.LoadedModel, rolls: list) -
             print(f"error: cannot write WAV files: {exc}", file=sys.stderr)
             code = 3
     try:
-        written = export_batch(rolls, out, args.stem, formats, synth, **midi_kwargs)
+        written = export_batch(rolls, out, args.stem, formats, synth, per_roll=per_roll, **midi_kwargs)
     except (ExportError, OSError, ValueError) as exc:
         return _error(str(exc), 2)
     midi_paths = [p for p in written if p.suffix == ".mid"]
@@ -146,9 +184,17 @@ def _write(args: argparse.Namespace, loaded: session.LoadedModel, rolls: list) -
 
 
 def _edit_piece(args: argparse.Namespace, loaded: session.LoadedModel, seed: int) -> int:
-    """``--from``: regenerate a region / continue / add an intro, write the ranked candidates."""
+    """``--from``: regenerate a region / continue / add an intro, write the ranked candidates.
+
+    The file is read at sounding pitch on the model's grid and quantisation (:func:`app.pitchspace.read_midi_for`),
+    moved into the model's key and register for the regeneration and the candidates back into the piece's own
+    (:func:`app.regenerate.run_regenerate`), so the kept notes come out at their own pitch. They are written with
+    the file's time signature (or ``--meter``) and their key signature."""
     from app import regenerate as rg
-    from lnf_core.pianoroll import MidiReadError, midi_to_roll
+    from app.pitchspace import read_midi_for, space_of
+    from lnf_core.dataspace import meter_fits
+    from lnf_core.keys import detect_key
+    from lnf_core.pianoroll import MidiReadError
 
     chosen = [name for name, v in (("--regenerate", args.regenerate), ("--continue", args.continue_bars),
                                    ("--intro", args.intro)) if v is not None]
@@ -158,30 +204,42 @@ def _edit_piece(args: argparse.Namespace, loaded: session.LoadedModel, seed: int
         return _error("give exactly one of --regenerate START:END, --continue BARS, --intro BARS", 2)
     if args.pitch is not None and args.regenerate is None:
         return _error("--pitch goes with --regenerate", 2)
+    if args.key not in (None, "trained"):
+        return _error("--key sets the key of new pieces; with --from the piece keeps its own key", 2)
     if not loaded.has_latent:
         return _error(f"{loaded.label} has no latent space (an LSTM baseline); use a latent flow model", 2)
     spb = loaded.steps_per_beat
+    space = space_of(loaded)
     try:
-        roll = midi_to_roll(args.source, steps_per_beat=spb)
+        midi = read_midi_for(loaded, args.source)
     except (MidiReadError, ValueError) as exc:
+        return _error(str(exc), 2)
+    roll = midi.roll
+    file_meter = midi.meter if midi.meter and meter_fits(midi.meter, spb) else None
+    try:
+        meter = _meter(args, loaded, file_meter or space.meter)
+    except ValueError as exc:
         return _error(str(exc), 2)
     n = 4 if args.num is None else args.num
     if not 1 <= n <= session.MAX_BATCH:
         return _error(f"--num must be between 1 and {session.MAX_BATCH}, not {n}", 2)
     try:
+        bar = rg.bar_of(session.Piece(roll, "", meter=meter, steps_per_quarter=spb))  # the piece's bars
         if args.regenerate is not None:
-            start, end = rg.parse_range(args.regenerate, spb, roll.shape[0])
+            start, end = rg.parse_range(args.regenerate, spb, roll.shape[0], bar)
             keys = rg.parse_keys(args.pitch) if args.pitch else None
             request = rg.RegenRequest("region", start, end, keys)
         else:
             bars = args.continue_bars if args.continue_bars is not None else args.intro
             request = rg.RegenRequest("continue" if args.continue_bars is not None else "intro",
-                                      steps=rg.bars_to_steps(bars, spb))
-        piece = session.Piece(roll, Path(args.source).stem, "midi")
+                                      steps=rg.bars_to_steps(bars, spb, bar))
+        key = detect_key(roll)
+        piece = session.Piece(roll, Path(args.source).stem, "midi", steps_per_quarter=spb, meter=meter,
+                              key_name=key.name)
         t0 = time.perf_counter()
         result = None
         for item in rg.run_regenerate(loaded.model, piece, request, n=n, seed=seed, decode=args.decode,
-                                      method=args.method, steps_per_beat=spb, max_len=loaded.max_len):
+                                      method=args.method, steps_per_beat=spb, max_len=loaded.max_len, space=space):
             if isinstance(item, rg.RegenResult):
                 result = item
         seconds = time.perf_counter() - t0
@@ -189,12 +247,13 @@ def _edit_piece(args: argparse.Namespace, loaded: session.LoadedModel, seed: int
         return _error(str(exc), 2)
     assert result is not None
     s, e = result.region
-    print(f"{Path(args.source).name}: {roll.shape[0]} steps; {request.describe(spb)} -> {len(result.pieces)} "
-          f"candidates of {result.pieces[0].length} steps (new steps {s}:{e}, method {result.method}, seed {seed}) "
-          f"in {seconds * 1000:.0f} ms")
+    print(f"{Path(args.source).name}: {roll.shape[0]} steps, {key.name}, {meter[0]}/{meter[1]}; "
+          f"{request.describe(spb, bar)} -> {len(result.pieces)} candidates of {result.pieces[0].length} steps "
+          f"(new steps {s}:{e}, method {result.method}, seed {seed}) in {seconds * 1000:.0f} ms")
     for i, p in enumerate(result.pieces):
         print(f"  candidate {i + 1}: NLL {p.nll_per_step:.3f} nats/step (ranking score)")
-    return _write(args, loaded, [p.roll for p in result.pieces])
+    # versions of the piece: written in its key (a new region may lean elsewhere, the piece stays in its key)
+    return _write(args, loaded, [p.roll for p in result.pieces], meter, [(key.tonic, key.mode)] * len(result.pieces))
 
 
 if __name__ == "__main__":

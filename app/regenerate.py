@@ -4,7 +4,8 @@ Ranges as a user writes them (:func:`parse_range`, the CLI and the app's status 
 
 * ``START:END`` in **steps**: 0-based, END exclusive, like a Python slice (``32:64`` = steps 32..63);
 * ``9b:16b`` in **bars**: 1-based and inclusive, as musicians count (bars 9 through 16 = 8 bars), a bar being
-  4 beats of the model's ``steps_per_beat`` steps;
+  4 beats of the model's ``steps_per_beat`` steps, or the piece's bar (``bar``: its time signature's steps,
+  :func:`bar_of`) where the caller knows it;
 * the two may be mixed (``9b:80``); an empty END means the end of the piece (``24:``).
 
 Pitch ranges (:func:`parse_keys`): ``C4:C5`` (note names, # for sharps) or ``60:72`` (MIDI pitches), inclusive.
@@ -15,7 +16,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -25,8 +26,16 @@ BEATS_PER_BAR = 4
 _NAMES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 
 
-def steps_per_bar(steps_per_beat: int) -> int:
-    return BEATS_PER_BAR * max(1, int(steps_per_beat))
+def steps_per_bar(steps_per_beat: int, bar: int | None = None) -> int:
+    """Steps in a bar: ``bar`` when given, else 4 beats of ``steps_per_beat`` steps."""
+    return max(1, int(bar)) if bar else BEATS_PER_BAR * max(1, int(steps_per_beat))
+
+
+def bar_of(piece: Piece, steps_per_beat: int | None = None) -> int:
+    """Steps in one bar of ``piece``: its time signature on its grid (4/4 when it has none or it does not fit)."""
+    from app.midi_import import bar_steps_of
+
+    return bar_steps_of(piece.meter, steps_per_beat or piece.steps_per_quarter)
 
 
 def _position(text: str, bar: int, is_end: bool) -> int:
@@ -42,12 +51,13 @@ def _position(text: str, bar: int, is_end: bool) -> int:
     return value
 
 
-def parse_range(spec: str, steps_per_beat: int, length: int) -> tuple[int, int]:
-    """``[start, end)`` in steps from ``START:END`` (steps) / ``9b:16b`` (bars); see the module docstring."""
+def parse_range(spec: str, steps_per_beat: int, length: int, bar: int | None = None) -> tuple[int, int]:
+    """``[start, end)`` in steps from ``START:END`` (steps) / ``9b:16b`` (bars of ``bar`` steps, default 4 beats);
+    see the module docstring."""
     if ":" not in spec:
         raise ValueError(f"a range is START:END (steps, or bars like 9b:16b), not {spec!r}")
     left, right = spec.split(":", 1)
-    bar = steps_per_bar(steps_per_beat)
+    bar = steps_per_bar(steps_per_beat, bar)
     start = _position(left, bar, False) if left.strip() else 0
     end = _position(right, bar, True) if right.strip() else length
     if not 0 <= start < end:
@@ -80,8 +90,8 @@ def parse_keys(spec: str) -> tuple[int, int]:
     return (lo, hi) if lo <= hi else (hi, lo)
 
 
-def bars_to_steps(bars: float, steps_per_beat: int) -> int:
-    steps = int(round(float(bars) * steps_per_bar(steps_per_beat)))
+def bars_to_steps(bars: float, steps_per_beat: int, bar: int | None = None) -> int:
+    steps = int(round(float(bars) * steps_per_bar(steps_per_beat, bar)))
     if steps < 1:
         raise ValueError(f"{bars} bars is less than one step")
     return steps
@@ -108,8 +118,8 @@ class RegenRequest:
             return extend_canvas(roll, self.steps, "end" if self.kind == "continue" else "start")
         raise ValueError(f"unknown request kind {self.kind!r}")
 
-    def describe(self, steps_per_beat: int = 1) -> str:
-        bar = steps_per_bar(steps_per_beat)
+    def describe(self, steps_per_beat: int = 1, bar: int | None = None) -> str:
+        bar = steps_per_bar(steps_per_beat, bar)
 
         def bars(n: int) -> str:
             return f"{n / bar:g} bar{'s' if n != bar else ''}"
@@ -140,29 +150,51 @@ class RegenResult:
 
 def run_regenerate(model, piece: Piece, request: RegenRequest, n: int = 4, seed: int = 0, decode: str | None = None,
                    method: str | None = None, steps_per_beat: int = 1, max_len: int | None = None,
-                   ) -> Iterator[tuple[int, int, str] | RegenResult]:
-    """Worker job: progress tuples, then a :class:`RegenResult` whose pieces are the ranked candidates."""
-    from lnf_core.infill import DEFAULT_METHOD, InfillSettings, iter_infill
+                   space=None) -> Iterator[tuple[int, int, str] | RegenResult]:
+    """Worker job: progress tuples, then a :class:`RegenResult` whose pieces are the ranked candidates.
+
+    ``piece.roll`` is at sounding pitch. With the model's data space ``space``
+    (:class:`lnf_core.dataspace.DataSpace`), the piece is moved into it first (its key and register detected, or
+    the exact inverse of a generated piece's shift; :func:`app.pitchspace.shift_into`), regenerated there, and the
+    candidates come back to the piece's own key and register; the notes outside the region are the piece's own,
+    bit for bit, at their own pitch."""
+    from lnf_core.infill import DEFAULT_METHOD, InfillError, InfillSettings, iter_infill, splice
+    from lnf_core.keys import transpose_roll
 
     roll = np.asarray(piece.roll, dtype=bool)
-    canvas = request.canvas(roll)
-    if max_len and canvas.length > max_len:
-        raise ValueError(f"the result would be {canvas.length} steps, longer than this model's {max_len}")
+    canvas = request.canvas(roll)  # at sounding pitch: what is kept, where
+    shift = 0
+    if space is not None:
+        from app.pitchspace import shift_into
+
+        shift = shift_into(space, piece, roll)
+    model_request = request
+    if shift and request.keys is not None:
+        lo, hi = request.keys[0] + shift, request.keys[1] + shift
+        if hi < 0 or lo >= N_KEYS:
+            raise InfillError("the pitch range lies outside the keyboard in the model's key and register")
+        model_request = replace(request, keys=(max(0, lo), min(N_KEYS - 1, hi)))
+    model_canvas = model_request.canvas(transpose_roll(roll, shift)) if shift else canvas
+    if max_len and model_canvas.length > max_len:
+        raise ValueError(f"the result would be {model_canvas.length} steps, longer than this model's {max_len}")
     settings = InfillSettings(n=n, seed=int(seed), method=method or DEFAULT_METHOD,
                               **({"decode": decode} if decode else {}))
     t0 = time.perf_counter()
     result = None
-    for item in iter_infill(model, canvas, settings):
+    for item in iter_infill(model, model_canvas, settings):
         if isinstance(item, tuple):
             yield item
         else:
             result = item
     assert result is not None
-    what = request.describe(steps_per_beat)
+    what = request.describe(steps_per_beat, bar_of(piece, steps_per_beat) if piece.meter else None)
+    moved = f" (in the model's space {shift:+d} semitones)" if shift else ""
     pieces = []
     for i, cand in enumerate(result.candidates):
-        pieces.append(Piece(cand.roll, f"{piece.title} · {i + 1}/{len(result.candidates)}", "regenerated",
+        out = splice(canvas, transpose_roll(cand.roll, -shift)) if shift else cand.roll
+        pieces.append(Piece(out, f"{piece.title} · {i + 1}/{len(result.candidates)}", "regenerated",
                             seed=int(seed), index=i + 1, nll_per_step=cand.nll_per_step, parent_uid=piece.uid,
-                            note=f"{what}, candidate {i + 1} of {len(result.candidates)}"))
+                            note=f"{what}, candidate {i + 1} of {len(result.candidates)}{moved}",
+                            steps_per_quarter=piece.steps_per_quarter, meter=piece.meter, key_name=piece.key_name))
     s, e = result.region
     yield RegenResult(pieces, request, (s, e), request.keys, time.perf_counter() - t0, result.method)

@@ -418,6 +418,8 @@ class GenerationSettings:
     decode: str = DEFAULT_DECODE
     key_temperature: float = 1.0
     best_of: int = 1  # keep the n most likely of best_of * n candidates
+    key: str = "trained"  # "trained" (the key the model sampled), "random" (drawn from the seed) or a tonic ("G")
+    meter: tuple[int, int] | None = None  # the batch's time signature (None: the model's)
 
     def sampling(self):
         """The ``lnf_core.sampling.SamplingSettings`` of this batch."""
@@ -443,6 +445,9 @@ class GenerationSettings:
             raise ValueError(f"seed must be a non-negative integer, not {self.seed}")
         if not 1 <= self.best_of <= MAX_BEST_OF:
             raise ValueError(f"best-of must be between 1 and {MAX_BEST_OF}, not {self.best_of}")
+        from app.pitchspace import resolve_key
+
+        resolve_key(self.key, self.seed)  # raises ValueError for an unknown key name
         self.sampling().validated()
         return self
 
@@ -465,6 +470,15 @@ class Piece:
     parent_uid: int | None = None
     note: str = ""
     velocities: np.ndarray | None = None
+    # The time grid and meter the piece was made or read on: it keeps them when the model changes.
+    steps_per_quarter: int = 1
+    meter: tuple[int, int] | None = None
+    # Pitch: rolls are at sounding pitch. ``transpose`` is the shift from the model's space for generated pieces
+    # (what a Key change starts from); ``key_name`` the detected key; ``placement`` what scoring did.
+    key_name: str | None = None
+    transpose: int | None = None
+    placement: str | None = None
+    typicality: float | None = None
 
     @property
     def length(self) -> int:
@@ -569,6 +583,10 @@ def run_generation(
 
     Timing covers the model's work only, so the status bar can say how long sampling took.
     """
+    from app.pitchspace import sound_batch, space_of
+
+    space = space_of(loaded)
+    meter = settings.meter or space.meter
     pieces: list[Piece] = []
     seconds = 0.0
     it = iter_generate(loaded.model, settings)
@@ -580,9 +598,11 @@ def run_generation(
         except StopIteration:
             break
         seconds += time.perf_counter() - t0
-        for roll in rolls:
+        for out in sound_batch(space, rolls, settings.key, settings.seed):  # to sounding pitch in the batch's key
             idx = len(pieces) + 1
-            pieces.append(Piece(roll, f"#{idx}", "generated", seed=settings.seed, index=idx))
+            pieces.append(Piece(out.roll, f"#{idx}", "generated", seed=settings.seed, index=idx,
+                                steps_per_quarter=loaded.steps_per_beat, meter=meter, key_name=out.key.name,
+                                transpose=out.shift))
         yield done, total, f"Sampled {done} of {total}"
     yield GenerationResult(settings, pieces, seconds)
 

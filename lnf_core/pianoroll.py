@@ -9,9 +9,12 @@ beat grid, so one frame is a fixed fraction of a beat: ``steps_per_beat`` frames
 Conversions:
 
 * :func:`roll_to_midi` turns a roll into a playable :class:`pretty_midi.PrettyMIDI` (one instrument, one
-  tempo, 4/4). Consecutive active frames of one key become one held note by default (what a musician reads
-  from a piano roll); ``merge_repeats=False`` re-strikes the key on every frame.
-* :func:`midi_to_roll` quantises any MIDI file onto the beat grid given by pretty_midi's beat tracking.
+  tempo, a time signature (4/4 unless given) and optionally a key signature). Consecutive active frames of
+  one key become one held note by default (what a musician reads from a piano roll); ``merge_repeats=False``
+  re-strikes the key on every frame.
+* :func:`midi_to_roll` quantises any MIDI file onto a quarter-note grid through its tempo map
+  (``steps_per_beat`` steps per quarter note, whatever the time signature); :func:`midi_meter` and
+  :func:`midi_key_signature` read a file's time and key signatures.
 
 Round trip: ``midi_to_roll(roll_to_midi(roll, steps_per_beat=k), steps_per_beat=k)`` gives ``roll`` back
 exactly, for either value of ``merge_repeats``, **including trailing silent frames**: :func:`roll_to_midi`
@@ -24,7 +27,6 @@ least one active frame.
 
 from __future__ import annotations
 
-import copy
 import io
 import math
 import os
@@ -40,6 +42,10 @@ PITCH_OFFSET = 21
 """MIDI pitch of roll column 0 (A0, the lowest piano key)."""
 N_KEYS = 88
 """Number of roll columns: the 88 piano keys A0 (21) .. C8 (108)."""
+QUANTISE_MODES = ("cover", "onset")
+"""How :func:`midi_to_roll` puts notes on steps: ``"cover"`` (a note is active in the step it starts in and in
+every step it covers most of: short notes are never lost) or ``"onset"`` (active where it sounds at the step's
+start, as the Boulanger-Lewandowski benchmark rolls were made: notes that sound at no step start vanish)."""
 END_MARKER = "lnf:end"
 """Text of the meta event :func:`roll_to_midi` writes where the roll ends, so trailing silence survives."""
 
@@ -125,14 +131,18 @@ def roll_to_midi(
     merge_repeats: bool = True,
     humanize: float = 0.0,
     seed: int | None = None,
+    time_signature: tuple[int, int] = (4, 4),
+    key: tuple[int, str] | None = None,
 ) -> pretty_midi.PrettyMIDI:
     """A roll as a one-instrument MIDI piece.
 
     Frame t spans ``[t, t+1) * 60 / (tempo_bpm * steps_per_beat)`` seconds. ``program`` is the General MIDI
     program (0 = Acoustic Grand Piano .. 127). Every note gets ``velocity`` (1..127); ``humanize`` > 0 adds
     a random velocity spread (standard deviation ``20 * humanize``, clipped to 1..127, reproducible with
-    ``seed``) and never moves note times, so the round trip stays exact. The file carries the tempo, a 4/4
-    time signature and the :data:`END_MARKER` text event at the end of the roll (see the module docstring).
+    ``seed``) and never moves note times, so the round trip stays exact. The file carries the tempo, the
+    ``time_signature`` (numerator, denominator; 4/4 by default), a key signature when ``key`` = (tonic pitch
+    class 0-11, "major"/"minor") is given, and the :data:`END_MARKER` text event at the end of the roll (see the
+    module docstring).
     """
     arr = _as_roll(roll, pitch_offset)
     if not (isinstance(steps_per_beat, (int, np.integer)) and steps_per_beat >= 1):
@@ -148,7 +158,15 @@ def roll_to_midi(
 
     steps_per_beat = int(steps_per_beat)
     pm = pretty_midi.PrettyMIDI(resolution=_resolution_for(steps_per_beat), initial_tempo=float(tempo_bpm))
-    pm.time_signature_changes.append(pretty_midi.TimeSignature(4, 4, 0.0))
+    num, den = (int(v) for v in time_signature)
+    if not (1 <= num <= 64 and den in (1, 2, 4, 8, 16, 32)):
+        raise ValueError(f"time_signature must be (1..64, a power of two up to 32), got {time_signature!r}")
+    pm.time_signature_changes.append(pretty_midi.TimeSignature(num, den, 0.0))
+    if key is not None:
+        tonic, mode = int(key[0]) % 12, str(key[1])
+        if mode not in ("major", "minor"):
+            raise ValueError(f"key mode must be 'major' or 'minor', got {mode!r}")
+        pm.key_signature_changes.append(pretty_midi.KeySignature(tonic + (12 if mode == "minor" else 0), 0.0))
     inst = pretty_midi.Instrument(program=int(program), name=pretty_midi.program_to_instrument_name(int(program)))
     step_s = 60.0 / (float(tempo_bpm) * steps_per_beat)
     notes = roll_to_notes(arr, merge_repeats=merge_repeats, pitch_offset=pitch_offset)
@@ -294,50 +312,49 @@ def _load_midi(
     return pm, str(path)
 
 
-def _beats_until(pm: pretty_midi.PrettyMIDI, limit_s: float) -> np.ndarray:
-    """``pm.get_beats()`` computed only up to ``limit_s`` seconds (pretty_midi walks beat by beat up to the
-    file's end time, so on a damaged file announcing millions of beats it would run for minutes)."""
-    proxy = copy.copy(pm)
-    proxy.get_end_time = lambda: limit_s  # type: ignore[method-assign]
-    return np.asarray(proxy.get_beats(), dtype=float)
-
-
-def _ticks_per_beat(pm: pretty_midi.PrettyMIDI) -> list[float]:
-    """Length in ticks of a beat under each of the file's time signatures (pretty_midi's beat rule)."""
-    out = []
-    for ts in pm.time_signature_changes:
-        try:
-            bpm_per_qpm = pretty_midi.qpm_to_bpm(60.0, int(ts.numerator), int(ts.denominator)) / 60.0
-        except ValueError:
-            bpm_per_qpm = 1.0
-        out.append(pm.resolution / bpm_per_qpm)
-    return out or [float(pm.resolution)]
-
-
-def _step_grid(pm: pretty_midi.PrettyMIDI, steps_per_beat: int, end_time: float,
-               beats: np.ndarray | None = None) -> np.ndarray:
-    """Times (s) of the step boundaries: every beat of ``pm.get_beats()`` split into ``steps_per_beat`` equal
-    steps, extended past the last beat at the last beat length until ``end_time`` is covered."""
-    beats = np.asarray(pm.get_beats() if beats is None else beats, dtype=float)
-    beats = beats[beats <= end_time] if len(beats) > 1 else beats
-    if len(beats) >= 2:
-        last_len = float(beats[-1] - beats[-2])
-    else:
-        times, tempi = pm.get_tempo_changes()
-        qpm = float(tempi[-1]) if len(tempi) else 120.0
-        if pm.time_signature_changes:
-            ts = max(pm.time_signature_changes, key=lambda t: t.time)
-            qpm = pretty_midi.qpm_to_bpm(qpm, ts.numerator, ts.denominator)
-        last_len = 60.0 / qpm
-        if len(beats) == 0:
-            beats = np.zeros(1)
-    if not (math.isfinite(last_len) and last_len > 0):
+def _tempo_map(pm: pretty_midi.PrettyMIDI) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(change times in s, seconds per quarter note from each change, quarter position of each change)."""
+    times, tempi = pm.get_tempo_changes()
+    if len(tempi) == 0:
+        times, tempi = np.zeros(1), np.full(1, 120.0)
+    times = np.asarray(times, dtype=float)
+    tempi = np.asarray(tempi, dtype=float)
+    if not (np.all(np.isfinite(tempi)) and np.all(tempi > 0) and np.all(np.isfinite(times))):
         raise ValueError("invalid tempo")
-    n_extra = max(0, math.ceil((end_time - beats[-1]) / last_len)) + 2
-    beats = np.concatenate([beats, beats[-1] + last_len * np.arange(1, n_extra + 1)])
-    frac = np.arange(steps_per_beat) / steps_per_beat
-    grid = (beats[:-1, None] + np.diff(beats)[:, None] * frac[None, :]).ravel()
-    return np.append(grid, beats[-1])
+    sec_per_q = 60.0 / tempi
+    q_at = np.concatenate([[0.0], np.cumsum(np.diff(times) / sec_per_q[:-1])])
+    return times, sec_per_q, q_at
+
+
+def _quarters_at(tempo_map: tuple[np.ndarray, np.ndarray, np.ndarray], seconds: np.ndarray) -> np.ndarray:
+    """Quarter-note positions of times (s) through a :func:`_tempo_map` (exact, piecewise linear, no grid)."""
+    times, sec_per_q, q_at = tempo_map
+    t = np.asarray(seconds, dtype=float)
+    idx = np.clip(np.searchsorted(times, t, side="right") - 1, 0, len(times) - 1)
+    return q_at[idx] + (t - times[idx]) / sec_per_q[idx]
+
+
+def midi_meter(pm: pretty_midi.PrettyMIDI) -> tuple[int, int] | None:
+    """The time signature (numerator, denominator) in force for the longest part of the piece; None if the file
+    has none."""
+    changes = sorted(pm.time_signature_changes, key=lambda ts: ts.time)
+    if not changes:
+        return None
+    end = max(pm.get_end_time(), changes[-1].time)
+    spans: dict[tuple[int, int], float] = {}
+    for ts, nxt in zip(changes, [*changes[1:], None]):
+        span = (nxt.time if nxt is not None else end) - ts.time
+        key = (int(ts.numerator), int(ts.denominator))
+        spans[key] = spans.get(key, 0.0) + max(span, 0.0)
+    return max(spans, key=lambda k: spans[k])  # dicts keep insertion order: ties go to the earlier signature
+
+
+def midi_key_signature(pm: pretty_midi.PrettyMIDI) -> tuple[int, str] | None:
+    """The first key signature of a file as (tonic pitch class, "major"/"minor"); None if it has none."""
+    if not pm.key_signature_changes:
+        return None
+    number = int(min(pm.key_signature_changes, key=lambda k: k.time).key_number)
+    return number % 12, "major" if number < 12 else "minor"
 
 
 def midi_to_roll(
@@ -346,17 +363,20 @@ def midi_to_roll(
     *,
     pitch_offset: int = PITCH_OFFSET,
     n_keys: int = N_KEYS,
+    quantise: str = "cover",
     max_steps: int | None = MAX_IMPORT_STEPS,
     max_seconds: float | None = MAX_IMPORT_SECONDS,
     truncate: bool = False,
     max_bars: int | None = None,
 ) -> np.ndarray:
-    """Quantise a MIDI file (path or PrettyMIDI) to a roll ``bool [T, n_keys]`` on its beat grid.
+    """Quantise a MIDI file (path or PrettyMIDI) to a roll ``bool [T, n_keys]`` on a quarter-note grid.
 
-    The grid comes from pretty_midi's beat tracking (``pm.get_beats()``: tempo and time-signature aware), each
-    beat split into ``steps_per_beat`` steps. Drum instruments are skipped and pitches outside
-    ``pitch_offset .. pitch_offset + n_keys - 1`` (21..108) dropped. A note is active at a step when it covers
-    the majority of the step or starts within it, so short notes are never lost. T reaches the file's end
+    ``steps_per_beat`` is steps per **quarter note** (the model's grid), whatever the file's time signature: the
+    grid follows the file's tempo map, each quarter note split into ``steps_per_beat`` steps (a 4/2 tune of 168
+    quarter notes is 168 steps at one step per quarter, never 84). Drum instruments are skipped and pitches outside
+    ``pitch_offset .. pitch_offset + n_keys - 1`` (21..108) dropped. With ``quantise="cover"`` (the default) a
+    note is active at a step when it covers the majority of the step or starts within it, so short notes are
+    never lost; with ``"onset"`` when it sounds at the step's start (:data:`QUANTISE_MODES`). T reaches the file's end
     (rounded to the nearest step), so trailing rests written by :func:`roll_to_midi` come back.
 
     Length: a piece longer than ``max_steps`` steps or ``max_seconds`` seconds (defaults
@@ -371,6 +391,8 @@ def midi_to_roll(
     """
     if not (isinstance(steps_per_beat, (int, np.integer)) and steps_per_beat >= 1):
         raise ValueError(f"steps_per_beat must be a positive integer, got {steps_per_beat!r}")
+    if quantise not in QUANTISE_MODES:
+        raise ValueError(f"quantise must be one of {QUANTISE_MODES}, got {quantise!r}")
     if max_steps is not None and max_steps < 1:
         raise ValueError(f"max_steps must be at least 1, got {max_steps!r}")
     if max_bars is not None and max_bars < 1:
@@ -378,7 +400,8 @@ def midi_to_roll(
     spb = int(steps_per_beat)
     pm, label = _load_midi(path_or_pm)
     try:
-        return _quantise(pm, label, spb, pitch_offset, n_keys, max_steps, max_seconds, truncate, max_bars)
+        return _quantise(pm, label, spb, pitch_offset, n_keys, quantise, max_steps, max_seconds, truncate,
+                         max_bars)
     except MidiReadError:
         raise
     except MemoryError:
@@ -387,7 +410,7 @@ def midi_to_roll(
         raise MidiReadError(label, _parser_reason(exc)) from None
 
 
-def _quantise(pm: pretty_midi.PrettyMIDI, label: str, spb: int, pitch_offset: int, n_keys: int,
+def _quantise(pm: pretty_midi.PrettyMIDI, label: str, spb: int, pitch_offset: int, n_keys: int, quantise: str,
               max_steps: int | None, max_seconds: float | None, truncate: bool, max_bars: int | None) -> np.ndarray:
     notes = [n for inst in pm.instruments if not inst.is_drum for n in inst.notes]
     if not notes:
@@ -405,9 +428,9 @@ def _quantise(pm: pretty_midi.PrettyMIDI, label: str, spb: int, pitch_offset: in
         raise MidiReadError(label, "invalid tempo (note times are not finite)")
     if max_bars is not None:
         ts = min(pm.time_signature_changes, key=lambda t: t.time) if pm.time_signature_changes else None
-        per_bar = 4 if ts is None else (ts.numerator // 3 if ts.numerator % 3 == 0 and ts.numerator > 3 else
-                                        ts.numerator)
-        bar_steps = int(max_bars) * max(1, int(per_bar)) * spb
+        # Steps count quarter notes: a bar is numerator x 4 / denominator quarters (6/8: 3, 4/2: 8).
+        quarters_per_bar = 4.0 if ts is None else int(ts.numerator) * 4.0 / max(int(ts.denominator), 1)
+        bar_steps = max(1, int(round(int(max_bars) * quarters_per_bar * spb)))
         max_steps = bar_steps if max_steps is None else min(max_steps, bar_steps)
         truncate = True
     step_limit = max_steps
@@ -423,40 +446,30 @@ def _quantise(pm: pretty_midi.PrettyMIDI, label: str, spb: int, pitch_offset: in
         in_range = [n for n, k in zip(in_range, keep) if k]
         starts_s, ends_s = starts_s[keep], np.minimum(ends_s[keep], end_time)
 
-    # The beat grid, computed only as far as it can matter: up to the end, or a little past step ``max_steps``.
-    limit_s = end_time
-    if step_limit is not None:
-        tick_lengths = _ticks_per_beat(pm)
-        need_beats = math.ceil((step_limit + 2) / spb) + 2 + len(pm.time_signature_changes)
-        limit_tick = need_beats * max(tick_lengths)
-        end_tick = pm.time_to_tick(end_time)
-        if limit_tick < end_tick:
-            limit_s = float(pm.tick_to_time(int(limit_tick)))
-    beats = _beats_until(pm, limit_s)
-    grid = _step_grid(pm, spb, limit_s, beats)
-    index = np.arange(len(grid), dtype=float)
-    end_steps = int(math.floor(float(np.interp(end_time, grid, index)) + 0.5))
-    if limit_s < end_time:  # the grid stops early (past step_limit): estimate the full length from the ticks
-        at_limit = float(np.interp(limit_s, grid, index))
-        estimate = round(at_limit * pm.time_to_tick(end_time) / max(pm.time_to_tick(limit_s), 1))
-        end_steps = max(end_steps, estimate, int(step_limit or 0) + 1)
+    # Step positions straight from the tempo map (steps per quarter note): the full length is known exactly
+    # without building a grid, so a damaged file announcing hours of music costs neither memory nor time.
+    tempo_map = _tempo_map(pm)
+    end_steps = int(math.floor(float(_quarters_at(tempo_map, np.array([end_time]))[0]) * spb + 0.5))
     if step_limit is not None and end_steps > step_limit and not truncate:
-        approx = "about " if limit_s < end_time else ""
-        raise MidiReadError(label, f"it is too long: {approx}{end_steps:,} steps at {spb} per beat "
+        raise MidiReadError(label, f"it is too long: {end_steps:,} steps at {spb} per beat "
                                    f"({_duration(end_time)}), more than the {step_limit:,} steps LNF Studio imports; "
                                    "import only its beginning or raise the limit")
 
-    starts = np.interp(starts_s, grid, index)
-    ends = np.interp(ends_s, grid, index)
+    starts = _quarters_at(tempo_map, starts_s) * spb
+    ends = _quarters_at(tempo_map, ends_s) * spb
     # Snap float error (tick -> seconds -> steps) onto grid lines.
     starts = np.where(np.abs(starts - np.rint(starts)) < _SNAP, np.rint(starts), starts)
     ends = np.where(np.abs(ends - np.rint(ends)) < _SNAP, np.rint(ends), ends)
-    first = np.floor(starts).astype(np.int64)  # the step a note starts in: always active
-    last_partial = np.ceil(ends).astype(np.int64) - 1  # the step a note ends in
-    # The step a note ends in counts when the note covers most of it (or the note also starts there).
-    covers_last = (ends - last_partial) > 0.5
-    stop = np.where(covers_last, last_partial + 1, last_partial)
-    stop = np.maximum(stop, first + 1)
+    if quantise == "onset":  # sounding at the step's start (start <= t < end)
+        first = np.ceil(starts).astype(np.int64)
+        stop = np.ceil(ends).astype(np.int64)
+    else:
+        first = np.floor(starts).astype(np.int64)  # the step a note starts in: always active
+        last_partial = np.ceil(ends).astype(np.int64) - 1  # the step a note ends in
+        # The step a note ends in counts when the note covers most of it (or the note also starts there).
+        covers_last = (ends - last_partial) > 0.5
+        stop = np.where(covers_last, last_partial + 1, last_partial)
+        stop = np.maximum(stop, first + 1)
     keys = np.array([n.pitch - lo for n in in_range], dtype=np.int64)
 
     length = max(end_steps, int(stop.max()))
@@ -479,6 +492,9 @@ __all__ = [
     "MidiReadError",
     "N_KEYS",
     "PITCH_OFFSET",
+    "QUANTISE_MODES",
+    "midi_key_signature",
+    "midi_meter",
     "midi_tempo",
     "midi_to_roll",
     "note_name",

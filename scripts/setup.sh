@@ -2,7 +2,7 @@
 # Set up LNF Studio on a Debian/Ubuntu machine: system libraries, a virtual environment in .venv, the package.
 #
 #   bash scripts/setup.sh          # runtime: the app, training, generation
-#   bash scripts/setup.sh --dev    # plus what the tests need (pytest, pytest-qt, hypothesis, ruff, xvfb)
+#   bash scripts/setup.sh --dev    # plus what the tests need (pytest, pytest-qt, hypothesis, ruff, music21, xvfb)
 #
 # PyTorch: CPU machines get torch==2.13.0 (an open "torch" requirement can pull a multi-GB CUDA build).
 # For a GPU, set LNF_TORCH_SPEC, e.g.  LNF_TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"

@@ -120,13 +120,13 @@ def test_cache_is_used_and_rebuilt_when_stale(folder, monkeypatch):
         assert len(z["names"]) == 7 and z["rolls"].dtype == np.bool_
 
     calls = []
-    real = mf.midi_to_roll
+    real = mf._read_file
 
     def counting(path, steps_per_beat=2):
         calls.append(Path(path).name)
-        return real(path, steps_per_beat=steps_per_beat)
+        return real(path, steps_per_beat)
 
-    monkeypatch.setattr(mf, "midi_to_roll", counting)
+    monkeypatch.setattr(mf, "_read_file", counting)
     again, warned = _build(folder)
     assert calls == []  # served from the cache
     assert again.piece_names == first.piece_names and again.problems == first.problems

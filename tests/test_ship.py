@@ -42,6 +42,9 @@ def test_ship_writes_float16_copy_with_test_nll(tmp_path: Path, jsb_pickle: Path
     assert meta["metrics"]["nll_samples"] == 2 and meta["metrics"]["nll_unit"] == "nats/step"
     # An untrained 88-key model is near log 2 per key per frame: far above a trained one's ~7 nats/step.
     assert 20 < meta["metrics"]["test_nll"] < 100
+    # the data space of the training rolls and the typicality reference values of the test pieces ship with it
+    assert meta["data_space"]["register_offset"] == 12 and meta["data_space"]["quantisation"] == "onset"
+    assert len(meta["typicality"]["llr"]) == 77 and meta["typicality"]["n_samples"] == 2
     assert target.stat().st_size < 0.6 * source.stat().st_size  # float16 on disk
     model, _ = load_checkpoint(target)
     original, _ = load_checkpoint(source)

@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--eval-subset", type=int, metavar="N", help="use only the first N validation/test pieces")
     data.add_argument("--transpose", type=int, metavar="N",
                       help="music: transpose every training piece by a random -N..N semitones each step (0 = off)")
+    data.add_argument("--transpose-to-c", action="store_true", default=None,
+                      help="MIDI-folder dataset: move every piece to C major / C minor (detected key), as the "
+                           "benchmarks are; by default pieces keep their keys")
     model = p.add_argument_group("model sizes (default: the preset's)")
     for key in MODEL_KEYS:
         kind = str if key in _STR_KEYS else (float if key in _FLOAT_KEYS else int)

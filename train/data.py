@@ -99,7 +99,7 @@ def load_dataset(name_or_path: str | os.PathLike[str], data_dir: str | Path | No
             return _load_ptb_kw(path, kw)
         from train.midi_folder import build_midi_folder_dataset
 
-        allowed = {"steps_per_beat", "seed", "cache", "progress"}
+        allowed = {"steps_per_beat", "seed", "cache", "progress", "transpose_to_c"}
         return build_midi_folder_dataset(path, **{k: v for k, v in kw.items() if k in allowed})
     if path.is_file():
         return load_music_pickle(path, steps_per_beat=kw.get("steps_per_beat"))

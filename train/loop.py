@@ -250,7 +250,8 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed + self.dist.rank)
         try:
-            self.dataset = load_dataset(cfg.dataset, cfg.data_dir, steps_per_beat=cfg.steps_per_beat)
+            self.dataset = load_dataset(cfg.dataset, cfg.data_dir, steps_per_beat=cfg.steps_per_beat,
+                                        transpose_to_c=getattr(cfg, "transpose_to_c", None) or None)
         except DataError as exc:
             raise TrainingError(str(exc)) from None
         problems = getattr(self.dataset, "problems", None) or []
@@ -374,12 +375,21 @@ class Trainer:
             "vocab": getattr(data, "vocab", None),
             "steps_per_beat": getattr(data, "steps_per_beat", None),
             "label": f"{data.name} {cfg.model if cfg.model == 'lstm' else cfg.prior} ({cfg.preset})",
+            "data_space": self._data_space(),
             "metrics": metrics or {},
             "training": {"preset": cfg.preset, "epochs": self.epoch, "steps": self.step,
                          "wall_time_s": round(self.wall_time, 1), "batch_size": cfg.batch_size, "lr": self.lr,
                          "transpose": cfg.transpose,
                          "seed": cfg.seed, "device": str(self.device)},
         }
+
+    def _data_space(self) -> dict[str, Any] | None:
+        """Key normalisation and register of the training rolls (``train.dataspace.data_space_for``), measured once."""
+        if not hasattr(self, "_data_space_cache"):
+            from train.dataspace import data_space_for
+
+            self._data_space_cache = data_space_for(self.dataset)
+        return self._data_space_cache
 
     def _snapshot(self) -> dict[str, Any]:
         return {"model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},

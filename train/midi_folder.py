@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lnf_core.keys import transpose_roll
 from lnf_core.pianoroll import MidiReadError, midi_to_roll
 from train.datasets.locations import user_cache_dir
 from train.datasets.registry import own_dataset_name
@@ -34,7 +35,8 @@ from train.datasets.types import N_KEYS, SPLITS, DataError, MusicDataset
 
 MIDI_SUFFIXES = (".mid", ".midi")
 CACHE_DIR_NAME = ".lnf-cache"
-CACHE_VERSION = 2  # 2: MIDI import length limits (lnf_core.pianoroll.MAX_IMPORT_STEPS)
+CACHE_VERSION = 3  # 2: MIDI import length limits (lnf_core.pianoroll.MAX_IMPORT_STEPS); 3: quarter-note grid,
+#                    time signatures and key shifts stored with the rolls
 #: Fractions of files per split (train, valid, test).
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 
@@ -99,7 +101,7 @@ def split_files(names: list[str], seed: int = 0) -> dict[str, list[str]]:
     return {s: sorted(v) for s, v in out.items()}
 
 
-def _cache_key(folder: Path, names: list[str], steps_per_beat: int) -> str:
+def _cache_key(folder: Path, names: list[str], steps_per_beat: int, transpose_to_c: bool = False) -> str:
     entries = []
     for n in names:
         try:
@@ -107,14 +109,15 @@ def _cache_key(folder: Path, names: list[str], steps_per_beat: int) -> str:
             entries.append([n, st.st_size, st.st_mtime_ns, st.st_mode])
         except OSError:  # a broken link or a file gone meanwhile: converting it will say so
             entries.append([n, -1, -1, -1])
-    blob = json.dumps({"v": CACHE_VERSION, "steps_per_beat": steps_per_beat, "files": entries}, sort_keys=True)
+    blob = json.dumps({"v": CACHE_VERSION, "steps_per_beat": steps_per_beat, "files": entries,
+                       "transpose_to_c": bool(transpose_to_c)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def cache_paths(folder: str | Path, steps_per_beat: int) -> list[Path]:
+def cache_paths(folder: str | Path, steps_per_beat: int, transpose_to_c: bool = False) -> list[Path]:
     """Where the cache for ``folder`` may live: inside the folder, then the per-user cache dir."""
     folder = Path(folder).resolve()
-    fname = f"rolls-spb{steps_per_beat}.npz"
+    fname = f"rolls-spb{steps_per_beat}{'-c' if transpose_to_c else ''}.npz"
     tag = hashlib.sha256(str(folder).encode()).hexdigest()[:16]
     return [folder / CACHE_DIR_NAME / fname, user_cache_dir() / "midi-folders" / f"{tag}-{fname}"]
 
@@ -131,13 +134,15 @@ def _read_cache(path: Path, key: str) -> tuple[dict[str, np.ndarray], list[tuple
                 return None
             pieces = {n: rolls[offsets[i] : offsets[i + 1]].astype(bool) for i, n in enumerate(names)}
             problems = [(str(f), str(r)) for f, r in zip(z["problem_files"], z["problem_reasons"])]
+            info = {n: (tuple(int(v) for v in z["meters"][i]), int(z["shifts"][i])) for i, n in enumerate(names)}
     except Exception:  # noqa: BLE001 - a missing, stale or damaged cache is simply rebuilt
         return None
-    return pieces, problems
+    return pieces, problems, info
 
 
 def _write_cache(
-    paths: list[Path], key: str, pieces: dict[str, np.ndarray], problems: list[tuple[str, str]]
+    paths: list[Path], key: str, pieces: dict[str, np.ndarray], problems: list[tuple[str, str]],
+    info: dict[str, tuple[tuple[int, int], int]] | None = None,
 ) -> Path | None:
     names = list(pieces)
     lengths = [pieces[n].shape[0] for n in names]
@@ -150,6 +155,8 @@ def _write_cache(
         "rolls": rolls,
         "problem_files": np.array([p[0] for p in problems], dtype=str),
         "problem_reasons": np.array([p[1] for p in problems], dtype=str),
+        "meters": np.array([(info or {}).get(n, ((0, 0), 0))[0] for n in names], dtype=np.int64).reshape(-1, 2),
+        "shifts": np.array([(info or {}).get(n, ((0, 0), 0))[1] for n in names], dtype=np.int64),
     }
     for path in paths:
         try:
@@ -168,16 +175,32 @@ def _write_cache(
     return None
 
 
+def _read_file(path: Path, steps_per_beat: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """A file's roll (quarter-note grid) and its time signature ((0, 0) when it has none). Both go through the
+    bounded reader of :mod:`lnf_core.pianoroll` (size, header and length checks); the time signature is read
+    only from a file whose roll was accepted."""
+    from lnf_core.pianoroll import _load_midi, midi_meter
+
+    roll = midi_to_roll(path, steps_per_beat=steps_per_beat)
+    pm, _ = _load_midi(path)
+    return roll, midi_meter(pm) or (0, 0)
+
+
 def build_midi_folder_dataset(
     folder: str | Path,
     steps_per_beat: int = 2,
     seed: int = 0,
     cache: bool = True,
     progress: ProgressFn | None = None,
+    transpose_to_c: bool = False,
 ) -> MusicDataset:
     """Turn a folder of MIDI files into a :class:`MusicDataset` (see the module doc for the rules).
 
     ``progress(done, total, file)`` is called after each file converted (not when the cache is used).
+    ``transpose_to_c`` moves every piece to C major / C minor (its key detected from duration-weighted pitch
+    classes, :func:`lnf_core.keys.detect_key`; the smallest shift, -6..+5 semitones), as the benchmark data are;
+    by default the files keep their own keys. ``dataset.facts`` records each file's time signature
+    (``"meters"``), the shifts applied (``"shifts"``) and ``"keys_normalised"``.
     ``dataset.piece_names[split]`` gives the relative path of each piece; ``dataset.problems`` the skipped
     files with reasons. Raises :class:`DataError` when the folder does not exist or yields no usable piece.
     """
@@ -191,8 +214,8 @@ def build_midi_folder_dataset(
     if not names:
         raise DataError(f"{folder}: no .mid or .midi files found in this folder or its subfolders.", folder)
 
-    key = _cache_key(folder, names, steps_per_beat)
-    places = cache_paths(folder, steps_per_beat)
+    key = _cache_key(folder, names, steps_per_beat, transpose_to_c)
+    places = cache_paths(folder, steps_per_beat, transpose_to_c)
     cached = None
     if cache:
         for p in places:
@@ -200,15 +223,22 @@ def build_midi_folder_dataset(
             if cached is not None:
                 break
     if cached is not None:
-        pieces, problems = cached
+        pieces, problems, info = cached
     else:
-        pieces, problems = {}, []
+        pieces, problems, info = {}, [], {}
         for i, n in enumerate(names):
             try:
-                roll = midi_to_roll(folder / n, steps_per_beat=steps_per_beat)
+                roll, meter = _read_file(folder / n, steps_per_beat)
                 if roll.shape[0] == 0 or not roll.any():
                     raise MidiReadError(folder / n, "it has no notes in the piano range")
+                shift = 0
+                if transpose_to_c:
+                    from lnf_core.dataspace import DataSpace, place
+
+                    shift = place(roll, DataSpace(key_tonics={"major": 0, "minor": 0})).shift
+                    roll = transpose_roll(roll, shift)
                 pieces[n] = roll
+                info[n] = (meter, shift)
             except MidiReadError as e:
                 problems.append((n, e.reason))
             except MemoryError:
@@ -219,7 +249,7 @@ def build_midi_folder_dataset(
                 progress(i + 1, len(names), n)
         if cache:
             try:
-                _write_cache(places, key, pieces, problems)
+                _write_cache(places, key, pieces, problems, info)
             except (OSError, MemoryError, ValueError) as e:  # the rolls are here; only the cache is lost
                 warnings.warn(f"could not write the cache for {folder} ({type(e).__name__}: {e}); the MIDI files "
                               "will be converted again next time", MidiFolderWarning, stacklevel=2)
@@ -237,4 +267,7 @@ def build_midi_folder_dataset(
         source=folder,
         piece_names=assignment,
         problems=problems,
+        facts={"midi_folder": True, "keys_normalised": bool(transpose_to_c),
+               "meters": {n: list(info[n][0]) for n in pieces if n in info},
+               "shifts": {n: info[n][1] for n in pieces if n in info}},
     )

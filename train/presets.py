@@ -52,6 +52,7 @@ class TrainConfig:
     eval_subset: int | None = None
     steps_per_beat: int = 2
     transpose: int = 0  # random transposition of training pieces by up to +-N semitones (music; 0 = off)
+    transpose_to_c: bool = False  # MIDI folder: move every piece to C major / C minor (detected key) once
     bf16: str = "auto"
     threads: int | None = None
     model_overrides: dict[str, Any] = field(default_factory=dict)

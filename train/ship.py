@@ -2,7 +2,9 @@
 
 Stores the weights as float16 (half the size; the app loads them back as float32), evaluates the *stored*
 weights on the test split with S importance samples, and writes ``assets/models/NAME.lnf`` whose metadata
-carries the dataset, settings, epochs, wall time and test NLL (with S). Refuses files over 20 MiB, and models
+carries the dataset, settings, epochs, wall time and test NLL (with S), the data space of the training rolls and the
+typicality calibration (the llr of the test pieces). ``--update-metadata FILE`` adds the last two to an existing
+checkpoint in place, its weights bit-identical. Refuses files over 20 MiB, and models
 trained on a dataset whose licence keeps it out of what LNF Studio ships (MuseData, Piano-midi.de) unless
 ``--allow-restricted`` says you have the rights.
 """
@@ -39,6 +41,46 @@ def check_redistributable(dataset: str | None, source: Path) -> None:
         )
 
 
+def reference_metadata(model, meta: dict, samples: int = 30) -> dict:
+    """``data_space`` (measured on the training split when the dataset is present, else the defaults by name) and
+    the ``typicality`` calibration (the llr of the test pieces: needs the dataset) for a checkpoint's metadata."""
+    from lnf_core.dataspace import space_from_metadata
+    from lnf_core.typicality import compute_calibration
+    from train.data import DataError, load_dataset
+    from train.dataspace import data_space_for
+    from train.evaluate import dataset_reference
+
+    out: dict = {}
+    try:
+        ds = load_dataset(dataset_reference(meta))
+    except DataError:
+        ds = None
+    if ds is not None and ds.data_kind == "music":
+        out["data_space"] = data_space_for(ds)
+        max_len = getattr(getattr(model, "config", None), "max_len", None)
+        cal = compute_calibration(model, ds.splits["test"], samples, str(meta.get("dataset") or ""), "test", max_len)
+        out["typicality"] = cal.to_dict()
+    elif meta.get("data_kind", "music") == "music" and "data_space" not in meta:
+        out["data_space"] = space_from_metadata(meta).to_dict()
+    return out
+
+
+def update_metadata(path: Path, samples: int = 30) -> dict:
+    """Add ``data_space`` and ``typicality`` to a checkpoint's metadata in place, the weights left bit-identical
+    (the stored tensors are written back as read)."""
+    from lnf_core.checkpoint import load_tensors, save_tensors
+
+    model, meta = load_checkpoint(path)
+    tensors, raw_meta = load_tensors(path)
+    raw_meta.update(reference_metadata(model, meta, samples))
+    save_tensors(path, tensors, raw_meta)
+    size = Path(path).stat().st_size
+    if size > MAX_BYTES:
+        raise ShipError(f"{path} is now {size / 2**20:.1f} MiB, over the 20 MiB limit for shipped models")
+    return {"path": str(path), "bytes": size, "data_space": raw_meta.get("data_space"),
+            "typicality_pieces": len((raw_meta.get("typicality") or {}).get("llr") or [])}
+
+
 def ship(run_dir: Path, name: str, samples: int = 30, label: str | None = None, out_dir: Path = MODELS_DIR,
          allow_restricted: bool = False) -> dict:
     source = run_dir / "best.lnf" if run_dir.is_dir() else run_dir
@@ -55,6 +97,7 @@ def ship(run_dir: Path, name: str, samples: int = 30, label: str | None = None, 
                        "test_elbo": round(result["elbo"], 4), "nll_samples": samples, "nll_unit": result["unit"]}
     if label:
         meta["label"] = label
+    meta.update(reference_metadata(model, meta, samples))
     target = out_dir / f"{name}.lnf"
     save_checkpoint(target, model, meta, half=True)
     size = target.stat().st_size
@@ -68,13 +111,25 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m train.ship", description=plain(__doc__),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", type=Path, help="a run directory (its best.lnf) or a .lnf file")
-    p.add_argument("--name", required=True, help="file name in assets/models (without .lnf)")
+    p.add_argument("--name", help="file name in assets/models (without .lnf)")
+    p.add_argument("--update-metadata", action="store_true",
+                   help="only add data-space and typicality metadata to the .lnf file RUN in place (weights "
+                        "unchanged)")
     p.add_argument("--label", help="the name the app shows")
     p.add_argument("--samples", type=int, default=30)
     p.add_argument("--out-dir", type=Path, default=MODELS_DIR)
     p.add_argument("--allow-restricted", action="store_true",
                    help="ship a model trained on MuseData or Piano-midi.de (only if you hold the rights)")
     args = p.parse_args(argv)
+    if args.update_metadata:
+        try:
+            print(json.dumps(update_metadata(args.run, args.samples), indent=1))
+        except (CheckpointError, ShipError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    if not args.name:
+        p.error("--name is required (unless --update-metadata)")
     try:
         info = ship(args.run, args.name, args.samples, args.label, args.out_dir, args.allow_restricted)
     except (CheckpointError, ShipError) as exc:

@@ -55,6 +55,12 @@ class EditController(QObject):
     def steps_per_beat(self) -> int:
         return self.loaded.steps_per_beat if self.loaded else 1
 
+    def bar_steps(self) -> int | None:
+        """Steps in a bar of the shown piece (its time signature); None: 4 beats."""
+        if self.piece is None or not self.piece.meter:
+            return None
+        return rg.bar_of(self.piece, self.steps_per_beat())
+
     def show_piece(self, piece: Piece | None) -> None:
         """Attach the piece's edit model to the editor (after the window showed its roll)."""
         self.piece = piece
@@ -83,7 +89,7 @@ class EditController(QObject):
                 self.bar.velocity.blockSignals(False)
 
     def _on_region(self, region) -> None:
-        self.bar.set_region(region, self.steps_per_beat())
+        self.bar.set_region(region, self.steps_per_beat(), self.bar_steps())
 
     def _on_edited(self, label: str) -> None:
         piece, doc = self.piece, self.editor.doc
@@ -103,7 +109,8 @@ class EditController(QObject):
         """The first edit of ``original``: a new version holds the edited notes (and the undo history)."""
         version = Piece(doc.roll(), f"{original.title} · edit", "edit", seed=original.seed, index=original.index,
                         parent_uid=original.uid, note=f"edited from {original.title}",
-                        velocities=doc.velocity_grid())
+                        velocities=doc.velocity_grid(), steps_per_quarter=original.steps_per_quarter,
+                        meter=original.meter, key_name=original.key_name)
         self.docs.pop(original.uid, None)  # the original gets a fresh model (its own roll) when shown again
         self.docs[version.uid] = doc
         region = self.editor.region
@@ -147,19 +154,26 @@ class EditController(QObject):
         if not self._ready("Continue" if kind == "continue" else "Intro"):
             return None
         bars = float(self.bar.bars.value() if bars is None else bars)
-        steps = rg.bars_to_steps(bars, self.steps_per_beat())
+        steps = rg.bars_to_steps(bars, self.steps_per_beat(), self.bar_steps())
         return self._start(rg.RegenRequest(kind, steps=steps), n)
 
     def _start(self, request: rg.RegenRequest, n: int | None) -> Worker:
         piece = self.piece
         assert piece is not None and self.loaded is not None
-        source = Piece(self.current_roll(), piece.title, piece.source, uid=piece.uid)
+        # at sounding pitch: run_regenerate moves it into the model's key and register and the candidates back
+        current = self.current_roll()
+        same = piece.transpose is not None and np.array_equal(current, piece.roll)  # a generated piece, as sampled
+        source = Piece(current, piece.title, piece.source, uid=piece.uid,
+                       steps_per_quarter=piece.steps_per_quarter, meter=piece.meter, key_name=piece.key_name,
+                       transpose=piece.transpose if same else None)
         velocities = piece.velocities
         n = int(self.bar.candidates.value() if n is None else n)
         settings = self.window.generate_panel.settings()
         spb = self.steps_per_beat()
+        from app.pitchspace import space_of
+
         worker = Worker(rg.run_regenerate, self.loaded.model, source, request, n, settings.seed, settings.decode,
-                        None, spb, self.loaded.max_len)
+                        None, spb, self.loaded.max_len, space_of(self.loaded))
         worker.signals.progress.connect(lambda d, t, m: (self.bar.set_progress(d, t), self.status.emit(m)))
         worker.signals.result.connect(lambda r, p=piece, v=velocities: self._result(p, v, r))
         worker.signals.error.connect(lambda m: self.error.emit("Regenerate", m))
@@ -168,7 +182,7 @@ class EditController(QObject):
         self.worker = worker
         self.bar.set_running(True)
         self.running_changed.emit(True)
-        self.status.emit(f"{request.describe(spb).capitalize()}: {n} candidates of {piece.title}…")
+        self.status.emit(f"{request.describe(spb, self.bar_steps()).capitalize()}: {n} candidates of {piece.title}…")
         self.workers.start(worker)
         return worker
 
@@ -196,7 +210,7 @@ class EditController(QObject):
         for cand in result.pieces:
             cand.velocities = _carry_velocities(velocities, cand.roll, result.request)
             self.regions[cand.uid] = region
-        what = result.request.describe(self.steps_per_beat())
+        what = result.request.describe(self.steps_per_beat(), self.bar_steps())
         caption = (f"{piece.title} {what} · {len(result.pieces)} candidates ranked by likelihood "
                    f"({result.method}, {result.seconds:.1f} s)")
         self.editor.keep_view_once = result.request.kind == "region"

@@ -59,7 +59,7 @@ class Exporter:
         self,
         parent: QWidget,
         settings: AppSettings,
-        midi_options: Callable[[], dict[str, Any]],
+        midi_options: Callable[..., dict[str, Any]],
         synthesizer: Callable[[], Any],
         status: Callable[[str], None],
         error: Callable[[str, str], None],
@@ -81,17 +81,22 @@ class Exporter:
         from app.export import write_midi
 
         return write_midi(piece.roll, path, velocities=piece.velocities,
-                          **(self.midi_options() if options is None else options))
+                          **(self.midi_options(piece) if options is None else options))
 
     def export_pieces(self, pieces: Sequence[Piece], folder: str | Path, kinds: Sequence[str] = ("mid",),
-                      options: dict[str, Any] | None = None, progress=None, cancel=None) -> list[Path]:
-        """Numbered files (``lnf_001.mid`` / ``.wav``) in ``folder``, never overwriting; returns the paths."""
+                      options: dict[str, Any] | Sequence[dict[str, Any]] | None = None, progress=None,
+                      cancel=None) -> list[Path]:
+        """Numbered files (``lnf_001.mid`` / ``.wav``) in ``folder``, never overwriting; returns the paths.
+        ``options``: the MIDI settings of every piece (a list, one per piece, or one for all); by default each
+        piece's own (its grid, time signature and key: ``midi_options(piece)``)."""
         from app.export import export_batch
 
-        options = self.midi_options() if options is None else options
+        if options is None:
+            options = [self.midi_options(p) for p in pieces]  # each piece keeps its own grid, meter and key
+        per_roll = list(options) if isinstance(options, (list, tuple)) else [options] * len(pieces)
         synth = self.synthesizer() if "wav" in kinds else None
         return export_batch([p.roll for p in pieces], folder, "lnf", kinds, synth, progress=progress, cancel=cancel,
-                            velocities=[p.velocities for p in pieces], **options)
+                            velocities=[p.velocities for p in pieces], per_roll=per_roll)
 
     def default_folder(self) -> Path:
         """The export folder, created now so the dialog opens there (not in the process's working folder)."""
@@ -119,7 +124,7 @@ class Exporter:
         if not path:
             return None
         self.settings.output_dir = str(Path(path).parent)
-        options = self.midi_options()
+        options = self.midi_options(piece)  # taken now, on the UI thread: the piece's grid, meter and key
         roll_piece = Piece(piece.roll.copy(), piece.title, piece.source, piece.seed, piece.index,
                            velocities=None if piece.velocities is None else piece.velocities.copy())
 
@@ -139,8 +144,9 @@ class Exporter:
     def export_to_folder(self, pieces: Sequence[Piece], folder: str | Path, kinds: Sequence[str]) -> Any:
         """Start writing ``pieces`` as numbered files in ``folder`` on a worker (what the dialog does)."""
         self.settings.output_dir = str(folder)
-        options = self.midi_options()
-        copies = [Piece(p.roll.copy(), p.title, p.source, p.seed, p.index) for p in pieces]
+        options = [self.midi_options(p) for p in pieces]  # each piece's own grid, meter and key, taken now
+        copies = [Piece(p.roll.copy(), p.title, p.source, p.seed, p.index,
+                        velocities=None if p.velocities is None else p.velocities.copy()) for p in pieces]
         what = "WAV" if "wav" in kinds else "MIDI"
         noun = "piece" if len(copies) == 1 else "pieces"
 

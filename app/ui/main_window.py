@@ -265,6 +265,7 @@ class MainWindow(WindowActions, QMainWindow):
         mp.open_requested.connect(self.open_checkpoint_dialog)
         gp.generate_requested.connect(self.generate)
         gp.cancel_requested.connect(self.cancel_generation)
+        gp.key.currentIndexChanged.connect(lambda _i: self.set_batch_key(gp.key_choice()))
         self.gallery.piece_selected.connect(self._show_piece)
         self.gallery.selection_changed.connect(lambda _p: self._update_actions())
         self.gallery.doubleClicked.connect(lambda _i: self.play() if self.transport.audio_available else None)
@@ -445,15 +446,23 @@ class MainWindow(WindowActions, QMainWindow):
         self.generate_panel.set_model_limits(loaded.steps_per_beat, loaded.max_len)
         self.gallery.set_steps_per_beat(loaded.steps_per_beat)
         self.edit_bar.set_steps_per_beat(loaded.steps_per_beat)
+        from app.pitchspace import space_of
+        from lnf_core.dataspace import meter_fits
+
+        space = space_of(loaded)
+        if meter_fits(space.meter, loaded.steps_per_beat):
+            self.generate_panel.set_meter(space.meter)  # what the training data implies
         self.model_status.setText(f"Model: {info.label}")
-        self.model_status.setToolTip(str(loaded.path))
+        self.model_status.setToolTip(f"{loaded.path}\nData space: {space.describe()}"
+                                     + (f"\n{space.note}" if space.note else ""))
         self.settings.last_model = str(loaded.path)
         if not info.shipped and not self._is_managed(loaded.path):
             self.settings.add_recent_model(str(loaded.path))
             self.refresh_model_list()
             self.model_panel.set_current(info)
         self.setWindowTitle(f"{info.label} — {APP_NAME}")
-        self.status(f"Loaded {info.label} ({format_ms(loaded.load_seconds)})", 6000)
+        note = f" · {space.note}" if space.source != "measured" and space.note else ""
+        self.status(f"Loaded {info.label} ({format_ms(loaded.load_seconds)}) · data: {space.describe()}{note}", 10000)
         self._update_actions()
         self.model_loaded.emit(loaded)
 
@@ -512,18 +521,52 @@ class MainWindow(WindowActions, QMainWindow):
     def _gen_result(self, result: GenerationResult) -> None:
         self._gen_finished()  # the batch is final: the UI is ready for the next one before ``finished``
         self.last_result = result
+        from app.pitchspace import space_of
+
+        self._batch_space = space_of(self.loaded) if self.loaded is not None else None  # the space it was made in
         s = result.settings
         self._remember_model(result.pieces)
         self.gallery.set_pieces(result.pieces)
         length = "lengths from p(T)" if s.length is None else f"{s.length} steps"
         best = f" · best of {s.best_of} each" if s.best_of > 1 else ""
+        meter = f" · {s.meter[0]}/{s.meter[1]}" if s.meter else ""
         self.batch_label.setText(
-            f"Batch · {len(result.pieces)} pieces{best} · {length} · temperature {s.temperature:g} · seed {s.seed}"
+            f"Batch · {len(result.pieces)} pieces{best} · {length}{meter} · "
+            f"{self._batch_key_text(result.pieces, s.key)} · temperature {s.temperature:g} · seed {s.seed}"
         )
         noun = "piece" if len(result.pieces) == 1 else "pieces"
         self.status(f"Generated {len(result.pieces)} {noun} in {format_ms(result.seconds)}")
         self.generate_panel.set_summary(f"Last batch: {len(result.pieces)} {noun} in {format_ms(result.seconds)}")
         self.batch_ready.emit(result)
+
+    @staticmethod
+    def _batch_key_text(pieces: Sequence[Piece], choice: str) -> str:
+        tonics = sorted({p.key_name.split()[0] for p in pieces if p.key_name})
+        which = "key as trained" if choice == "trained" else ("random key" if choice == "random" else "key")
+        return f"{which} {'/'.join(tonics)}" if tonics else which
+
+    def set_batch_key(self, choice: str) -> None:
+        """Transpose the generated pieces of the current batch to a key ("trained", "random" or a tonic); the mode
+        stays what the model sampled. Pieces from files, variations and interpolations keep their key."""
+        space = getattr(self, "_batch_space", None)
+        if space is None or self.last_result is None:
+            return
+        from app.pitchspace import retranspose
+
+        seed = self.last_result.settings.seed if choice != "random" else self.generate_panel.seed.value() + 7919
+        changed = [p for p in self.last_result.pieces if p.transpose is not None]
+        for piece in changed:
+            retranspose(space, piece, choice, seed)
+            piece.nll_per_step = piece.typicality = piece.placement = None  # scores were for the old key
+            self.edits.docs.pop(piece.uid, None)  # the editor's notes of the piece are rebuilt at the new pitch
+        if not changed:
+            return
+        if self.playback.is_playing or self.playback.is_preparing:
+            self.stop()
+        self.gallery.set_pieces(self.gallery.pieces())  # redraw the thumbnails
+        self._show_piece(self.current_piece())
+        keys = sorted({p.key_name for p in changed if p.key_name})
+        self.status(f"Batch transposed: {', '.join(keys)}", 6000)
 
     def _gen_finished(self) -> None:
         self._gen_worker = None
@@ -539,28 +582,45 @@ class MainWindow(WindowActions, QMainWindow):
         busy = self.playback.is_playing or self.playback.is_preparing
         if busy and (piece is None or piece.uid != self._playing_uid):
             self.stop()
-        spb = self.loaded.steps_per_beat if self.loaded else 1
         if piece is None:
             self.roll_view.set_roll(None)
             self.piece_title.setText("No piece selected")
             self.piece_info.setText("")
         else:
-            self.roll_view.set_roll(piece.roll, spb)
+            from lnf_core.dataspace import grid_for
+
+            spb = piece.steps_per_quarter
+            beat, per_bar = grid_for(piece.meter or (4, 4), spb)
+            self.roll_view.set_roll(piece.roll, beat, beats_per_bar=per_bar)
+            self.edit_bar.set_steps_per_beat(spb, beat * per_bar)  # snap to the piece's beats and bars
             self.piece_title.setText(piece.title)
             self.piece_info.setText(self._describe(piece, spb))
+            self.piece_info.setToolTip(self._describe(piece, spb))
         self.edits.show_piece(piece)
         self.transport.set_has_piece(piece is not None)
-        dur = piece.length * self.step_seconds() if piece is not None else 0.0
+        dur = piece.length * self.step_seconds(piece) if piece is not None else 0.0
         self.transport.set_position(0.0, dur)
         self._update_actions()
 
     def _describe(self, piece: Piece, spb: int) -> str:
-        bars = piece.length / (4 * spb)
-        parts = [f"{piece.length} steps ({bars:g} bars)", f"{session.note_count(piece.roll)} notes"]
+        from lnf_core.dataspace import bar_steps
+
+        meter = piece.meter or (4, 4)
+        bars = piece.length / bar_steps(meter, spb)
+        parts = [f"{piece.length} steps ({bars:.3g} bars of {meter[0]}/{meter[1]})"]
+        if piece.key_name:
+            parts.append(piece.key_name)
+        parts.append(f"{session.note_count(piece.roll)} notes")
         if piece.seed is not None and piece.source == "generated":
             parts.append(f"seed {piece.seed}")
+        if piece.placement:
+            parts.append(piece.placement)
         if piece.nll_per_step is not None:
             parts.append(f"NLL {piece.nll_per_step:.2f} nats/step")
+        if piece.typicality is not None:
+            from app.pitchspace import format_typicality
+
+            parts.append(f"typicality {format_typicality(piece.typicality)}")
         if piece.note:
             parts.append(piece.note)
         return " · ".join(parts)
@@ -568,8 +628,7 @@ class MainWindow(WindowActions, QMainWindow):
     def _piece_edited(self, piece: Piece) -> None:
         """An edit changed the shown version: its description and the transport's duration follow."""
         if self.current_piece() is piece:
-            spb = self.loaded.steps_per_beat if self.loaded else 1
-            self.piece_info.setText(self._describe(piece, spb))
+            self.piece_info.setText(self._describe(piece, piece.steps_per_quarter))
         self._update_actions()
 
     def current_piece(self) -> Piece | None:
@@ -661,7 +720,7 @@ class MainWindow(WindowActions, QMainWindow):
     def _scored(self, piece: Piece, _score) -> None:
         self.gallery.viewport().update()
         if self.current_piece() is piece:
-            self.piece_info.setText(self._describe(piece, self.loaded.steps_per_beat if self.loaded else 1))
+            self.piece_info.setText(self._describe(piece, piece.steps_per_quarter))
 
     def open_midi_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
@@ -670,20 +729,29 @@ class MainWindow(WindowActions, QMainWindow):
         if path:
             self.open_midi(path)
 
-    def open_midi(self, path: str | Path, take_bars: int | None = None) -> Worker:
-        """Read a MIDI file on a worker, show it as a roll and score it under the current model (NLL per step).
+    def open_midi(self, path: str | Path, take_bars: int | None = None, meter: tuple[int, int] | None = None
+                  ) -> Worker:
+        """Read a MIDI file on a worker, show it as a roll at sounding pitch and score it under the current model
+        (in the model's key and register: :mod:`app.pitchspace`).
 
-        A file longer than :data:`app.midi_import.MAX_OPEN_STEPS` is not opened whole: the window offers its
-        first bars instead (or opens the first ``take_bars`` bars when given).
+        The file is read on the model's grid and quantisation, with its time and key signatures. A file longer than
+        :data:`app.midi_import.MAX_OPEN_STEPS` is not opened whole: the window offers its first bars instead (or
+        opens the first ``take_bars`` bars, of ``meter`` when given, else 4/4).
         """
         from app import midi_import
 
         path = Path(path)
-        spb = self.loaded.steps_per_beat if self.loaded else 1
-        take = None if take_bars is None else max(1, int(take_bars)) * midi_import.BEATS_PER_BAR * spb
+        loaded = self.loaded
+        spb = loaded.steps_per_beat if loaded else 1
+        quantise = "cover"
+        if loaded is not None:
+            from app.pitchspace import space_of
+
+            quantise = space_of(loaded).quantisation
+        take = None if take_bars is None else max(1, int(take_bars)) * midi_import.bar_steps_of(meter, spb)
 
         def job(progress=None, cancel=None):
-            return midi_import.read_midi_roll(path, spb, take_steps=take)
+            return midi_import.read_midi_piece(path, spb, take_steps=take, quantise=quantise)
 
         note = "" if take is None else f" (the first {take_bars:,} bars)"
         return self.run_task(job, f"Opening {path.name}…", lambda out: self._midi_read(path, out, note),
@@ -712,34 +780,51 @@ class MainWindow(WindowActions, QMainWindow):
 
         def answered(_result: int) -> None:
             if box.clickedButton() is take:
-                roll = too_long.first_bars(bars)
-                if roll is not None:
-                    self.editor.add_midi(roll, path, self.loaded, f" (the first {bars:,} bars)")
+                first = too_long.first_piece(bars)
+                if first is not None:
+                    self.editor.add_midi(first, path, self.loaded, f" (the first {bars:,} bars)")
                 else:
-                    self.open_midi(path, take_bars=bars)
+                    self.open_midi(path, take_bars=bars, meter=too_long.meter)
 
         box.finished.connect(answered)
         box.open()
 
     # ================================================================================== playback
-    def step_seconds(self) -> float:
-        spb = self.loaded.steps_per_beat if self.loaded else 1
+    def step_seconds(self, piece: Piece | None = None) -> float:
+        """Seconds per step of a piece (the current one by default) at the transport's tempo: on the piece's own
+        grid, whichever model is loaded now."""
+        piece = piece or self.current_piece()
+        spb = piece.steps_per_quarter if piece is not None else (self.loaded.steps_per_beat if self.loaded else 1)
         return 60.0 / (self.transport.current_tempo() * spb)
 
     HUMANIZE = 0.5  # velocity spread of "Humanize": standard deviation 10 around the chosen velocity
 
-    def midi_options(self) -> dict:
-        """How a roll becomes MIDI for playback and every export (``lnf_core.pianoroll.roll_to_midi``)."""
+    def midi_options(self, piece: Piece | None = None) -> dict:
+        """How a roll becomes MIDI for playback and every export (``lnf_core.pianoroll.roll_to_midi``): tempo,
+        instrument and dynamics from the transport; the grid, time signature and key signature of ``piece`` (the
+        current one by default)."""
+        piece = piece or self.current_piece()
         humanize = self.transport.humanized()
-        return {
+        options = {
             "tempo_bpm": float(self.transport.current_tempo()),
-            "steps_per_beat": self.loaded.steps_per_beat if self.loaded else 1,
+            "steps_per_beat": piece.steps_per_quarter if piece is not None else
+            (self.loaded.steps_per_beat if self.loaded else 1),
             "program": self.transport.current_program(),
             "velocity": self.transport.current_velocity(),
             # a fixed seed: a piece gets the same dynamics when played, exported or played again
             "humanize": self.HUMANIZE if humanize else 0.0,
             "seed": 0,
         }
+        if piece is not None:
+            from app.pitchspace import key_signature_of
+            from lnf_core.dataspace import meter_fits
+
+            if piece.meter and meter_fits(piece.meter, options["steps_per_beat"]):
+                options["time_signature"] = tuple(piece.meter)
+            key = key_signature_of(piece)
+            if key is not None:
+                options["key"] = key
+        return options
 
     def play(self) -> bool:
         """Start playing the current piece in the background (True when it was started)."""
@@ -756,8 +841,8 @@ class MainWindow(WindowActions, QMainWindow):
         self._playing_title = piece.title
         self.status(f"Preparing {piece.title}…")
         return self.playback.play(
-            midi_factory(piece.roll, roll_midi, velocities=velocities, **self.midi_options()), piece.length,
-            self.step_seconds(),
+            midi_factory(piece.roll, roll_midi, velocities=velocities, **self.midi_options(piece)), piece.length,
+            self.step_seconds(piece),
             self.transport.current_program(), loop=self.transport.loop_button.isChecked(),
         )
 
@@ -794,7 +879,7 @@ class MainWindow(WindowActions, QMainWindow):
         self.settings.tempo = tempo
         piece = self.current_piece()
         if piece is not None and not self.playback.is_playing:
-            self.transport.set_position(0.0, piece.length * self.step_seconds())
+            self.transport.set_position(0.0, piece.length * self.step_seconds(piece))
 
     def check_audio(self) -> Worker:
         """Find out on a worker whether sound works (the first check imports FluidSynth and PortAudio, about

@@ -77,12 +77,13 @@ class RollEditor(PianoRollView):
         self.default_velocity = DEFAULT_VELOCITY
 
     # ---------------------------------------------------------------------------------------------- model
-    def set_roll(self, roll, steps_per_beat: int = 1, fit: bool = True) -> None:  # noqa: D102 - see base
+    def set_roll(self, roll, steps_per_beat: int = 1, fit: bool = True,  # noqa: D102 - see base
+                 beats_per_bar: int = BEATS_PER_BAR) -> None:
         if self.keep_view_once:
             fit = False
             self.keep_view_once = False
         self.doc = None
-        super().set_roll(roll, steps_per_beat, fit)
+        super().set_roll(roll, steps_per_beat, fit, beats_per_bar)
 
     def attach(self, doc: EditModel | None, region=None) -> None:
         """Edit ``doc`` (same length as the shown roll); ``region`` (start, end, keys) to mark, or None."""
@@ -507,12 +508,12 @@ def _separator() -> QFrame:
     return line
 
 
-def describe_region(region, steps_per_beat: int) -> str:
-    """``bars 5-8 · C4-C6`` / ``steps 3:9``, for the edit bar."""
+def describe_region(region, steps_per_beat: int, bar: int | None = None) -> str:
+    """``bars 5-8 · C4-C6`` / ``steps 3:9``, for the edit bar (bars of ``bar`` steps; default 4 beats)."""
     if region is None:
         return "Region: none — drag in the bar ruler (Alt-drag for a pitch range)"
     start, end, keys = region
-    bar = BEATS_PER_BAR * max(1, steps_per_beat)
+    bar = max(1, int(bar)) if bar else BEATS_PER_BAR * max(1, steps_per_beat)
     text = (f"bars {start // bar + 1}-{end // bar}" if start % bar == 0 and end % bar == 0
             else f"steps {start}:{end}")
     if keys is not None:
@@ -599,13 +600,14 @@ class EditBar(QWidget):
         self.set_region(None, 1)
         self.set_running(False)
 
-    def set_steps_per_beat(self, spb: int) -> None:
+    def set_steps_per_beat(self, spb: int, bar: int | None = None) -> None:
+        """The snap choices for a grid of ``spb`` steps per beat and bars of ``bar`` steps (default 4 beats)."""
         current = self.snap.currentText()
         self.snap.blockSignals(True)
         self.snap.clear()
         spb = max(1, int(spb))
         options = [("Grid: step", 1)] if spb > 1 else []
-        options += [("Grid: beat", spb), ("Grid: bar", spb * BEATS_PER_BAR)]
+        options += [("Grid: beat", spb), ("Grid: bar", max(1, int(bar)) if bar else spb * BEATS_PER_BAR)]
         for text, steps in options:
             self.snap.addItem(text, steps)
         idx = self.snap.findText(current)
@@ -613,8 +615,8 @@ class EditBar(QWidget):
         self.snap.blockSignals(False)
         self.snap_changed.emit(int(self.snap.currentData() or 1))
 
-    def set_region(self, region, spb: int) -> None:
-        self.region_label.setText(describe_region(region, spb))
+    def set_region(self, region, spb: int, bar: int | None = None) -> None:
+        self.region_label.setText(describe_region(region, spb, bar))
         self.clear_region.setVisible(region is not None)
         self._has_region = region is not None
         self._update()

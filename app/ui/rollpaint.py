@@ -359,6 +359,7 @@ def render_roll_image(
     title: str | None = None,
     colors: RollColors | None = None,
     max_width: int | None = None,
+    beats_per_bar: int = BEATS_PER_BAR,
 ) -> QImage:
     """The whole roll with keyboard axis and bar ruler, as a PNG-ready image (export, CLI).
 
@@ -395,12 +396,13 @@ def render_roll_image(
         p.drawText(QRectF(8, 0, width - 16, title_h), Qt.AlignmentFlag.AlignVCenter, title)
         p.setFont(font)
     p.translate(0, title_h)
-    paint_ruler(p, colors, step_w, 0.0, kb_w, width - kb_w, ruler_h, n_steps, steps_per_beat, font=font)
+    paint_ruler(p, colors, step_w, 0.0, kb_w, width - kb_w, ruler_h, n_steps, steps_per_beat, beats_per_bar,
+                font=font)
     p.translate(0, ruler_h)
     p.save()
     p.translate(kb_w, 0)
     paint_lanes(p, geom, colors, 0, n_steps * step_w)
-    paint_grid(p, geom, colors, 0, n_steps, steps_per_beat)
+    paint_grid(p, geom, colors, 0, n_steps, steps_per_beat, beats_per_bar)
     paint_notes(p, note_runs(roll) if step_w >= 0.5 else pooled_runs(roll, int(0.5 / step_w)), geom, colors)
     p.restore()
     paint_keyboard(p, geom, colors, kb_w, font)

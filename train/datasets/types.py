@@ -59,6 +59,9 @@ class MusicDataset:
     source: Path | None = None
     piece_names: dict[str, list[str]] | None = None
     problems: list[tuple[str, str]] = field(default_factory=list)
+    #: Facts about the data beyond the rolls, e.g. a MIDI folder's time signatures and whether its keys were
+    #: normalised (see ``train.dataspace.data_space_for``).
+    facts: dict = field(default_factory=dict)
 
     data_kind = "music"
     vocab = None

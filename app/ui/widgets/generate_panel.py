@@ -28,6 +28,8 @@ from app.session import MAX_BATCH, MAX_BEST_OF, GenerationSettings
 SEED_MAX = 2**31 - 1
 LENGTH_STEPS, LENGTH_BARS, LENGTH_MODEL = "steps", "bars", "model"
 BEATS_PER_BAR = 4
+KEY_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+METER_CHOICES = ((2, 4), (3, 4), (4, 4), (6, 8), (2, 2), (3, 8), (9, 8), (12, 8))
 
 
 def new_seed() -> int:
@@ -48,6 +50,7 @@ class GeneratePanel(QWidget):
         self._max_len: int | None = None
         self._last: GenerationSettings | None = None
         self._running = False
+        self._meter: tuple[int, int] = (4, 4)
 
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
@@ -68,11 +71,11 @@ class GeneratePanel(QWidget):
         self.length_mode = QComboBox()
         self.length_mode.setObjectName("lengthMode")
         self.length_mode.addItem("steps", LENGTH_STEPS)
-        self.length_mode.addItem("bars (4/4)", LENGTH_BARS)
+        self.length_mode.addItem("bars", LENGTH_BARS)
         self.length_mode.addItem("from the model", LENGTH_MODEL)
         self.length_mode.setToolTip(
-            "Length of each piece: a number of time steps, of 4/4 bars, or drawn from the model's length "
-            "distribution p(T) learned from the training pieces"
+            "Length of each piece: a number of time steps, of bars of the chosen meter, or drawn from the model's "
+            "length distribution p(T) learned from the training pieces"
         )
         self.length = QSpinBox()
         self.length.setObjectName("lengthSpin")
@@ -85,6 +88,35 @@ class GeneratePanel(QWidget):
         row.addWidget(self.length_mode, 1)
         form.addRow("Length", row)
         self.length_mode.currentIndexChanged.connect(self._length_mode_changed)
+
+        self.meter = QComboBox()
+        self.meter.setObjectName("meterCombo")
+        for num, den in METER_CHOICES:
+            self.meter.addItem(f"{num}/{den}", (num, den))
+        self.meter.setCurrentIndex(METER_CHOICES.index((4, 4)))
+        self.meter.setToolTip(
+            "Time signature of new pieces: the bar grid, the length in bars and the exported MIDI file. Defaults to "
+            "what the model's training data implies"
+        )
+        self.meter.currentIndexChanged.connect(self._meter_changed)
+        self.key = QComboBox()
+        self.key.setObjectName("keyCombo")
+        self.key.addItem("as trained", "trained")
+        self.key.addItem("random", "random")
+        for name in KEY_NAMES:
+            self.key.addItem(name, name)
+        self.key.setToolTip(
+            "Key of the batch (tonic; major or minor is what the model sampled). 'as trained' keeps the key the model "
+            "learnt (C for the benchmark models); 'random' draws one per batch from its seed. Changing it transposes "
+            "the current batch"
+        )
+        mrow = QHBoxLayout()
+        mrow.setSpacing(6)
+        mrow.addWidget(self.key, 1)
+        meter_label = QLabel("Meter")
+        mrow.addWidget(meter_label)
+        mrow.addWidget(self.meter, 1)
+        form.addRow("Key", mrow)
 
         self.temperature = QDoubleSpinBox()
         self.temperature.setObjectName("temperatureSpin")
@@ -205,10 +237,44 @@ class GeneratePanel(QWidget):
         self._apply_length_range()
         self.generate_button.setEnabled(enabled and not self._running)
 
+    def bar_steps(self) -> int:
+        """Steps in one bar of the chosen meter on the model's grid (at least 1)."""
+        num, den = self.current_meter()
+        return max(1, round(num * 4 * self._steps_per_beat / den))
+
+    def current_meter(self) -> tuple[int, int]:
+        data = self.meter.currentData()
+        return (int(data[0]), int(data[1])) if data else (4, 4)
+
+    def set_meter(self, meter: tuple[int, int]) -> None:
+        """Select a meter (added to the list when it is not there)."""
+        meter = (int(meter[0]), int(meter[1]))
+        idx = self.meter.findData(meter)
+        if idx < 0:
+            self.meter.addItem(f"{meter[0]}/{meter[1]}", meter)
+            idx = self.meter.count() - 1
+        self.meter.setCurrentIndex(idx)
+
+    def key_choice(self) -> str:
+        return str(self.key.currentData() or "trained")
+
+    def set_key_choice(self, choice: str) -> None:
+        idx = self.key.findData(choice)
+        if idx >= 0:
+            self.key.setCurrentIndex(idx)
+
+    def _meter_changed(self) -> None:
+        old_bar = max(1, round(self._meter[0] * 4 * self._steps_per_beat / self._meter[1]))
+        steps = self.length.value() * old_bar if self.length_mode.currentData() == LENGTH_BARS else None
+        self._meter = self.current_meter()
+        self._apply_length_range()
+        if steps is not None:
+            self.length.setValue(max(1, round(steps / self.bar_steps())))
+
     def _apply_length_range(self) -> None:
         limit = self._max_len or 1000
         if self.length_mode.currentData() == LENGTH_BARS:
-            self.length.setRange(1, max(1, limit // (BEATS_PER_BAR * self._steps_per_beat)))
+            self.length.setRange(1, max(1, limit // self.bar_steps()))
             self.length.setSuffix(" bars")
         else:
             self.length.setRange(1, limit)
@@ -218,7 +284,7 @@ class GeneratePanel(QWidget):
         mode = self.length_mode.currentData()
         old_steps = self._current_steps_guess()
         self._apply_length_range()
-        bar = BEATS_PER_BAR * self._steps_per_beat
+        bar = self.bar_steps()
         if mode == LENGTH_BARS:
             self.length.setValue(max(1, round(old_steps / bar)))
         elif mode == LENGTH_STEPS:
@@ -229,7 +295,7 @@ class GeneratePanel(QWidget):
     def _current_steps_guess(self) -> int:
         prev = getattr(self, "_mode", LENGTH_STEPS)
         if prev == LENGTH_BARS:
-            return self.length.value() * BEATS_PER_BAR * self._steps_per_beat
+            return self.length.value() * self.bar_steps()
         return self.length.value()
 
     # -- settings
@@ -239,7 +305,7 @@ class GeneratePanel(QWidget):
         if mode == LENGTH_MODEL:
             return None
         if mode == LENGTH_BARS:
-            return self.length.value() * BEATS_PER_BAR * self._steps_per_beat
+            return self.length.value() * self.bar_steps()
         return self.length.value()
 
     def settings(self) -> GenerationSettings:
@@ -250,6 +316,8 @@ class GeneratePanel(QWidget):
             seed=self.seed.value(),
             decode=self.decode.currentData(),
             best_of=self.best_of.value(),
+            key=self.key_choice(),
+            meter=self.current_meter(),
         )
 
     def apply_settings(self, s: GenerationSettings) -> None:
@@ -264,6 +332,11 @@ class GeneratePanel(QWidget):
         self._set_seed(s.seed)
         self.decode.setCurrentIndex(self.decode.findData(s.decode))
         self.best_of.setValue(s.best_of)
+        self.key.blockSignals(True)  # restoring a batch's key must not re-transpose the shown batch
+        self.set_key_choice(s.key)
+        self.key.blockSignals(False)
+        if s.meter:
+            self.set_meter(s.meter)
 
     def _set_seed(self, seed: int) -> None:
         """Put a seed in the box on the program's behalf (not a seed the user chose)."""

@@ -49,6 +49,7 @@ class PianoRollView(QAbstractScrollArea):
         self._roll = np.zeros((0, N_KEYS), dtype=bool)
         self._runs = np.zeros((0, 3), dtype=np.int64)
         self._steps_per_beat = 1
+        self._beats_per_bar = BEATS_PER_BAR
         self._step_w = 14.0
         self._key_h = 10.0
         self._playhead: float | None = None
@@ -73,11 +74,14 @@ class PianoRollView(QAbstractScrollArea):
         self.verticalScrollBar().setSingleStep(20)
 
     # ---------------------------------------------------------------------------------------------- data
-    def set_roll(self, roll: np.ndarray | None, steps_per_beat: int = 1, fit: bool = True) -> None:
-        """Show ``roll``; ``None`` clears the view. ``fit`` zooms so the piece fits the width."""
+    def set_roll(self, roll: np.ndarray | None, steps_per_beat: int = 1, fit: bool = True,
+                 beats_per_bar: int = BEATS_PER_BAR) -> None:
+        """Show ``roll``; ``None`` clears the view. ``fit`` zooms so the piece fits the width. The grid has a line
+        every ``steps_per_beat`` steps and a bar every ``beats_per_bar`` beats."""
         self._roll = np.zeros((0, N_KEYS), dtype=bool) if roll is None else np.asarray(roll, dtype=bool)
         self._runs = note_runs(self._roll)
         self._steps_per_beat = max(1, int(steps_per_beat))
+        self._beats_per_bar = max(1, int(beats_per_bar))
         self._playhead = None
         if fit and self._roll.shape[0]:
             self.fit()
@@ -180,6 +184,7 @@ class PianoRollView(QAbstractScrollArea):
             render_roll_image,
             self._roll.copy(),
             steps_per_beat=self._steps_per_beat,
+            beats_per_bar=self._beats_per_bar,
             step_w=max(6.0, min(24.0, self._step_w)),
             key_h=max(7.0, min(12.0, self._key_h)),
             full_range=full_range,
@@ -321,7 +326,7 @@ class PianoRollView(QAbstractScrollArea):
         t0 = max(0, int(sx / self._step_w) - 1)
         t1 = int((sx + content_w) / self._step_w) + 1
         if n_steps:
-            paint_grid(p, geom_vis, colors, t0, min(t1, n_steps), self._steps_per_beat)
+            paint_grid(p, geom_vis, colors, t0, min(t1, n_steps), self._steps_per_beat, self._beats_per_bar)
             paint_notes(p, self._runs, geom_vis, colors, t0, t1)
             if cw < x1:  # dim the area after the piece's end
                 shade = colors.background
@@ -340,7 +345,7 @@ class PianoRollView(QAbstractScrollArea):
         # Ruler, and the corner above the keyboard.
         paint_ruler(
             p, colors, self._step_w, sx, KEYBOARD_W, content_w, RULER_H, n_steps, self._steps_per_beat,
-            font=self._font,
+            self._beats_per_bar, font=self._font,
         )
         p.fillRect(QRectF(0, 0, KEYBOARD_W, RULER_H), colors.ruler)
         p.setPen(QPen(colors.key_border, 1))
@@ -438,7 +443,7 @@ class PianoRollView(QAbstractScrollArea):
         if not (0 <= step < self._roll.shape[0] and 0 <= key < N_KEYS):
             return ""
         spb = self._steps_per_beat
-        bar, beat = divmod(step // spb, BEATS_PER_BAR)
+        bar, beat = divmod(step // spb, self._beats_per_bar)
         sounding = " (sounding)" if self._roll[step, key] else ""
         return f"{note_name(key + PITCH_OFFSET)}{sounding} · bar {bar + 1}, beat {beat + 1} · step {step + 1}"
 
