@@ -42,14 +42,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"number of pieces (1-{session.MAX_BATCH}, default 8); with --from: candidates (default 4)")
     ap.add_argument("--length", "-T", type=int, default=None,
                     help="length in time steps (default: drawn from the model's length distribution p(T))")
-    ap.add_argument("--temperature", "-t", type=float, default=1.0, help="prior temperature (default 1.0)")
+    ap.add_argument("--temperature", "-t", type=float, default=None,
+                    help="prior temperature (default: the model's recommended setting, else 1)")
     ap.add_argument("--seed", "-s", type=int, default=None, help="random seed (default: a new one, printed)")
     ap.add_argument("--decode", choices=session.DECODE_MODES, default=session.DEFAULT_DECODE,
                     help="keys from the emission: draw a sample (bernoulli, default) or keep keys with p > 0.5")
-    ap.add_argument("--key-temperature", type=float, default=1.0,
-                    help="divide the emission's logits by this: < 1 plays safer chords (default 1)")
-    ap.add_argument("--best-of", type=int, default=1, metavar="N",
-                    help=f"draw N candidates per piece and keep the most likely (1-{session.MAX_BEST_OF}; default 1)")
+    ap.add_argument("--key-temperature", type=float, default=None,
+                    help="divide the emission's logits by this: < 1 plays safer chords (default: the model's "
+                         "recommended setting, else 1)")
+    ap.add_argument("--best-of", type=int, default=None, metavar="N",
+                    help=f"draw N candidates per piece and keep the most likely (1-{session.MAX_BEST_OF}; default: "
+                         "the model's recommended setting, else 1)")
     ap.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder (created if needed)")
     ap.add_argument("--wav", action="store_true", help="also render each piece to .wav (needs FluidSynth)")
     ap.add_argument("--png", action="store_true", help="also draw each roll as .png")
@@ -93,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= args.program <= 127:
         return _error(f"--program must be a General MIDI program 0-127, not {args.program}", 2)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31 - 1)
+    recommended = loaded.recommended()  # what the model was tuned for, where no option says otherwise
+    for name in ("temperature", "key_temperature", "best_of"):
+        if getattr(args, name) is None:
+            setattr(args, name, getattr(recommended, name))
     edits = [args.regenerate, args.continue_bars, args.intro]
     if args.source is not None or any(e is not None for e in edits):
         return _edit_piece(args, loaded, seed)

@@ -348,6 +348,12 @@ class LoadedModel:
     def label(self) -> str:
         return self.info.label
 
+    def recommended(self) -> Any:
+        """The sampling settings the checkpoint recommends (``lnf_core.sampling.SamplingSettings.recommended``)."""
+        from lnf_core.sampling import SamplingSettings
+
+        return SamplingSettings.recommended(self.metadata)
+
     @property
     def has_latent(self) -> bool:
         """Whether the model has a posterior q(z|x) to encode pieces (the LSTM baseline has none)."""

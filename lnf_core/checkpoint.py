@@ -299,6 +299,14 @@ def validate_metadata(path: Path, metadata: dict[str, Any]) -> ModelConfig:
                 raise bad(f"{key}.{name} is {number}, not a finite number")
             if _is_int(number) and abs(number) > 2**63:
                 raise bad(f"{key}.{name} is {_short(number)}, out of range")
+    sampling = metadata.get("sampling")
+    if sampling is not None:
+        from lnf_core.sampling import SamplingSettings
+
+        try:
+            SamplingSettings.recommended(metadata)
+        except (TypeError, ValueError) as exc:
+            raise bad(f"sampling is {_short(sampling)}: {str(exc)[:200]}") from None
     for key in ("label", "dataset"):
         value = metadata.get(key)
         if value is not None and not isinstance(value, str):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -52,6 +53,39 @@ class SamplingSettings:
         if not 1 <= int(self.best_of) <= 64:
             raise ValueError(f"best-of must be between 1 and 64, not {self.best_of}")
         return self
+
+    #: The settings a checkpoint may recommend (metadata ``sampling``), with the range each may take there.
+    RECOMMENDABLE: ClassVar[dict[str, tuple[float, float]]] = {
+        "temperature": (0.0, 2.0), "key_temperature": (0.05, 2.0), "best_of": (1, 16)}
+
+    @classmethod
+    def recommended(cls, metadata: dict | None) -> SamplingSettings:
+        """The settings a model was tuned for: its metadata's ``sampling`` entry (written by ``python -m
+        train.ship --temperature/--key-temperature/--best-of``, from measurements with ``train.musicstats``) over
+        the defaults. The app starts a model with these, and ``app.generate`` and ``train.musicstats`` use them
+        when no option says otherwise. Raises ``ValueError`` for an entry of the wrong type or out of range."""
+        entry = (metadata or {}).get("sampling")
+        if entry is None:
+            return cls()
+        if not isinstance(entry, dict):
+            raise ValueError("not a dictionary")
+        values: dict = {}
+        for name, (low, high) in cls.RECOMMENDABLE.items():
+            if name not in entry:
+                continue
+            value = entry[name]
+            integral = name == "best_of"
+            if isinstance(value, bool) or not isinstance(value, int if integral else (int, float)):
+                raise ValueError(f"{name} must be a number")
+            if not (low <= value <= high):  # also refuses NaN
+                raise ValueError(f"{name} must be between {low} and {high}")
+            values[name] = int(value) if integral else float(value)
+        return cls(**values).validated()
+
+    def recommendation(self) -> dict:
+        """This object's recommendable settings as a checkpoint's ``sampling`` entry."""
+        return {"temperature": float(self.temperature), "key_temperature": float(self.key_temperature),
+                "best_of": int(self.best_of)}
 
     def describe(self) -> str:
         """One line naming every setting, for reports and batch labels (what was used, not what was asked)."""

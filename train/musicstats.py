@@ -369,31 +369,37 @@ class MusicStatsResult:
         return json_safe(d)
 
 
-def run(checkpoint: str, num: int = 100, seed: int = 0, temperature: float = 1.0, decode: str | None = None,
-        split: str = "test", data_dir: str | None = None, limit: int | None = None, length: int | None = None,
-        key_temperature: float = 1.0, best_of: int = 1, baselines: bool = True,
-        png: str | None = None) -> MusicStatsResult:
+def run(checkpoint: str, num: int = 100, seed: int = 0, temperature: float | None = None,
+        decode: str | None = None, split: str = "test", data_dir: str | None = None, limit: int | None = None,
+        length: int | None = None, key_temperature: float | None = None, best_of: int | None = None,
+        baselines: bool = True, png: str | None = None) -> MusicStatsResult:
     """Sample ``num`` pieces from ``checkpoint`` and compare them with its dataset's ``split``.
 
     With ``length``, every sample has that many steps and the data split is cut into windows of that length.
     ``baselines`` adds the random-frame and frame-Markov columns (built from the training split) to ``musical``.
-    ``png`` draws four pieces of each set side by side there (``train.figures``).
+    ``png`` draws four pieces of each set side by side there (``train.figures``). ``temperature``,
+    ``key_temperature`` and ``best_of`` left at None take the checkpoint's recommended settings, as the app does.
     """
     import torch
 
     from lnf_core.checkpoint import load_checkpoint
     from lnf_core.config import DEFAULT_DECODE
+    from lnf_core.sampling import SamplingSettings
     from train import musicality
     from train.data import load_dataset
     from train.evaluate import dataset_reference
 
     if num < 1:
         raise MusicStatsError("--num must be at least 1")
-    if temperature <= 0:
+    if temperature is not None and temperature <= 0:
         raise MusicStatsError("--temperature must be positive")
     if length is not None and length < 1:
         raise MusicStatsError("--length must be at least 1")
     model, meta = load_checkpoint(checkpoint)
+    recommended = SamplingSettings.recommended(meta)
+    temperature = recommended.temperature if temperature is None else temperature
+    key_temperature = recommended.key_temperature if key_temperature is None else key_temperature
+    best_of = recommended.best_of if best_of is None else best_of
     if meta.get("data_kind", "music") != "music":
         raise MusicStatsError(f"{checkpoint}: a {meta.get('data_kind')} model; these statistics are for music "
                               "(piano-roll) models")
@@ -422,7 +428,6 @@ def run(checkpoint: str, num: int = 100, seed: int = 0, temperature: float = 1.0
     sets["model"] = list(rolls)
     musical = {name: musicality.measures(s, index, offset) for name, s in sets.items()}
     if png:
-        from lnf_core.sampling import SamplingSettings
         from train.figures import rolls_side_by_side
 
         rolls_side_by_side({f"{meta['dataset']} {split}" if k == "data" else k: v for k, v in sets.items()}, png,
@@ -441,14 +446,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("checkpoint", help="a music model checkpoint (.lnf)")
     p.add_argument("--num", type=int, default=100, help="pieces to sample (default 100)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--temperature", type=float, default=1.0, help="prior temperature (default 1.0)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="prior temperature (default: the model's recommended setting, as the app uses, else 1)")
     p.add_argument("--decode", choices=DECODE_MODES, default=DEFAULT_DECODE,
                    help=f"keys from the emission: {DEFAULT_DECODE!r} draws a sample (default, as the app does) or "
                         "'threshold' keeps keys above 1/2 (greedy)")
-    p.add_argument("--key-temperature", type=float, default=1.0,
-                   help="divide the emission's logits by this (default 1: the model's distribution)")
-    p.add_argument("--best-of", type=int, default=1, metavar="N",
-                   help="sample N candidates per piece and keep the most likely (default 1)")
+    p.add_argument("--key-temperature", type=float, default=None,
+                   help="divide the emission's logits by this (1: the model's distribution; default: the model's "
+                        "recommended setting, as the app uses, else 1)")
+    p.add_argument("--best-of", type=int, default=None, metavar="N",
+                   help="sample N candidates per piece and keep the most likely (default: the model's recommended "
+                        "setting, as the app uses, else 1)")
     p.add_argument("--length", type=int,
                    help="fixed length of every sample in steps; the data split is then cut into windows of it "
                         "(default: lengths from the model's p(T), whole pieces)")

@@ -65,14 +65,16 @@ def reference_metadata(model, meta: dict, samples: int = 30) -> dict:
     return out
 
 
-def update_metadata(path: Path, samples: int = 30) -> dict:
-    """Add ``data_space`` and ``typicality`` to a checkpoint's metadata in place, the weights left bit-identical
-    (the stored tensors are written back as read)."""
+def update_metadata(path: Path, samples: int = 30, sampling: dict | None = None) -> dict:
+    """Add ``data_space`` and ``typicality`` (and the recommended ``sampling`` settings, if given) to a checkpoint's
+    metadata in place, the weights left bit-identical (the stored tensors are written back as read)."""
     from lnf_core.checkpoint import load_tensors, save_tensors
 
     model, meta = load_checkpoint(path)
     tensors, raw_meta = load_tensors(path)
     raw_meta.update(reference_metadata(model, meta, samples))
+    if sampling:
+        raw_meta["sampling"] = recommended_sampling(raw_meta, sampling)
     save_tensors(path, tensors, raw_meta)
     size = Path(path).stat().st_size
     if size > MAX_BYTES:
@@ -81,8 +83,16 @@ def update_metadata(path: Path, samples: int = 30) -> dict:
             "typicality_pieces": len((raw_meta.get("typicality") or {}).get("llr") or [])}
 
 
+def recommended_sampling(meta: dict, given: dict) -> dict:
+    """The ``sampling`` entry: the options given over what the checkpoint recommends already (validated)."""
+    from lnf_core.sampling import SamplingSettings
+
+    merged = {**SamplingSettings.recommended(meta).recommendation(), **given}
+    return SamplingSettings.recommended({"sampling": merged}).recommendation()
+
+
 def ship(run_dir: Path, name: str, samples: int = 30, label: str | None = None, out_dir: Path = MODELS_DIR,
-         allow_restricted: bool = False) -> dict:
+         allow_restricted: bool = False, sampling: dict | None = None) -> dict:
     source = run_dir / "best.lnf" if run_dir.is_dir() else run_dir
     model, meta = load_checkpoint(source)
     if not allow_restricted:
@@ -97,6 +107,8 @@ def ship(run_dir: Path, name: str, samples: int = 30, label: str | None = None, 
                        "test_elbo": round(result["elbo"], 4), "nll_samples": samples, "nll_unit": result["unit"]}
     if label:
         meta["label"] = label
+    if sampling:
+        meta["sampling"] = recommended_sampling(meta, sampling)
     meta.update(reference_metadata(model, meta, samples))
     target = out_dir / f"{name}.lnf"
     save_checkpoint(target, model, meta, half=True)
@@ -120,19 +132,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out-dir", type=Path, default=MODELS_DIR)
     p.add_argument("--allow-restricted", action="store_true",
                    help="ship a model trained on MuseData or Piano-midi.de (only if you hold the rights)")
+    rec = p.add_argument_group("recommended sampling (what the app starts the model with; measure with "
+                               "python -m train.musicstats)")
+    rec.add_argument("--temperature", type=float, help="prior temperature")
+    rec.add_argument("--key-temperature", type=float, help="divides the emission's logits")
+    rec.add_argument("--best-of", type=int, metavar="N", help="keep the most likely of N candidates per piece")
     args = p.parse_args(argv)
+    sampling = {k: v for k, v in (("temperature", args.temperature), ("key_temperature", args.key_temperature),
+                                  ("best_of", args.best_of)) if v is not None}
     if args.update_metadata:
         try:
-            print(json.dumps(update_metadata(args.run, args.samples), indent=1))
-        except (CheckpointError, ShipError) as exc:
+            print(json.dumps(update_metadata(args.run, args.samples, sampling), indent=1))
+        except (CheckpointError, ShipError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         return 0
     if not args.name:
         p.error("--name is required (unless --update-metadata)")
     try:
-        info = ship(args.run, args.name, args.samples, args.label, args.out_dir, args.allow_restricted)
-    except (CheckpointError, ShipError) as exc:
+        info = ship(args.run, args.name, args.samples, args.label, args.out_dir, args.allow_restricted, sampling)
+    except (CheckpointError, ShipError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(info, indent=1))
