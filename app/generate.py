@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--best-of", type=int, default=None, metavar="N",
                     help=f"draw N candidates per piece and keep the most likely (1-{session.MAX_BEST_OF}; default: "
                          "the model's recommended setting, else 1)")
+    ap.add_argument("--continuity", type=float, default=None, metavar="RHO",
+                    help="0..<1: correlate the sampling noise of neighbouring steps, so voices hold and move by step "
+                         "(every frame still a draw from the model; default: the model's recommended setting, else 0)")
     ap.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder (created if needed)")
     ap.add_argument("--wav", action="store_true", help="also render each piece to .wav (needs FluidSynth)")
     ap.add_argument("--png", action="store_true", help="also draw each roll as .png")
@@ -97,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         return _error(f"--program must be a General MIDI program 0-127, not {args.program}", 2)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31 - 1)
     recommended = loaded.recommended()  # what the model was tuned for, where no option says otherwise
-    for name in ("temperature", "key_temperature", "best_of"):
+    for name in ("temperature", "key_temperature", "best_of", "continuity"):
         if getattr(args, name) is None:
             setattr(args, name, getattr(recommended, name))
     edits = [args.regenerate, args.continue_bars, args.intro]
@@ -115,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         return _error(str(exc), 2)
     settings = session.GenerationSettings(
         n=args.num, length=args.length, temperature=args.temperature, seed=seed, decode=args.decode,
-        key_temperature=args.key_temperature, best_of=args.best_of, key=args.key, meter=meter,
+        key_temperature=args.key_temperature, best_of=args.best_of, continuity=args.continuity, key=args.key,
+        meter=meter,
     )
     try:
         settings.validated(loaded.max_len)

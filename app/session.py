@@ -424,6 +424,7 @@ class GenerationSettings:
     decode: str = DEFAULT_DECODE
     key_temperature: float = 1.0
     best_of: int = 1  # keep the n most likely of best_of * n candidates
+    continuity: float = 0.0  # correlation of neighbouring steps' sampling noise (lnf_core.continuity)
     key: str = "trained"  # "trained" (the key the model sampled), "random" (drawn from the seed) or a tonic ("G")
     meter: tuple[int, int] | None = None  # the batch's time signature (None: the model's)
 
@@ -432,7 +433,7 @@ class GenerationSettings:
         from lnf_core.sampling import SamplingSettings
 
         return SamplingSettings(temperature=self.temperature, key_temperature=self.key_temperature,
-                                decode=self.decode, best_of=self.best_of)
+                                decode=self.decode, best_of=self.best_of, continuity=self.continuity)
 
     def validated(self, max_len: int | None = None) -> GenerationSettings:
         """Check the ranges a user can get wrong; raise ``ValueError`` with a readable message."""

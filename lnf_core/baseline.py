@@ -67,9 +67,11 @@ class LSTMBaseline(nn.Module):
         generator: torch.Generator | None = None,
         precision: str = "float32",
         key_temperature: float = 1.0,
+        continuity: float = 0.0,
     ) -> Generation:
         """Ancestral sampling, one step at a time. Logits are divided by the temperature. ``precision`` as in
-        ``LatentFlowVAE.generate``."""
+        ``LatentFlowVAE.generate``; ``continuity`` is accepted for the common interface and has no effect (each
+        step already depends on the ones before)."""
         # an autoregressive LSTM feeds its own samples back: bf16 at most, never int8
         low = resolve_precision(precision, self.emission.weight.device) in ("bf16", "int8")
         with bf16_lstms(self) if low else contextlib.nullcontext():

@@ -36,6 +36,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from lnf_core.continuity import coupled_uniform, gumbel
+
 # Frames per chunk: bounds the [frames, V] logits (4096 x 4000 float32 = 62 MiB) whatever the batch size.
 FRAME_CHUNK = 4096
 
@@ -181,14 +183,16 @@ class ChordHead(nn.Module):
     # -- sampling -------------------------------------------------------------------------------------
     @torch.no_grad()
     def sample(self, context: Tensor, base: Tensor, decode: str = "bernoulli", temperature: float = 1.0,
-               generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+               generator: torch.Generator | None = None, continuity: float = 0.0) -> tuple[Tensor, Tensor]:
         """Draw one frame per context: ``(x bool, p)`` with ``p`` each key's marginal probability under the
         (tempered) emission.
 
         ``decode="bernoulli"`` is an exact ancestral sample at ``temperature`` 1 (the component, then the chord or
         the keys); ``"threshold"`` is greedy (the likelier component, then the likeliest chord, or the keys above
         1/2). ``temperature`` divides every logit: the chord's, the component's and the keys' (< 1 keeps to the
-        likelier chords and to the vocabulary, > 1 is more adventurous).
+        likelier chords and to the vocabulary, > 1 is more adventurous). ``continuity`` > 0 correlates the noise of
+        neighbouring steps (``context`` and ``base`` shaped ``[B, T, ...]``; ``lnf_core.continuity``): every frame
+        is still an exact draw, and where the chord distribution changes little the same chord is kept.
         """
         if decode not in ("bernoulli", "threshold"):
             raise ValueError(f"decode must be 'threshold' or 'bernoulli', not {decode!r}")
@@ -197,6 +201,12 @@ class ChordHead(nn.Module):
         chords, embed = self._vocab(torch.float32)
         inv_t = 1.0 / max(float(temperature), 1e-4)
         gdev = generator.device if generator is not None else c.device
+        coupled = decode == "bernoulli" and continuity > 0.0 and len(lead) >= 2
+        if coupled:  # noise for every frame at once, correlated along time (dim 1 of lead)
+            u_gate = coupled_uniform(tuple(lead), continuity, generator, c.device).reshape(-1)
+            u_keys = coupled_uniform((*lead, self.n_keys), continuity, generator, c.device).reshape(-1, self.n_keys)
+            u_chord = coupled_uniform((*lead, self.n_chords), continuity, generator, c.device)
+            u_chord = u_chord.reshape(-1, self.n_chords)
         xs, ps = [], []
         for start in range(0, c.shape[0], FRAME_CHUNK):
             sl = slice(start, start + FRAME_CHUNK)
@@ -205,7 +215,11 @@ class ChordHead(nn.Module):
             p_vocab = torch.sigmoid(gate * inv_t)
             p_keys = torch.sigmoid(b[sl] * inv_t)
             n = probs.shape[0]
-            if decode == "bernoulli":
+            if coupled:
+                idx = (logits * inv_t + gumbel(u_chord[sl])).argmax(1)
+                use_vocab = u_gate[sl] < p_vocab
+                keys = u_keys[sl] < p_keys
+            elif decode == "bernoulli":
                 idx = torch.multinomial(probs.to(gdev), 1, generator=generator).squeeze(1).to(c.device)
                 use_vocab = torch.rand(n, generator=generator, device=gdev).to(c.device) < p_vocab
                 keys = torch.rand((n, self.n_keys), generator=generator, device=gdev).to(c.device) < p_keys

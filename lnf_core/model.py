@@ -27,6 +27,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from lnf_core import fastpath
 from lnf_core.chords import ChordHead
 from lnf_core.config import DECODE_MODES, DEFAULT_DECODE, ModelConfig
+from lnf_core.continuity import coupled_uniform
 from lnf_core.nade import NADEHead
 from lnf_core.position import position_dim, position_features
 from lnf_core.precision import bf16_linears, lstm_precision, resolve_precision
@@ -128,13 +129,15 @@ class Emission(nn.Module):
     def probs(self, logits: Tensor) -> Tensor:
         return torch.sigmoid(logits) if self.kind == "music" else torch.softmax(logits, -1)
 
-    def draw(self, probs: Tensor, decode: str, generator: torch.Generator | None) -> Tensor:
+    def draw(self, probs: Tensor, decode: str, generator: torch.Generator | None, continuity: float = 0.0) -> Tensor:
         if decode not in DECODE_MODES:
             raise ValueError(f"decode must be 'threshold' or 'bernoulli', not {decode!r}")
         if self.kind == "music":
             if decode == "threshold":
                 return probs > 0.5
             # drawn where the generator lives (CPU by default), so a seed gives the same keys on any device
+            if continuity > 0.0 and probs.dim() == 3:  # noise correlated along time (lnf_core.continuity)
+                return coupled_uniform(tuple(probs.shape), continuity, generator, probs.device) < probs
             noise = torch.rand(probs.shape, generator=generator, device=generator.device if generator else probs.device)
             return noise.to(probs.device) < probs
         if decode == "threshold":
@@ -329,9 +332,11 @@ class LatentFlowVAE(nn.Module):
 
     @torch.no_grad()
     def decode(self, z: Tensor, lengths: Tensor, decode: str | None = None,
-               generator: torch.Generator | None = None, key_temperature: float = 1.0) -> tuple[Tensor, Tensor]:
+               generator: torch.Generator | None = None, key_temperature: float = 1.0,
+               continuity: float = 0.0) -> tuple[Tensor, Tensor]:
         """Frames given latents: ``(x, probs)``, padded steps zero. ``decode`` defaults to ``DEFAULT_DECODE``;
-        ``key_temperature`` divides the emission's logits (1 = the model's distribution)."""
+        ``key_temperature`` divides the emission's logits (1 = the model's distribution); ``continuity``
+        correlates the sampling noise of neighbouring steps (``lnf_core.continuity``; 0 = independent)."""
         decode = decode or DEFAULT_DECODE
         if decode not in DECODE_MODES:
             raise ValueError(f"decode must be one of {DECODE_MODES}, not {decode!r}")
@@ -343,10 +348,10 @@ class LatentFlowVAE(nn.Module):
         else:  # the independent emission reads the states only through the readout: skip building them
             base = self._logits_from_outputs(z, self._decoder_outputs(z, lengths))
         if head is not None:
-            x, probs = head.sample(states, base, decode, key_temperature, generator)
+            x, probs = head.sample(states, base, decode, key_temperature, generator, continuity)
         else:
             probs = self.emission.probs(base if key_temperature == 1.0 else base / max(float(key_temperature), 1e-4))
-            x = self.emission.draw(probs, decode, generator)
+            x = self.emission.draw(probs, decode, generator, continuity)
         if int(lengths.min()) == z.shape[1]:
             return x, probs  # no padding to clear
         mask = sequence_mask(lengths.to(x.device), z.shape[1])
@@ -444,6 +449,7 @@ class LatentFlowVAE(nn.Module):
         generator: torch.Generator | None = None,
         precision: str = "float32",
         key_temperature: float = 1.0,
+        continuity: float = 0.0,
     ) -> Generation:
         """Sample pieces of the given lengths: eps ~ N(0, temperature^2 I) -> prior -> decoder -> keys.
 
@@ -465,5 +471,5 @@ class LatentFlowVAE(nn.Module):
             if int(lengths.min()) < steps:
                 mask = sequence_mask(lengths.to(z.device), steps)
                 z = torch.where(mask.unsqueeze(-1), z, torch.zeros_like(z))
-            x, probs = self.decode(z, lengths, decode, generator, key_temperature)
+            x, probs = self.decode(z, lengths, decode, generator, key_temperature, continuity)
         return Generation(probs=probs, x=x, lengths=lengths, z=z)

@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from lnf_core.continuity import coupled_uniform
+
 # Frames per chunk of the parallel likelihood: bounds the [frames, keys, H] activations (e.g. 4096 x 88 x 128
 # float32 = 176 MiB) whatever the batch, sample count or piece length.
 FRAME_CHUNK = 4096
@@ -79,13 +81,14 @@ class NADEHead(nn.Module):
     # -- sampling -------------------------------------------------------------------------------------
     @torch.no_grad()
     def sample(self, context: Tensor, base: Tensor, decode: str = "bernoulli", temperature: float = 1.0,
-               generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+               generator: torch.Generator | None = None, continuity: float = 0.0) -> tuple[Tensor, Tensor]:
         """Draw frames key by key, batched over all leading dimensions: ``(x bool, p)`` where ``p`` is each key's
         conditional probability given the keys drawn below it.
 
         ``decode="bernoulli"`` is an exact ancestral sample (at ``temperature`` 1); ``"threshold"`` takes each key
         greedily (on iff its conditional probability exceeds 1/2). ``temperature`` divides the logits (< 1 makes
-        each choice more decided, > 1 more adventurous).
+        each choice more decided, > 1 more adventurous). ``continuity`` > 0 correlates each key's noise between
+        neighbouring steps (``[B, T, ...]`` inputs; ``lnf_core.continuity``); every frame is still an exact draw.
         """
         if decode not in ("bernoulli", "threshold"):
             raise ValueError(f"decode must be 'threshold' or 'bernoulli', not {decode!r}")
@@ -98,7 +101,10 @@ class NADEHead(nn.Module):
         inv_t = 1.0 / max(float(temperature), 1e-4)
         if decode == "bernoulli":
             gdev = generator.device if generator is not None else c.device
-            noise = torch.rand((n, self.n_keys), generator=generator, device=gdev).to(c.device)
+            if continuity > 0.0 and len(lead) >= 2:
+                noise = coupled_uniform((*lead, self.n_keys), continuity, generator, c.device).reshape(n, self.n_keys)
+            else:
+                noise = torch.rand((n, self.n_keys), generator=generator, device=gdev).to(c.device)
         x = torch.zeros((n, self.n_keys), dtype=torch.bool, device=c.device)
         p = torch.empty((n, self.n_keys), dtype=torch.float32, device=c.device)
         for k in range(self.n_keys):

@@ -40,6 +40,7 @@ class SamplingSettings:
     decode: str = DEFAULT_DECODE  # "bernoulli" (sample) or "threshold" (keys above 1/2; greedy for the NADE)
     precision: str = "auto"
     best_of: int = 1  # draw best_of x n candidates, keep the n most likely (1 = plain sampling)
+    continuity: float = 0.0  # correlation of neighbouring steps' sampling noise (lnf_core.continuity; 0 = exact joint)
 
     def validated(self) -> SamplingSettings:
         if not (self.temperature >= 0.0 and math.isfinite(self.temperature)):
@@ -52,11 +53,13 @@ class SamplingSettings:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         if not 1 <= int(self.best_of) <= 64:
             raise ValueError(f"best-of must be between 1 and 64, not {self.best_of}")
+        if not 0.0 <= self.continuity < 1.0:
+            raise ValueError(f"continuity must be in [0, 1), not {self.continuity}")
         return self
 
     #: The settings a checkpoint may recommend (metadata ``sampling``), with the range each may take there.
     RECOMMENDABLE: ClassVar[dict[str, tuple[float, float]]] = {
-        "temperature": (0.0, 2.0), "key_temperature": (0.05, 2.0), "best_of": (1, 16)}
+        "temperature": (0.0, 2.0), "key_temperature": (0.05, 2.0), "best_of": (1, 16), "continuity": (0.0, 0.99)}
 
     @classmethod
     def recommended(cls, metadata: dict | None) -> SamplingSettings:
@@ -85,13 +88,15 @@ class SamplingSettings:
     def recommendation(self) -> dict:
         """This object's recommendable settings as a checkpoint's ``sampling`` entry."""
         return {"temperature": float(self.temperature), "key_temperature": float(self.key_temperature),
-                "best_of": int(self.best_of)}
+                "best_of": int(self.best_of), "continuity": float(self.continuity)}
 
     def describe(self) -> str:
         """One line naming every setting, for reports and batch labels (what was used, not what was asked)."""
         text = f"decode {self.decode}, temperature {self.temperature:g}"
         if self.key_temperature != 1.0:
             text += f", key temperature {self.key_temperature:g}"
+        if self.continuity > 0:
+            text += f", continuity {self.continuity:g}"
         if self.best_of > 1:
             text += f", best of {self.best_of}x"
         return text
@@ -102,7 +107,7 @@ def sample(model: torch.nn.Module, lengths: Tensor, settings: SamplingSettings |
     """One model call: pieces of the given lengths (no best-of; see :func:`iter_pieces`)."""
     s = (settings or SamplingSettings()).validated()
     return model.generate(lengths, temperature=s.temperature, decode=s.decode, generator=generator,
-                          precision=s.precision, key_temperature=s.key_temperature)
+                          precision=s.precision, key_temperature=s.key_temperature, continuity=s.continuity)
 
 
 @torch.no_grad()

@@ -20,7 +20,7 @@ from app.training import Curves, LineFollower, MetricsFollower, TrainRequest
 from lnf_core.checkpoint import load_checkpoint, load_tensors
 
 REPO = Path(__file__).resolve().parent.parent
-WAIT = 180_000
+WAIT = 300_000  # ms; a loaded 2-core machine runs the tiny training subprocess slowly
 
 
 # ----------------------------------------------------------------------------------------------------------- domain

@@ -32,6 +32,7 @@ def test_json_records(capsys: pytest.CaptureFixture[str]) -> None:
         *((p, t, "sample", None) for p in bench.PRIORS for t in (4, 6)),
         *((p, max(bench.TRAIN_LENGTHS), "train_step", None) for p in bench.PRIORS),
         *(("iaf-scf", t, "sample", f"nade-{size}") for size in bench.NADE_SIZES for t in (4, 6)),
+        *(("iaf-scf", t, "sample", f"chords-{bench.CHORD_VOCAB}") for t in (4, 6)),
     }
     for r in records:
         assert set(r) - {"emission"} == {"prior", "T", "batch", "what", "seconds"} and r["seconds"] > 0

@@ -267,7 +267,7 @@ class MusicStatsError(Exception):
 
 def sample_rolls(model: Any, num: int, seed: int = 0, temperature: float = 1.0, decode: str | None = None,
                  batch_size: int = 25, length: int | None = None, key_temperature: float = 1.0,
-                 best_of: int = 1) -> list[np.ndarray]:
+                 best_of: int = 1, continuity: float = 0.0) -> list[np.ndarray]:
     """``num`` pieces from the model through ``lnf_core.sampling`` (the app's sampler), deterministic for ``seed``;
     lengths drawn from the model's p(T), or all ``length``. ``decode=None`` is the one default
     (``lnf_core.config.DEFAULT_DECODE``)."""
@@ -280,7 +280,7 @@ def sample_rolls(model: Any, num: int, seed: int = 0, temperature: float = 1.0, 
     torch.manual_seed(seed)
     lengths = torch.full((num,), int(length)) if length else model.sample_lengths(num, gen)
     settings = SamplingSettings(temperature=temperature, key_temperature=key_temperature,
-                                decode=decode or DEFAULT_DECODE, best_of=best_of)
+                                decode=decode or DEFAULT_DECODE, best_of=best_of, continuity=continuity)
     rolls: list[np.ndarray] = []
     for x, chunk, _ in iter_pieces(model, lengths, settings, gen, batch_size):
         x = x.cpu().numpy().astype(bool)
@@ -347,6 +347,7 @@ class MusicStatsResult:
     key_temperature: float = 1.0
     best_of: int = 1
     musical: dict[str, dict[str, float]] | None = None  # column name -> train.musicality.measures
+    continuity: float = 0.0
 
     @property
     def passed(self) -> bool:
@@ -359,7 +360,7 @@ class MusicStatsResult:
         from lnf_core.sampling import SamplingSettings
 
         return SamplingSettings(temperature=self.temperature, key_temperature=self.key_temperature,
-                                decode=self.decode, best_of=self.best_of).describe()
+                                decode=self.decode, best_of=self.best_of, continuity=self.continuity).describe()
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able dict (NaN and inf become null); the JS divergences are in bits (``js_log_base`` 2)."""
@@ -372,7 +373,7 @@ class MusicStatsResult:
 def run(checkpoint: str, num: int = 100, seed: int = 0, temperature: float | None = None,
         decode: str | None = None, split: str = "test", data_dir: str | None = None, limit: int | None = None,
         length: int | None = None, key_temperature: float | None = None, best_of: int | None = None,
-        baselines: bool = True, png: str | None = None) -> MusicStatsResult:
+        baselines: bool = True, png: str | None = None, continuity: float | None = None) -> MusicStatsResult:
     """Sample ``num`` pieces from ``checkpoint`` and compare them with its dataset's ``split``.
 
     With ``length``, every sample has that many steps and the data split is cut into windows of that length.
@@ -400,6 +401,7 @@ def run(checkpoint: str, num: int = 100, seed: int = 0, temperature: float | Non
     temperature = recommended.temperature if temperature is None else temperature
     key_temperature = recommended.key_temperature if key_temperature is None else key_temperature
     best_of = recommended.best_of if best_of is None else best_of
+    continuity = recommended.continuity if continuity is None else continuity
     if meta.get("data_kind", "music") != "music":
         raise MusicStatsError(f"{checkpoint}: a {meta.get('data_kind')} model; these statistics are for music "
                               "(piano-roll) models")
@@ -415,7 +417,7 @@ def run(checkpoint: str, num: int = 100, seed: int = 0, temperature: float | Non
     decode = decode or DEFAULT_DECODE
     with torch.no_grad():
         rolls = sample_rolls(model, num, seed, temperature, decode, length=length, key_temperature=key_temperature,
-                             best_of=best_of)
+                             best_of=best_of, continuity=continuity)
     data_stats = roll_statistics(reference, offset)
     sample_stats = roll_statistics(rolls, offset)
     train_rolls = dataset.splits["train"]
@@ -434,10 +436,10 @@ def run(checkpoint: str, num: int = 100, seed: int = 0, temperature: float | Non
                            pitch_offset=offset, seed=seed,
                            title=f"{Path(checkpoint).name}: " + SamplingSettings(
                                temperature=temperature, key_temperature=key_temperature, decode=decode,
-                               best_of=best_of).describe())
+                               best_of=best_of, continuity=continuity).describe())
     return MusicStatsResult(str(checkpoint), meta["dataset"], split, num, seed, temperature, decode,
                             data_stats, sample_stats, compare(data_stats, sample_stats), length, key_temperature,
-                            best_of, musical)
+                            best_of, musical, continuity)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -460,6 +462,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--length", type=int,
                    help="fixed length of every sample in steps; the data split is then cut into windows of it "
                         "(default: lengths from the model's p(T), whole pieces)")
+    p.add_argument("--continuity", type=float, default=None, metavar="RHO",
+                   help="correlate neighbouring steps' sampling noise, 0..<1 (lnf_core.continuity; default: the "
+                        "model's recommended setting, else 0)")
     p.add_argument("--no-baselines", action="store_true", help="leave out the random-frame and Markov columns")
     p.add_argument("--split", default="test", choices=["train", "valid", "test"],
                    help="data split to compare with (default test)")
@@ -478,7 +483,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(max(1, args.threads))
     try:
         r = run(args.checkpoint, args.num, args.seed, args.temperature, args.decode, args.split, args.data_dir,
-                args.limit, args.length, args.key_temperature, args.best_of, not args.no_baselines, args.png)
+                args.limit, args.length, args.key_temperature, args.best_of, not args.no_baselines, args.png,
+                args.continuity)
     except (CheckpointError, DataError, MusicStatsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
