@@ -444,6 +444,7 @@ class MainWindow(WindowActions, QMainWindow):
         info: ModelInfo = loaded.info
         self.model_panel.set_current(info)
         self.generate_panel.set_model_limits(loaded.steps_per_beat, loaded.max_len)
+        self.generate_panel.set_recommended(loaded.recommended())
         self.gallery.set_steps_per_beat(loaded.steps_per_beat)
         self.edit_bar.set_steps_per_beat(loaded.steps_per_beat)
         from app.pitchspace import space_of
@@ -532,7 +533,9 @@ class MainWindow(WindowActions, QMainWindow):
         meter = f" · {s.meter[0]}/{s.meter[1]}" if s.meter else ""
         self.batch_label.setText(
             f"Batch · {len(result.pieces)} pieces{best} · {length}{meter} · "
-            f"{self._batch_key_text(result.pieces, s.key)} · temperature {s.temperature:g} · seed {s.seed}"
+            f"{self._batch_key_text(result.pieces, s.key)} · temperature {s.temperature:g}"
+            f"{f' · notes {s.key_temperature:g}' if s.key_temperature != 1.0 else ''}"
+            f"{f' · legato {s.continuity:g}' if s.continuity > 0 else ''} · seed {s.seed}"
         )
         noun = "piece" if len(result.pieces) == 1 else "pieces"
         self.status(f"Generated {len(result.pieces)} {noun} in {format_ms(result.seconds)}")

@@ -130,6 +130,35 @@ class GeneratePanel(QWidget):
         )
         form.addRow("Temperature", self.temperature)
 
+        self.key_temperature = QDoubleSpinBox()
+        self.key_temperature.setObjectName("keyTemperatureSpin")
+        self.key_temperature.setRange(0.05, 2.0)
+        self.key_temperature.setSingleStep(0.05)
+        self.key_temperature.setDecimals(2)
+        self.key_temperature.setValue(1.0)
+        self.key_temperature.setToolTip(
+            "How freely the notes of each step are chosen given the latent path: below 1 keeps to the chords and "
+            "notes the model finds likeliest (cleaner harmony, less variety), 1 is the model's own distribution. "
+            "Each model starts with the value it was tuned for"
+        )
+        self.continuity = QDoubleSpinBox()
+        self.continuity.setObjectName("continuitySpin")
+        self.continuity.setRange(0.0, 0.95)
+        self.continuity.setSingleStep(0.05)
+        self.continuity.setDecimals(2)
+        self.continuity.setValue(0.0)
+        self.continuity.setToolTip(
+            "Legato between steps: 0 draws every step's notes independently (the model's own joint distribution); "
+            "higher values reuse the same random choices from step to step, so a voicing is kept while the model "
+            "hesitates between equivalent ones. Every step is still drawn from the model"
+        )
+        nrow = QHBoxLayout()
+        nrow.setSpacing(6)
+        nrow.addWidget(self.key_temperature, 1)
+        nrow.addWidget(QLabel("Legato"))
+        nrow.addWidget(self.continuity, 1)
+        form.addRow("Notes", nrow)
+
         self.seed = QSpinBox()
         self.seed.setObjectName("seedSpin")
         self.seed.setRange(0, SEED_MAX)
@@ -160,11 +189,11 @@ class GeneratePanel(QWidget):
 
         self.decode = QComboBox()
         self.decode.setObjectName("decodeCombo")
-        self.decode.addItem("Bernoulli sample", "bernoulli")
-        self.decode.addItem("Threshold (p > 0.5)", "threshold")
+        self.decode.addItem("Sample", "bernoulli")
+        self.decode.addItem("Most likely (greedy)", "threshold")
         self.decode.setToolTip(
-            "How keys are read from the decoder's per-key probabilities: sound every key with p > 0.5, or "
-            "sample each key independently"
+            "How each step's notes are read from the model: draw them from its distribution (the default), or "
+            "take the likeliest choice (a chord model's likeliest chord; otherwise every key with p > 0.5)"
         )
         form.addRow("Decoding", self.decode)
 
@@ -228,6 +257,15 @@ class GeneratePanel(QWidget):
         self._status_stack.setFixedHeight(max(busy.sizeHint().height(), self.summary.sizeHint().height()))
         outer.addWidget(self._status_stack)
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
+
+    # -- model-dependent settings
+    def set_recommended(self, recommended) -> None:
+        """Start from the sampling settings a model was tuned for (``SamplingSettings.recommended``): temperature,
+        note temperature, legato and best-of."""
+        self.temperature.setValue(recommended.temperature)
+        self.key_temperature.setValue(recommended.key_temperature)
+        self.continuity.setValue(recommended.continuity)
+        self.best_of.setValue(recommended.best_of)
 
     # -- model-dependent limits
     def set_model_limits(self, steps_per_beat: int, max_len: int | None, enabled: bool = True) -> None:
@@ -315,6 +353,8 @@ class GeneratePanel(QWidget):
             temperature=round(self.temperature.value(), 4),
             seed=self.seed.value(),
             decode=self.decode.currentData(),
+            key_temperature=round(self.key_temperature.value(), 4),
+            continuity=round(self.continuity.value(), 4),
             best_of=self.best_of.value(),
             key=self.key_choice(),
             meter=self.current_meter(),
@@ -331,6 +371,8 @@ class GeneratePanel(QWidget):
         self.temperature.setValue(s.temperature)
         self._set_seed(s.seed)
         self.decode.setCurrentIndex(self.decode.findData(s.decode))
+        self.key_temperature.setValue(s.key_temperature)
+        self.continuity.setValue(s.continuity)
         self.best_of.setValue(s.best_of)
         self.key.blockSignals(True)  # restoring a batch's key must not re-transpose the shown batch
         self.set_key_choice(s.key)
