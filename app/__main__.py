@@ -16,6 +16,7 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 _T0 = time.perf_counter()
@@ -148,7 +149,6 @@ def _drive_screenshot(app, window, model_path: Path | None, args: argparse.Names
     """Load the model, generate, select the first piece, save the window, quit (exit 2 on errors)."""
     from PySide6.QtCore import QTimer
 
-    from app.session import GenerationSettings
 
     def fail(message: str, code: int = 2) -> None:
         print(f"error: {message}", file=sys.stderr, flush=True)
@@ -187,7 +187,8 @@ def _drive_screenshot(app, window, model_path: Path | None, args: argparse.Names
             length = args.length or min(64, loaded.max_len or 64)
             seed = 1234 if args.seed is None else args.seed
             window.batch_ready.connect(after_batch)
-            window.generate_panel.apply_settings(GenerationSettings(n=n, length=length, temperature=1.0, seed=seed))
+            base = window.generate_panel.settings()  # the model's recommended sampling settings
+            window.generate_panel.apply_settings(replace(base, n=n, length=length, seed=seed))
             window.generate_panel.request(window.generate_panel.settings())
         else:
             QTimer.singleShot(50, save)

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from lnf_core.continuity import coupled_uniform, gumbel
+from lnf_core.continuity import coupled_uniform
 
 # Frames per chunk: bounds the [frames, V] logits (4096 x 4000 float32 = 62 MiB) whatever the batch size.
 FRAME_CHUNK = 4096
@@ -118,9 +118,19 @@ class ChordHead(nn.Module):
 
     # -- pieces ---------------------------------------------------------------------------------------
     def _vocab(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-        """(chords as 0/1 ``[V, K]``, chord embeddings e_v ``[V, hidden]``)."""
+        """(chords as 0/1 ``[V, K]``, chord embeddings e_v ``[V, hidden]``); without gradients (sampling,
+        evaluation) cached until the vocabulary or the embedding's parameters change."""
+        params = (self.chords, self.key_embed, self.embed_bias)
+        key = (dtype, *((p.data_ptr(), p._version, p.device) for p in params))
+        wants_grad = torch.is_grad_enabled() and (self.key_embed.requires_grad or self.embed_bias.requires_grad)
+        cache = self.__dict__.get("_vocab_cache")
+        if not wants_grad and cache is not None and cache[0] == key:
+            return cache[1]
         x = (self.chords != 0).to(dtype)
-        return x, torch.tanh(x @ self.key_embed.to(dtype) + self.embed_bias.to(dtype))
+        out = (x, torch.tanh(x @ self.key_embed.to(dtype) + self.embed_bias.to(dtype)))
+        if not wants_grad:
+            self.__dict__["_vocab_cache"] = (key, out)
+        return out
 
     def _logits(self, context: Tensor, base: Tensor, chords: Tensor, embed: Tensor) -> tuple[Tensor, Tensor]:
         """(chord logits ``[N, V]``, mixture logit ``[N]``) of N frames."""
@@ -200,13 +210,15 @@ class ChordHead(nn.Module):
         c, b = context.reshape(-1, context.shape[-1]).float(), base.reshape(-1, self.n_keys).float()
         chords, embed = self._vocab(torch.float32)
         inv_t = 1.0 / max(float(temperature), 1e-4)
-        gdev = generator.device if generator is not None else c.device
-        coupled = decode == "bernoulli" and continuity > 0.0 and len(lead) >= 2
-        if coupled:  # noise for every frame at once, correlated along time (dim 1 of lead)
-            u_gate = coupled_uniform(tuple(lead), continuity, generator, c.device).reshape(-1)
-            u_keys = coupled_uniform((*lead, self.n_keys), continuity, generator, c.device).reshape(-1, self.n_keys)
-            u_chord = coupled_uniform((*lead, self.n_chords), continuity, generator, c.device)
-            u_chord = u_chord.reshape(-1, self.n_chords)
+        if decode == "bernoulli":
+            # One uniform per frame picks its chord by inverting the chords' cumulative distribution (a draw from
+            # the softmax; far cheaper than V exponentials or Gumbels per frame), one its component, one per key
+            # its fallback keys. With continuity the uniforms of neighbouring steps are correlated along time
+            # (dim 1 of lead): where the chord distribution changes little, the same chord is drawn again.
+            rho = continuity if len(lead) >= 2 else 0.0
+            u_chord = coupled_uniform(tuple(lead), rho, generator, c.device).reshape(-1)
+            u_gate = coupled_uniform(tuple(lead), rho, generator, c.device).reshape(-1)
+            u_keys = coupled_uniform((*lead, self.n_keys), rho, generator, c.device).reshape(-1, self.n_keys)
         xs, ps = [], []
         for start in range(0, c.shape[0], FRAME_CHUNK):
             sl = slice(start, start + FRAME_CHUNK)
@@ -214,15 +226,12 @@ class ChordHead(nn.Module):
             probs = torch.softmax(logits * inv_t, 1)
             p_vocab = torch.sigmoid(gate * inv_t)
             p_keys = torch.sigmoid(b[sl] * inv_t)
-            n = probs.shape[0]
-            if coupled:
-                idx = (logits * inv_t + gumbel(u_chord[sl])).argmax(1)
+            if decode == "bernoulli":
+                cdf = probs.cumsum(1)
+                target = (u_chord[sl] * cdf[:, -1]).unsqueeze(1)
+                idx = torch.searchsorted(cdf, target).squeeze(1).clamp_(max=self.n_chords - 1)
                 use_vocab = u_gate[sl] < p_vocab
                 keys = u_keys[sl] < p_keys
-            elif decode == "bernoulli":
-                idx = torch.multinomial(probs.to(gdev), 1, generator=generator).squeeze(1).to(c.device)
-                use_vocab = torch.rand(n, generator=generator, device=gdev).to(c.device) < p_vocab
-                keys = torch.rand((n, self.n_keys), generator=generator, device=gdev).to(c.device) < p_keys
             else:
                 idx = probs.argmax(1)
                 use_vocab = p_vocab > 0.5

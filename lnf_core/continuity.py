@@ -1,7 +1,7 @@
 """Noise that is continuous in time: per-frame draws exact, neighbouring frames' draws correlated.
 
-Every emission draws frame t from p(x_t | z) with uniform noise (a key is on iff u < p; a chord is the argmax of
-its logit plus Gumbel noise -log(-log u)). The model makes frames independent given z, and so drawing each
+Every emission draws frame t from p(x_t | z) with uniform noise (a key is on iff u < p; a chord is where u falls in
+the chords' cumulative distribution). The model makes frames independent given z, and so drawing each
 frame's noise independently is the exact joint sample. Where the decoder is unsure between two voicings of the
 same chord for several steps, independent draws jump between them from step to step: a voice leaps, the bass
 changes octave, a held note is cut. *Continuity* rho in [0, 1) correlates the noise of neighbouring steps instead
@@ -38,7 +38,3 @@ def coupled_uniform(shape: tuple[int, ...], rho: float, generator: torch.Generat
     u = 0.5 * (1.0 + torch.erf(e / math.sqrt(2.0)))
     return u.clamp_(1e-7, 1.0 - 1e-7).to(device or gdev)
 
-
-def gumbel(u: Tensor) -> Tensor:
-    """Gumbel(0, 1) noise from uniforms (argmax of logits + Gumbel noise is a draw from their softmax)."""
-    return -torch.log(-torch.log(u))
