@@ -39,8 +39,10 @@ class NADEHead(nn.Module):
         super().__init__()
         self.n_keys, self.hidden = n_keys, hidden
         self.context = nn.Linear(context_dim, hidden)  # c + V d
-        self.inputs = nn.Parameter(torch.randn(n_keys, hidden) * (1.0 / hidden**0.5))  # W_j, one row per key
-        self.out = nn.Parameter(torch.randn(n_keys, hidden) * 0.01)  # u_k
+        # W_j (one row per key) and u_k; uniform with the std of the former randn init (cheap on the meta device)
+        bound = (3 / hidden) ** 0.5
+        self.inputs = nn.Parameter(nn.init.uniform_(torch.empty(n_keys, hidden), -bound, bound))
+        self.out = nn.Parameter(nn.init.uniform_(torch.empty(n_keys, hidden), -0.01 * 3**0.5, 0.01 * 3**0.5))
         self.bias = nn.Parameter(torch.zeros(n_keys))  # b_k
         self.dropout = dropout
 
