@@ -80,3 +80,19 @@ def test_recommended_settings_come_from_the_metadata_and_are_checked() -> None:
                 {"best_of": True}, [1, 2]):
         with pytest.raises(ValueError):
             SamplingSettings.recommended({"sampling": bad})
+
+
+def test_a_checkpoint_with_damaged_sampling_settings_is_refused_naming_the_file(tmp_path) -> None:
+    from lnf_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    config = ModelConfig(prior="iaf-scf", z_dim=4, emb_dim=16, hidden=16, prior_units=16, flow_layers=2,
+                         flow_hidden=12, dropout=0.0, max_len=40)
+    model = LatentFlowVAE(config, [0, 1, 1, 1])
+    good, bad = tmp_path / "good.lnf", tmp_path / "bad.lnf"
+    save_checkpoint(good, model, {"sampling": {"key_temperature": 0.7, "continuity": 0.5}})
+    _, meta = load_checkpoint(good)
+    assert SamplingSettings.recommended(meta).key_temperature == 0.7
+    save_checkpoint(bad, model, {"sampling": {"key_temperature": -1.0}})
+    with pytest.raises(CheckpointError, match=r"bad\.lnf.*sampling"):
+        load_checkpoint(bad)
