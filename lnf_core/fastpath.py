@@ -1,7 +1,7 @@
 """One switch for the optimised code paths of the model, so that tests and benchmarks can run the straightforward
 ones beside them in the same process.
 
-Optimised paths (each computes the same function as the plain code; ``tests/test_fastpath.py`` checks that):
+Optimised paths (each computes the same function as the plain code; ``tests/lnf_core/test_fastpath.py`` checks that):
 
 * ``lnf_core.stepgrad``: weight gradients of the IAF density loop summed over the steps in one product;
 * ``lnf_core.fused``: hand-written backward passes of NLSq data -> noise and of the LSTM cell in that loop;

@@ -16,7 +16,7 @@ still drawn, so the random stream stays that of the plain loop).
 
 Used by ``FlowPrior.log_prob_steps`` when gradients are wanted for an IAF prior with coupling layers (NLSq or
 affine); ``lnf_core.fastpath.disabled()`` or a ``torch.func`` transform runs the plain loop instead.
-``tests/test_fastpath.py`` checks values and gradients against it (and ``gradcheck`` in float64).
+``tests/lnf_core/test_fastpath.py`` checks values and gradients against it (and ``gradcheck`` in float64).
 """
 
 from __future__ import annotations

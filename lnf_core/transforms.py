@@ -121,7 +121,7 @@ class NLSq:
         """``to_data`` in NumPy float64, parameters unpacked from the raw conditioner outputs by the same formulas
         (CPU tensors without gradients). The torch path unpacks in float32 and then solves in float64; here the
         unpacking is float64 too, so z and log_det agree with it to float32 rounding (a few 1e-7 relative;
-        tests/test_fastpath.py). At 16 x 25 values per call (the AF priors' step-by-step sampling: 5 layers per
+        tests/lnf_core/test_fastpath.py). At 16 x 25 values per call (the AF priors' step-by-step sampling: 5 layers per
         step, and per Jacobi sweep for AF/AF) each torch op costs microseconds of dispatch for 400 numbers, NumPy's
         small-array overhead a fraction of that: the inverse takes about a third of the time."""
         o = _at_least_float32(params).numpy().astype(np.float64)

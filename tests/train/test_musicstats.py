@@ -26,7 +26,7 @@ from train.musicstats import (
     roll_statistics,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def roll(frames: list[list[int]]) -> np.ndarray:

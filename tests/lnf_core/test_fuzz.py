@@ -370,7 +370,7 @@ def test_fuzz_family(family: str, tmp_path) -> None:
     t0 = time.perf_counter()
     proc = hostile.run_bounded(f"""
         import json
-        from tests.test_fuzz import run_family
+        from tests.lnf_core.test_fuzz import run_family
         print("RESULT", json.dumps(run_family({family!r}, {n}, {SEED}, {str(tmp_path / 'cases')!r})))
     """, memory=2 * hostile.GIB, timeout=max(300.0, n * 2.0))
     assert proc.returncode == 0, f"the fuzz child died (memory limit?): {proc.stderr[-3000:]}"

@@ -412,7 +412,7 @@ def test_checkpoints_without_a_checksum_still_load(tmp_path: Path) -> None:
               metadata={METADATA_KEY: json.dumps(meta)})
     loaded, _ = load_checkpoint(path)
     torch.testing.assert_close(_iw(loaded), _iw(model), rtol=0, atol=0)
-    for shipped in sorted((Path(__file__).resolve().parent.parent / "assets" / "models").glob("*.lnf")):
+    for shipped in sorted((Path(__file__).resolve().parents[2] / "assets" / "models").glob("*.lnf")):
         load_checkpoint(shipped)
 
 

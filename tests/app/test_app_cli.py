@@ -16,7 +16,7 @@ from PySide6.QtGui import QImage
 from app import generate as gen_cli
 from tests.app_helpers import make_checkpoint
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

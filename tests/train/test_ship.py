@@ -15,7 +15,7 @@ from train import ship
 from train.datasets.registry import DATASETS, lookup_dataset, own_dataset_name
 from train.evaluate import dataset_reference
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TINY = dict(z_dim=8, emb_dim=32, hidden=32, prior_units=32, prior_layers=1, flow_layers=2, flow_hidden=16,
             flow_hidden_layers=1)
 

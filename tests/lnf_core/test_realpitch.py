@@ -29,7 +29,7 @@ from lnf_core.keys import detect_key, mean_pitch, parse_tonic, transpose_roll
 from lnf_core.pianoroll import midi_key_signature, midi_meter, midi_to_roll, roll_to_midi
 from lnf_core.typicality import Calibration, background_log_prob
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 JSB_MODEL = REPO / "assets" / "models" / "jsb-iaf-scf.lnf"
 NOTT_MODEL = REPO / "assets" / "models" / "nottingham-iaf-scf.lnf"
 # One torch thread: the shipped models' scoring is small work, and two OpenMP threads spin against any other load.

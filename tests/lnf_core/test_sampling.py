@@ -14,7 +14,7 @@ from lnf_core.model import LatentFlowVAE
 from lnf_core.sampling import SamplingSettings, iter_pieces, nll_per_step, sample
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module", params=["bernoulli", "nade"])

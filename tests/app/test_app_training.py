@@ -19,7 +19,7 @@ from app import session, training
 from app.training import Curves, LineFollower, MetricsFollower, TrainRequest
 from lnf_core.checkpoint import load_checkpoint, load_tensors
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 WAIT = 300_000  # ms; a loaded 2-core machine runs the tiny training subprocess slowly
 
 

@@ -29,7 +29,7 @@ from app.audio import (
 )
 from lnf_core.pianoroll import N_KEYS, PITCH_OFFSET, roll_to_midi
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SR = 44100
 
 

@@ -19,7 +19,7 @@ from lnf_core.checkpoint import load_checkpoint, load_tensors
 from train.__main__ import build_parser, main, resolve_config
 from train.loop import Trainer, TrainingError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _config(tmp_path: Path, *extra: str):

@@ -1,7 +1,7 @@
 """Careless and hostile input in the app (offscreen, real widgets, real synth, real MIDI files): long work off the
 UI thread, huge pieces, the seed, Loop, messages, export names/folders/permissions, dynamics, text that fits.
 
-The window fixtures come from ``tests/test_app_window.py`` (imported, hence the file-wide F811 exemption)."""
+The window fixtures come from ``tests/app/test_app_window.py`` (imported, hence the file-wide F811 exemption)."""
 # ruff: noqa: F811
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from app.ui.rollpaint import MAX_IMAGE_WIDTH, RollGeometry, paint_keyboard
 from app.ui.theme import RollColors
 from app.ui.widgets.model_panel import summary_lines
 from lnf_core.pianoroll import roll_to_midi
-from tests.test_app_window import WAIT, check_audio, generate, models_dir, settings, window  # noqa: F401
+from tests.app.test_app_window import WAIT, check_audio, generate, models_dir, settings, window  # noqa: F401
 
 
 def chorale_texture(steps: int, seed: int = 0) -> np.ndarray:

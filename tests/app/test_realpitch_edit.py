@@ -19,7 +19,7 @@ from app.generate import main as generate_main
 from lnf_core.keys import detect_key, mean_pitch
 from lnf_core.pianoroll import midi_key_signature, midi_meter, midi_to_roll
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 MODELS = REPO / "assets" / "models"
 JSB_MODEL = MODELS / "jsb-iaf-scf.lnf"
 WAIT = 60_000

@@ -34,7 +34,7 @@ from train.data import (
 )
 from train.datasets.music import piece_to_roll
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 # Published split sizes and, from the data README, the number of notes in each train split.
 MUSIC = {
