@@ -11,6 +11,7 @@ import torch
 from torch.func import jacrev
 
 from lnf_core.flows import CouplingLayer, HiddenFlow, MADELayer
+from tests.lnf_core.flow_contract import assert_invertible, assert_logdet_matches_jacobian
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -88,16 +89,14 @@ def test_made_jacobi_inversion_is_exact(reverse: bool, strength: float) -> None:
     _perturb(layer, strength, seed=4)
     eps = torch.randn(64, 12, dtype=torch.float64)
     ctx = torch.randn(64, 32, dtype=torch.float64) * 0.5
-    z, log_det = layer.to_data(eps, ctx)
+    z, _ = assert_invertible(lambda e: layer.to_data(e, ctx), lambda v: layer.to_noise(v, ctx), eps, atol=1e-8,
+                             log_det_atol=1e-8)
     # exact reference: invert one dim at a time in the layer's order (the official code's H MADE passes)
     z_ref = torch.zeros_like(eps)
     for j in layer.sequence.tolist():
         z_j, _ = layer.transform.to_data(eps, layer._params(z_ref, ctx))
         z_ref[:, j] = z_j[:, j]
     torch.testing.assert_close(z, z_ref, atol=1e-9, rtol=1e-9)
-    eps_back, log_det_back = layer.to_noise(z, ctx)
-    torch.testing.assert_close(eps_back, eps, atol=1e-8, rtol=1e-8)
-    torch.testing.assert_close(log_det, log_det_back, atol=1e-8, rtol=1e-8)
     assert 1 <= layer.last_sweeps <= 12
 
 
@@ -107,9 +106,7 @@ def test_made_jacobi_inversion_float32_matches_sequential() -> None:
     _perturb(layer, 0.3, seed=6)  # off-diagonal Jacobian entries up to ~15x the diagonal
     eps = torch.randn(32, 20)
     ctx = torch.randn(32, 48) * 0.5
-    z, _ = layer.to_data(eps, ctx)
-    eps_back, _ = layer.to_noise(z, ctx)
-    torch.testing.assert_close(eps_back, eps, atol=1e-4, rtol=1e-4)
+    z, _ = assert_invertible(lambda e: layer.to_data(e, ctx), lambda v: layer.to_noise(v, ctx), eps, atol=1e-4)
     z64, _ = layer.double().to_data(eps.double(), ctx.double())
     torch.testing.assert_close(z.double(), z64, atol=1e-4, rtol=1e-4)
     assert layer.last_sweeps < 20  # converged before the worst case of H sweeps
@@ -165,15 +162,10 @@ def test_layer_inverts_and_log_det_matches_autograd(kind: str, reverse: bool, tr
     gen = torch.Generator().manual_seed(11)
     z = torch.randn(5, H, generator=gen, dtype=torch.float64)
     ctx = torch.randn(5, HID, generator=gen, dtype=torch.float64)
-    eps, log_det = layer.to_noise(z, ctx)
-    z_back, log_det_back = layer.to_data(eps, ctx)
-    torch.testing.assert_close(z_back, z, atol=1e-9, rtol=1e-9)
-    torch.testing.assert_close(log_det_back, log_det, atol=1e-8, rtol=1e-8)
+    _, log_det = assert_invertible(lambda v: layer.to_noise(v, ctx), lambda e: layer.to_data(e, ctx), z, atol=1e-9,
+                                   log_det_atol=1e-8)
     for i in range(z.shape[0]):
-        jac = _jacobian(layer, z[i], ctx[i])
-        sign, logabs = torch.linalg.slogdet(jac)
-        assert sign > 0
-        torch.testing.assert_close(log_det[i], logabs, atol=1e-9, rtol=1e-9)
+        assert_logdet_matches_jacobian(lambda v, c=ctx[i]: layer.to_noise(v, c)[0], z[i], log_det[i], atol=1e-9)
 
 
 @pytest.mark.parametrize("kind", ["af", "scf"])
@@ -183,12 +175,9 @@ def test_hidden_flow_stack_inverts_with_total_log_det(kind: str) -> None:
     _perturb(flow, 0.2)
     z = torch.randn(H, dtype=torch.float64)
     ctx = torch.randn(CTX, dtype=torch.float64)
-    eps, log_det = flow.to_noise(z, ctx)
-    z_back, log_det_back = flow.to_data(eps, ctx)
-    torch.testing.assert_close(z_back, z, atol=1e-9, rtol=1e-9)
-    torch.testing.assert_close(log_det_back, log_det, atol=1e-8, rtol=1e-8)
-    jac = jacrev(lambda v: flow.to_noise(v, ctx)[0])(z)
-    torch.testing.assert_close(log_det, torch.linalg.slogdet(jac)[1], atol=1e-9, rtol=1e-9)
+    _, log_det = assert_invertible(lambda v: flow.to_noise(v, ctx), lambda e: flow.to_data(e, ctx), z, atol=1e-9,
+                                   log_det_atol=1e-8)
+    assert_logdet_matches_jacobian(lambda v: flow.to_noise(v, ctx)[0], z, log_det, atol=1e-9)
     # alternate layers use opposite orders
     orders = [layer.order if kind == "af" else layer.keep_idx for layer in flow.layers]
     assert not torch.equal(orders[0], orders[1]) and torch.equal(orders[0], orders[2])

@@ -15,6 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lnf_core.transforms import NLSQ_LOG_A, Affine, NLSq, make_transform, solve_nlsq_cubic
+from tests.lnf_core.flow_contract import (
+    assert_invertible,
+    assert_logdet_matches_elementwise_derivative,
+    assert_logdet_matches_finite_difference,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -41,17 +46,13 @@ def test_to_data_inverts_to_noise_float32(transform: Affine | NLSq) -> None:
     gen = torch.Generator().manual_seed(0)
     z = torch.randn(4000, generator=gen) * 2
     params = torch.randn(4000, transform.n_params, generator=gen)
-    eps, log_det_noise = transform.to_noise(z, params)
-    z_back, log_det_data = transform.to_data(eps, params)
-    assert z_back.dtype == torch.float32 and eps.dtype == torch.float32
-    torch.testing.assert_close(z_back, z, atol=2e-5, rtol=2e-5)
+    to_noise, to_data = (lambda v: transform.to_noise(v, params)), (lambda e: transform.to_data(e, params))
     # both directions report log|d eps/d z| at the same pair (z, eps)
-    torch.testing.assert_close(log_det_data, log_det_noise, atol=2e-5, rtol=1e-5)
+    eps, _ = assert_invertible(to_noise, to_data, z, atol=2e-5, log_det_atol=2e-5, log_det_rtol=1e-5)
+    assert to_data(eps)[0].dtype == torch.float32 and eps.dtype == torch.float32
     # and the other way round: noise -> data -> noise
     eps2 = torch.randn(4000, generator=gen)
-    z2, _ = transform.to_data(eps2, params)
-    eps2_back, _ = transform.to_noise(z2, params)
-    torch.testing.assert_close(eps2_back, eps2, atol=2e-5, rtol=2e-5)
+    assert_invertible(to_data, to_noise, eps2, atol=2e-5)
 
 
 def test_make_transform_names() -> None:
@@ -152,15 +153,10 @@ def test_log_det_is_elementwise_derivative(transform: Affine | NLSq, direction: 
     params = (torch.randn(n, transform.n_params, generator=gen) * 2).double()
     inp = (torch.randn(n, generator=gen) * 2).double().requires_grad_(True)
     out, log_det = getattr(transform, direction)(inp, params)
-    (grad,) = torch.autograd.grad(out.sum(), inp)
-    if direction == "to_noise":  # d eps / d z directly
-        expected = grad.abs().log()
-    else:  # the cubic is solved without autograd; use the closed form at the recovered z
-        z = out.detach().requires_grad_(True)
-        eps, _ = transform.to_noise(z, params)
-        (d_eps,) = torch.autograd.grad(eps.sum(), z)
-        expected = d_eps.abs().log()
-    torch.testing.assert_close(log_det.double(), expected, atol=1e-9, rtol=1e-9)
+    # to_noise: d eps / d z directly; to_data: the cubic is solved without autograd, so the closed form (to_noise)
+    # at the recovered z
+    z = inp if direction == "to_noise" else out
+    assert_logdet_matches_elementwise_derivative(lambda v: transform.to_noise(v, params)[0], z, log_det, atol=1e-9)
 
 
 def test_nlsq_to_data_derivative_is_inverse_slope() -> None:
@@ -168,12 +164,9 @@ def test_nlsq_to_data_derivative_is_inverse_slope() -> None:
     gen = torch.Generator().manual_seed(2)
     params = torch.randn(300, 5, generator=gen, dtype=torch.float64)
     eps = torch.randn(300, generator=gen, dtype=torch.float64)
-    h = 1e-6
-    z_plus, _ = NLSq().to_data(eps + h, params)
-    z_minus, log_det = NLSq().to_data(eps - h, params)
-    z0, log_det0 = NLSq().to_data(eps, params)
-    fd = (z_plus - z_minus) / (2 * h)
-    torch.testing.assert_close(fd, torch.exp(-log_det0), rtol=1e-5, atol=1e-7)
+    _, log_det0 = NLSq().to_data(eps, params)  # log |d eps / d z|, so log |d z / d eps| = -log_det0
+    assert_logdet_matches_finite_difference(lambda e: NLSq().to_data(e, params)[0], eps, -log_det0, h=1e-6, atol=1e-7,
+                                            rtol=1e-5)
 
 
 # -- extreme conditioner outputs ---------------------------------------------------------------------------
