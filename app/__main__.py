@@ -275,7 +275,7 @@ def _drive_train_screenshot(app, window, args: argparse.Namespace, exit_code: li
             from lnf_core.checkpoint import load_checkpoint
 
             load_checkpoint(ckpt)
-        except Exception as exc:  # noqa: BLE001 - report any reason the checkpoint is unusable
+        except Exception as exc:  # report any reason the checkpoint is unusable
             finish(2, f"error: no loadable checkpoint in {out}: {exc}")
             return
         took = tw.cancel_seconds

@@ -121,7 +121,7 @@ def calibration_for(loaded: session.LoadedModel, compute: bool = True, n_samples
             rolls = ds.splits["test"] or ds.splits["valid"]
             cal = compute_calibration(loaded.model, rolls, n_samples, str(loaded.metadata.get("dataset") or ""),
                                       "test" if ds.splits["test"] else "valid", loaded.max_len)
-        except Exception:  # noqa: BLE001 - no dataset here: typicality is simply not available
+        except Exception:  # no dataset here: typicality is simply not available
             cal = None
         _calibrations[key] = cal
         return cal

@@ -899,7 +899,7 @@ class _Job:
         self.set(state="installing")
         try:
             target = install_model(best, req.model_name, Path(req.models_dir) if req.models_dir else None, result)
-        except Exception as exc:  # noqa: BLE001 - say why in the window rather than leaving "installing"
+        except Exception as exc:  # say why in the window rather than leaving "installing"
             reason = f"could not copy the model into the model folder ({type(exc).__name__}: {exc})"
             self.say(reason)
             self.set(state="failed", ended=time.time(), error=reason)

@@ -53,7 +53,7 @@ class Worker(QRunnable):
         return self._cancel.is_set()
 
     # QRunnable ------------------------------------------------------------------------------------------
-    def run(self) -> None:  # noqa: D102 - runs on a pool thread
+    def run(self) -> None:  # runs on a pool thread
         sig = self.signals
         try:
             sig.started.emit()

@@ -227,7 +227,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
         _check_tensor_layout(path, header, _expected_model(path, config, metadata.get("length_counts")))
     except CheckpointError:
         raise
-    except Exception as exc:  # noqa: BLE001 - as load_checkpoint: only CheckpointError leaves
+    except Exception as exc:  # as load_checkpoint: only CheckpointError leaves
         raise CheckpointError(f"{path}: not a usable LNF Studio checkpoint ({type(exc).__name__}: "
                               f"{str(exc)[:300]})") from None
     return metadata
@@ -388,7 +388,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise
     except MemoryError:
         raise CheckpointError(f"{path}: the model does not fit in this machine's memory") from None
-    except Exception as exc:  # noqa: BLE001 - the promise is: only CheckpointError leaves this function
+    except Exception as exc:  # the promise is: only CheckpointError leaves this function
         raise CheckpointError(f"{path}: not a usable LNF Studio checkpoint ({type(exc).__name__}: "
                               f"{str(exc)[:300]})") from None
 

@@ -406,7 +406,7 @@ def midi_to_roll(
         raise
     except MemoryError:
         raise MidiReadError(label, "it needs more memory than this machine has (damaged file?)") from None
-    except Exception as exc:  # noqa: BLE001 - odd tempo maps etc. inside pretty_midi: say what is wrong
+    except Exception as exc:  # odd tempo maps etc. inside pretty_midi: say what is wrong
         raise MidiReadError(label, _parser_reason(exc)) from None
 
 

@@ -72,7 +72,7 @@ def reference_registers(n: int = 24) -> dict[str, dict[str, float]]:
     for src in chorale_sources(n) + other_sources(n):
         try:
             groups.setdefault(src.category, []).append(midi_to_roll(midi_file(src), steps_per_beat=2))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             print(f"skipped {src.name}: {exc}", file=sys.stderr)
     out = {}
     for cat, rolls in groups.items():
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.datasets:
         try:
             ds, space, keys = dataset_space(name, args.split)
-        except Exception as exc:  # noqa: BLE001 - a missing dataset is reported, the others still measured
+        except Exception as exc:  # a missing dataset is reported, the others still measured
             print(f"{name}: {exc}", file=sys.stderr)
             continue
         result["datasets"][name] = {**space.to_dict(), "top_keys": keys.most_common(6)}

@@ -139,7 +139,7 @@ class Objective(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor, beta: float, samples: int):  # noqa: D102
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor, beta: float, samples: int):
         return self.model.elbo(x, lengths, kl_weight=beta, n_samples=samples)
 
 
@@ -440,7 +440,7 @@ class Trainer:
             self._restore(tensors, meta)
         except TrainingError:
             raise
-        except Exception as exc:  # noqa: BLE001 - a damaged state: a message, not a traceback
+        except Exception as exc:  # a damaged state: a message, not a traceback
             raise TrainingError(f"cannot resume: {path} is damaged ({type(exc).__name__}: {str(exc)[:300]})") from None
         if not self._weights_finite() or not _optimizer_finite(self.opt):
             raise TrainingError(
@@ -754,6 +754,6 @@ class Trainer:
                 plot_curves(self.out)
             except ImportError:
                 log.info("matplotlib is not installed: no curves.png")
-            except Exception as exc:  # noqa: BLE001 - a picture must not fail a finished run
+            except Exception as exc:  # a picture must not fail a finished run
                 log.warning("could not draw curves.png: %s: %s", type(exc).__name__, exc)
         return metrics

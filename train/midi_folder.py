@@ -135,7 +135,7 @@ def _read_cache(path: Path, key: str) -> tuple[dict[str, np.ndarray], list[tuple
             pieces = {n: rolls[offsets[i] : offsets[i + 1]].astype(bool) for i, n in enumerate(names)}
             problems = [(str(f), str(r)) for f, r in zip(z["problem_files"], z["problem_reasons"])]
             info = {n: (tuple(int(v) for v in z["meters"][i]), int(z["shifts"][i])) for i, n in enumerate(names)}
-    except Exception:  # noqa: BLE001 - a missing, stale or damaged cache is simply rebuilt
+    except Exception:  # a missing, stale or damaged cache is simply rebuilt
         return None
     return pieces, problems, info
 
@@ -243,7 +243,7 @@ def build_midi_folder_dataset(
                 problems.append((n, e.reason))
             except MemoryError:
                 problems.append((n, "it needs more memory than this machine has"))
-            except Exception as e:  # noqa: BLE001 - a user's file must never crash the whole folder
+            except Exception as e:  # a user's file must never crash the whole folder
                 problems.append((n, f"{type(e).__name__}: {str(e)[:300]}"))
             if progress is not None:
                 progress(i + 1, len(names), n)

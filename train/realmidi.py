@@ -148,7 +148,7 @@ def midi_file(source: Source, folder: Path | None = None, transpose: int = 0) ->
             tmp = target.with_suffix(".part")
             work.write("midi", fp=str(tmp))
             os.replace(tmp, target)
-        except Exception as exc:  # noqa: BLE001 - music21 raises many kinds
+        except Exception as exc:  # music21 raises many kinds
             raise RuntimeError(f"music21 could not turn {source.name} into MIDI: {exc}") from exc
     return target
 
@@ -184,7 +184,7 @@ def evaluate(model_path: str | None = None, n_chorales: int = 24, n_others: int 
         try:
             path = midi_file(src)
             report = pitchspace.score_file(loaded, path, n_samples=samples)
-        except Exception as exc:  # noqa: BLE001 - report and go on
+        except Exception as exc:  # report and go on
             rows.append({"file": src.name, "category": src.category, "error": str(exc)})
             continue
         row = {"file": src.name, "category": src.category, **report.to_json()}

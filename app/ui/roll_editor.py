@@ -77,7 +77,7 @@ class RollEditor(PianoRollView):
         self.default_velocity = DEFAULT_VELOCITY
 
     # ---------------------------------------------------------------------------------------------- model
-    def set_roll(self, roll, steps_per_beat: int = 1, fit: bool = True,  # noqa: D102 - see base
+    def set_roll(self, roll, steps_per_beat: int = 1, fit: bool = True,  # see base
                  beats_per_bar: int = BEATS_PER_BAR) -> None:
         if self.keep_view_once:
             fit = False
@@ -211,7 +211,7 @@ class RollEditor(PianoRollView):
             self._edited("Set velocity")
 
     # ---------------------------------------------------------------------------------------------- mouse
-    def mousePressEvent(self, event) -> None:  # noqa: N802
+    def mousePressEvent(self, event) -> None:
         if self.doc is None or not self.editable or not self._roll.shape[0]:
             super().mousePressEvent(event)
             return
@@ -285,7 +285,7 @@ class RollEditor(PianoRollView):
         self._sync()
         event.accept()
 
-    def mouseMoveEvent(self, event) -> None:  # noqa: N802
+    def mouseMoveEvent(self, event) -> None:
         if self._mode is None or self.doc is None:
             super().mouseMoveEvent(event)
             return
@@ -323,7 +323,7 @@ class RollEditor(PianoRollView):
         self._sync()
         event.accept()
 
-    def mouseReleaseEvent(self, event) -> None:  # noqa: N802
+    def mouseReleaseEvent(self, event) -> None:
         mode, self._mode = self._mode, None
         if mode is None or self.doc is None:
             super().mouseReleaseEvent(event)
@@ -362,7 +362,7 @@ class RollEditor(PianoRollView):
             return "redo"
         return None
 
-    def event(self, event) -> bool:  # noqa: D102 - claims the editing keys from window shortcuts
+    def event(self, event) -> bool:  # claims the editing keys from window shortcuts
         if event.type() == QEvent.Type.ShortcutOverride and self.doc is not None:
             key = event.key()
             if self._shortcut_command(event) or key in self._EDIT_KEYS and self.doc.selection or (
@@ -371,7 +371,7 @@ class RollEditor(PianoRollView):
                 return True
         return super().event(event)
 
-    def keyPressEvent(self, event) -> None:  # noqa: N802
+    def keyPressEvent(self, event) -> None:
         doc = self.doc
         if doc is None or not self.editable:
             super().keyPressEvent(event)
@@ -419,7 +419,7 @@ class RollEditor(PianoRollView):
         super().keyPressEvent(event)
 
     # ---------------------------------------------------------------------------------------------- painting
-    def paintEvent(self, event) -> None:  # noqa: N802
+    def paintEvent(self, event) -> None:
         super().paintEvent(event)
         if not self._roll.shape[0]:
             return

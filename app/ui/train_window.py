@@ -759,6 +759,6 @@ class TrainWindow(QWidget):
             self.checkpoint_improved.emit(self.run_dir / "best.lnf", label)
             self.use_requested.emit(self.run_dir / "best.lnf")
 
-    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+    def closeEvent(self, event: QCloseEvent) -> None:
         # Closing the window only hides it: a run goes on, and the main window asks when the app closes.
         super().closeEvent(event)

@@ -180,10 +180,10 @@ def safe_load_pickle(path: str | Path) -> Any:
         raise DataError(f"{path}: damaged pickle (it asks for more memory than this machine has).", path) from None
     except RecursionError:
         raise DataError(f"{path}: damaged pickle (nested too deeply to be a dataset).", path) from None
-    except Exception as e:  # noqa: BLE001 - any failure inside the unpickler means a damaged file
+    except Exception as e:  # any failure inside the unpickler means a damaged file
         try:
             reason = str(e)[:300] or type(e).__name__
-        except Exception:  # noqa: BLE001
+        except Exception:
             reason = type(e).__name__
         raise DataError(
             f"{path}: damaged or not a pickle file ({type(e).__name__}: {reason}). "

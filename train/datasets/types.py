@@ -25,7 +25,7 @@ def safe_repr(value: Any) -> str:
     """A short repr that cannot recurse deeply or grow long, for messages about foreign (possibly hostile) data."""
     try:
         return _repr.repr(value)
-    except Exception:  # noqa: BLE001 - describing foreign data must never be what fails
+    except Exception:  # describing foreign data must never be what fails
         return f"<{type(value).__name__}>"
 
 

@@ -16,14 +16,14 @@ class ElidedLabel(QLabel):
         self._mode = mode
         self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
 
-    def setText(self, text: str) -> None:  # noqa: N802
+    def setText(self, text: str) -> None:
         super().setText(text)
         self.setToolTip(text)
 
-    def minimumSizeHint(self) -> QSize:  # noqa: N802
+    def minimumSizeHint(self) -> QSize:
         return QSize(20, super().minimumSizeHint().height())
 
-    def paintEvent(self, event) -> None:  # noqa: N802
+    def paintEvent(self, event) -> None:
         p = QPainter(self)
         p.setFont(self.font())
         p.setPen(self.palette().color(self.foregroundRole()))
@@ -61,14 +61,14 @@ class PartsLabel(QLabel):
             shown = candidate
         return shown or fm.elidedText(self._parts[0] if self._parts else "", Qt.TextElideMode.ElideRight, width)
 
-    def sizeHint(self) -> QSize:  # noqa: N802 - enough for the first part
+    def sizeHint(self) -> QSize:  # enough for the first part
         fm = self.fontMetrics()
         return QSize(fm.horizontalAdvance(self._parts[0] if self._parts else "") + 4, super().sizeHint().height())
 
-    def minimumSizeHint(self) -> QSize:  # noqa: N802
+    def minimumSizeHint(self) -> QSize:
         return QSize(20, super().minimumSizeHint().height())
 
-    def paintEvent(self, event) -> None:  # noqa: N802
+    def paintEvent(self, event) -> None:
         p = QPainter(self)
         p.setFont(self.font())
         p.setPen(self.palette().color(self.foregroundRole()))

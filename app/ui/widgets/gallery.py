@@ -94,7 +94,7 @@ class PieceListModel(QAbstractListModel):
         return self._notes[piece.uid]
 
     # -- Qt model
-    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: N802, B008
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self._pieces)
 
     def data(self, index, role: int = Qt.ItemDataRole.DisplayRole):
@@ -123,13 +123,13 @@ class PieceListModel(QAbstractListModel):
             return base | Qt.ItemFlag.ItemIsDragEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsEnabled
         return base
 
-    def supportedDragActions(self):  # noqa: N802
+    def supportedDragActions(self):
         return Qt.DropAction.CopyAction
 
-    def mimeTypes(self) -> list[str]:  # noqa: N802
+    def mimeTypes(self) -> list[str]:
         return ["text/uri-list"]
 
-    def mimeData(self, indexes) -> QMimeData:  # noqa: N802
+    def mimeData(self, indexes) -> QMimeData:
         """Write the dragged pieces as temporary .mid files and offer their URLs."""
         mime = QMimeData()
         rows = sorted({i.row() for i in indexes if i.isValid()})
@@ -190,7 +190,7 @@ class PieceDelegate(QStyledItemDelegate):
     def clear_cache(self) -> None:
         self._cache.clear()
 
-    def sizeHint(self, option, index) -> QSize:  # noqa: N802
+    def sizeHint(self, option, index) -> QSize:
         return QSize(self.thumb_size.width() + 2 * PAD, self.thumb_size.height() + CAPTION_H + 2 * PAD)
 
     def _thumbnail(self, piece: Piece, colors: RollColors, dpr: float) -> QPixmap:
@@ -318,7 +318,7 @@ class GalleryView(QListView):
         self.selectionModel().selectionChanged.connect(self._on_selection)
         self.paint_count = 0
 
-    def resizeEvent(self, event) -> None:  # noqa: N802
+    def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
         self._fit_columns()
 
@@ -389,12 +389,12 @@ class GalleryView(QListView):
     def _on_selection(self, *_args) -> None:
         self.selection_changed.emit(self.selected_pieces())
 
-    def changeEvent(self, event) -> None:  # noqa: N802
+    def changeEvent(self, event) -> None:
         if event.type() == QEvent.Type.PaletteChange:
             self.delegate.clear_cache()
         super().changeEvent(event)
 
-    def paintEvent(self, event) -> None:  # noqa: N802
+    def paintEvent(self, event) -> None:
         super().paintEvent(event)
         self.paint_count += 1
         rows = self.piece_model.rowCount()

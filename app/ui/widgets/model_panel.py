@@ -66,7 +66,7 @@ class _ModelItemDelegate(QStyledItemDelegate):
             return "cannot be opened: " + info.error.splitlines()[0]
         return info.summary or str(info.path.name)
 
-    def sizeHint(self, option, index: QModelIndex) -> QSize:  # noqa: N802
+    def sizeHint(self, option, index: QModelIndex) -> QSize:
         fm = option.fontMetrics
         if index.data(HeaderRole):
             return QSize(100, fm.height() + 10)
@@ -210,7 +210,7 @@ class ModelPanel(QWidget):
         self._mark_current()
         self._fit_height()
 
-    def resizeEvent(self, event) -> None:  # noqa: N802 - rows wrap to the width: lay them out again
+    def resizeEvent(self, event) -> None:  # rows wrap to the width: lay them out again
         super().resizeEvent(event)
         if event.size().width() != event.oldSize().width():
             self.list.doItemsLayout()

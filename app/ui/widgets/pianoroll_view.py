@@ -205,7 +205,7 @@ class PianoRollView(QAbstractScrollArea):
         vbar.setRange(0, max(0, math.ceil(ch - vh)))
         vbar.setPageStep(max(1, vh))
 
-    def resizeEvent(self, event) -> None:  # noqa: N802
+    def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
         if self._auto_fit and self._roll.shape[0]:
             self.fit()
@@ -219,7 +219,7 @@ class PianoRollView(QAbstractScrollArea):
         avail_h = max(1, self.viewport().height() - RULER_H)
         self.verticalScrollBar().setValue(round((N_KEYS - 1 - key + 0.5) * self._key_h - avail_h / 2))
 
-    def changeEvent(self, event) -> None:  # noqa: N802
+    def changeEvent(self, event) -> None:
         if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.StyleChange, QEvent.Type.FontChange):
             self._colors = None
             self._invalidate()
@@ -235,7 +235,7 @@ class PianoRollView(QAbstractScrollArea):
         self.viewport().update()
 
     # ---------------------------------------------------------------------------------------------- painting
-    def paintEvent(self, event) -> None:  # noqa: N802
+    def paintEvent(self, event) -> None:
         vp = self.viewport()
         dpr = vp.devicePixelRatioF()
         key = (
@@ -385,7 +385,7 @@ class PianoRollView(QAbstractScrollArea):
         p.fillPath(tri, colors.playhead)
 
     # ---------------------------------------------------------------------------------------------- input
-    def wheelEvent(self, event) -> None:  # noqa: N802
+    def wheelEvent(self, event) -> None:
         mods = event.modifiers()
         delta = event.angleDelta().y() or event.angleDelta().x()
         if mods & Qt.KeyboardModifier.ControlModifier:
@@ -403,7 +403,7 @@ class PianoRollView(QAbstractScrollArea):
             return
         super().wheelEvent(event)
 
-    def keyPressEvent(self, event) -> None:  # noqa: N802
+    def keyPressEvent(self, event) -> None:
         if event.modifiers() & Qt.KeyboardModifier.ControlModifier:
             if event.key() in (Qt.Key.Key_Plus, Qt.Key.Key_Equal):
                 self.zoom_in()
@@ -416,12 +416,12 @@ class PianoRollView(QAbstractScrollArea):
                 return
         super().keyPressEvent(event)
 
-    def mouseMoveEvent(self, event) -> None:  # noqa: N802
+    def mouseMoveEvent(self, event) -> None:
         self._set_hover_key(self.key_at(event.position().y()))
         self.hovered.emit(self.describe_point(event.position()))
         super().mouseMoveEvent(event)
 
-    def leaveEvent(self, event) -> None:  # noqa: N802
+    def leaveEvent(self, event) -> None:
         self._set_hover_key(None)
         self.hovered.emit("")
         super().leaveEvent(event)
@@ -447,5 +447,5 @@ class PianoRollView(QAbstractScrollArea):
         sounding = " (sounding)" if self._roll[step, key] else ""
         return f"{note_name(key + PITCH_OFFSET)}{sounding} · bar {bar + 1}, beat {beat + 1} · step {step + 1}"
 
-    def sizeHint(self) -> QSize:  # noqa: N802
+    def sizeHint(self) -> QSize:
         return QSize(820, 520)

@@ -181,12 +181,12 @@ class TransportBar(QWidget):
     def two_rows(self) -> bool:
         return bool(self._two_rows)
 
-    def minimumSizeHint(self) -> QSize:  # noqa: N802 - narrow enough for two rows, never wider
+    def minimumSizeHint(self) -> QSize:  # narrow enough for two rows, never wider
         m = self._grid.contentsMargins()
         w = max(self.transport_group.minimumSizeHint().width(), self.sound_group.minimumSizeHint().width())
         return QSize(w + m.left() + m.right(), super().minimumSizeHint().height())
 
-    def resizeEvent(self, event) -> None:  # noqa: N802
+    def resizeEvent(self, event) -> None:
         self._arrange(event.size().width() < self.one_row_width())
         super().resizeEvent(event)
 
