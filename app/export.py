@@ -14,7 +14,6 @@ from __future__ import annotations
 import glob
 import os
 import re
-import tempfile
 import wave
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from app.audio import DEFAULT_SAMPLE_RATE, peak_normalize
+from lnf_core.fsutil import atomic_write
 from lnf_core.midi_lib import pretty_midi
 from lnf_core.pianoroll import roll_to_midi
 
@@ -37,7 +37,9 @@ class ExportError(OSError):
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None], *, overwrite: bool = True) -> Path:
-    """Run ``write(tmp_path)`` on a temporary file beside ``path`` and rename it to ``path``.
+    """Run ``write(tmp_path)`` on a temporary file beside ``path`` and rename it to ``path``
+    (:func:`lnf_core.fsutil.atomic_write`, the temporary file named ``.NAME.*.part``), failures as
+    :class:`ExportError`.
 
     With ``overwrite=False`` an existing ``path`` is never replaced (the final step is a hard link, which fails
     when the name is taken, where the file system supports it) and :class:`FileExistsError` is raised.
@@ -48,45 +50,12 @@ def _atomic_write(path: Path, write: Callable[[Path], None], *, overwrite: bool 
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ExportError(f"Could not create the folder {folder} for {path.name}: {exc.strerror or exc}") from exc
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f"{path.suffix}.part", dir=folder)
-    os.close(fd)
-    tmp = Path(tmp_name)
     try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; a saved file gets the usual permissions
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)  # atomic and fails if the name exists
-            except FileExistsError:
-                raise
-            except OSError:  # no hard links here (e.g. FAT, some network shares)
-                if path.exists():
-                    raise FileExistsError(path) from None
-                os.replace(tmp, path)
+        return atomic_write(path, write, overwrite=overwrite, suffix=".part")
     except FileExistsError:
         raise
     except OSError as exc:
         raise ExportError(f"Could not write {path}: {exc.strerror or exc}") from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
-def current_umask() -> int:
-    """The process's umask, read without changing it where the system allows (Linux: /proc/self/status)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)  # elsewhere: set and restore at once
-    os.umask(mask)
-    return mask
 
 
 def _midi_writer(pm: pretty_midi.PrettyMIDI) -> Callable[[Path], None]:

@@ -31,12 +31,13 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from lnf_core.fsutil import atomic_write_text
 
 PRIORS = ("iaf-scf", "af-scf", "af-af")
 PRIOR_TITLES = {"iaf-scf": "IAF/SCF", "af-scf": "AF/SCF", "af-af": "AF/AF"}
@@ -622,16 +623,7 @@ def read_status(run_dir: str | Path) -> RunStatus | None:
 
 def write_status(run_dir: str | Path, status: RunStatus) -> None:
     """Atomically replace ``studio.json`` (a reader never sees half a file)."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{STATUS_FILE}.", dir=run_dir)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(asdict(status), fh, indent=1)
-        os.replace(tmp, run_dir / STATUS_FILE)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(Path(run_dir) / STATUS_FILE, json.dumps(asdict(status), indent=1))
 
 
 def update_status(run_dir: str | Path, **changes: Any) -> RunStatus:

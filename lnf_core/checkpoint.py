@@ -12,7 +12,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,9 @@ from safetensors.torch import save_file
 from torch import nn
 
 from lnf_core.config import DATA_KINDS, MAX_PARAMETERS, ModelConfig, _short
+from lnf_core.fsutil import atomic_write
+from lnf_core.fsutil import atomic_write_text as atomic_write_text  # re-exported: train.loop, train.__main__
+from lnf_core.fsutil import remove_stale_temporaries as remove_stale_temporaries  # re-exported: train.loop
 from lnf_core.safetensors_header import HeaderError, SafetensorsHeader, open_regular_file, parse_json, read_header
 
 FORMAT_NAME = "lnf-studio-checkpoint"
@@ -38,45 +40,6 @@ MAX_STEPS_PER_BEAT = 96
 
 class CheckpointError(Exception):
     """A checkpoint that cannot be used; the message names the file and says why."""
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file ordinary permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write a text file atomically (temporary file ``.NAME.*.tmp`` beside it, fsync, then rename)."""
-    _atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
-
-
-def remove_stale_temporaries(folder: str | os.PathLike, names: Any) -> list[Path]:
-    """Delete the temporary files (``.NAME.*.tmp``) that writes of the files ``names`` in ``folder`` leave behind
-    when the process is killed mid-write; returns what was removed."""
-    folder = Path(folder)
-    removed = []
-    for name in names:
-        for tmp in folder.glob(f".{name}.*.tmp"):
-            try:
-                if tmp.is_file():
-                    tmp.unlink()
-                    removed.append(tmp)
-            except OSError:
-                pass
-    return removed
 
 
 def _tensor_bytes(tensor: torch.Tensor) -> bytes:
@@ -120,7 +83,7 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta
     flat = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     text = json.dumps(metadata, allow_nan=True)
     header = {METADATA_KEY: text, CHECKSUM_KEY: tensors_digest(flat, text)}
-    _atomic_write(Path(path), lambda tmp: save_file(flat, tmp, metadata=header))
+    atomic_write(path, lambda tmp: save_file(flat, str(tmp), metadata=header))
 
 
 def read_checked_header(path: str | os.PathLike) -> tuple[SafetensorsHeader, dict[str, Any]]:

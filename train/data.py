@@ -17,11 +17,11 @@ import argparse
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lnf_core.fsutil import atomic_write
 from train.datasets.batching import Batch, MusicBatch, bucket_batches, collate, iterate_batches
 from train.datasets.locations import (
     find_dataset_file,
@@ -164,15 +164,7 @@ def _copy_into(src: Path, dest: Path) -> str:
     if dest.exists() and dest.stat().st_size == src.stat().st_size and dest.read_bytes() == src.read_bytes():
         return "already present"
     verb = "replaced" if dest.exists() else "added"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(dest, lambda tmp: shutil.copyfile(src, tmp))
     return verb
 
 

@@ -20,13 +20,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from lnf_core.fsutil import atomic_write
 from lnf_core.keys import transpose_roll
 from lnf_core.pianoroll import MidiReadError, midi_to_roll
 from train.datasets.locations import user_cache_dir
@@ -158,18 +158,14 @@ def _write_cache(
         "meters": np.array([(info or {}).get(n, ((0, 0), 0))[0] for n in names], dtype=np.int64).reshape(-1, 2),
         "shifts": np.array([(info or {}).get(n, ((0, 0), 0))[1] for n in names], dtype=np.int64),
     }
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: given a name, NumPy would add ".npz" to it
+            np.savez_compressed(f, **arrays)
+
     for path in paths:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".rolls-", suffix=".tmp", dir=path.parent)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    np.savez_compressed(f, **arrays)
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-            return path
+            return atomic_write(path, write)
         except OSError:
             continue  # read-only folder: try the next place
     return None

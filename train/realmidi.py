@@ -16,13 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from lnf_core.fsutil import atomic_write
 
 CACHE_VERSION = "1"
 
@@ -145,9 +146,7 @@ def midi_file(source: Source, folder: Path | None = None, transpose: int = 0) ->
                 for ks in work.recurse().getElementsByClass("KeySignature"):
                     if abs(ks.sharps) > 7:  # e.g. 8 sharps: a valid score, but mido cannot read it back from MIDI
                         ks.sharps -= 12 if ks.sharps > 0 else -12
-            tmp = target.with_suffix(".part")
-            work.write("midi", fp=str(tmp))
-            os.replace(tmp, target)
+            atomic_write(target, lambda tmp: work.write("midi", fp=str(tmp)))
         except Exception as exc:  # music21 raises many kinds
             raise RuntimeError(f"music21 could not turn {source.name} into MIDI: {exc}") from exc
     return target

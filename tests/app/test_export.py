@@ -162,9 +162,11 @@ def test_exported_files_get_normal_permissions(tmp_path: Path) -> None:
     import os
     import stat
 
+    from lnf_core.fsutil import current_umask
+
     old = os.umask(0o022)
     try:
-        assert export.current_umask() == 0o022
+        assert current_umask() == 0o022
         path = write_midi(random_roll(1), tmp_path / "piece.mid")
         assert stat.S_IMODE(path.stat().st_mode) == 0o644
         os.umask(0o077)
