@@ -40,7 +40,6 @@ from typing import Any
 from lnf_core.fsutil import atomic_write_text
 
 PRIORS = ("iaf-scf", "af-scf", "af-af")
-PRIOR_TITLES = {"iaf-scf": "IAF/SCF", "af-scf": "AF/SCF", "af-af": "AF/AF"}
 PRESETS = ("tiny", "small", "paper")  # same names as train.presets.PRESETS (kept here: no torch import)
 STATUS_FILE = "studio.json"
 OUTPUT_LOG = "output.log"

@@ -40,13 +40,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from lnf_core.config import ModelConfig
+from lnf_core.config import PRIOR_LABELS, PRIORS, ModelConfig
 from lnf_core.flows import MADELayer
 from lnf_core.model import LatentFlowVAE
 from lnf_core.precision import bf16_lstms  # noqa: F401  (re-exported for callers)
 
-PRIORS = ("af-af", "af-scf", "iaf-scf")
-LABELS = {"af-af": "AF/AF", "af-scf": "AF/SCF", "iaf-scf": "IAF/SCF"}
 SAMPLE_BATCH = 16
 TRAIN_LENGTHS = (62, 62, 62, 61, 61)  # batch 5, bucketed like the official JSB batches (mean timed T 62.0)
 
@@ -240,7 +238,7 @@ def time_checkpoints(paths: Sequence[str], lengths: Sequence[int], repeats: int,
                          "sweeps_max": max(sweeps) if sweeps else None,
                          "inversion_error": inversion_error(model) if steps == lengths[0] else None,
                          "bf16": compare_precision(model, steps, repeats)})
-            log(f"  {path} ({LABELS[c.prior]}) sample 16 x {steps}: {seconds:.3f} s")
+            log(f"  {path} ({PRIOR_LABELS[c.prior]}) sample 16 x {steps}: {seconds:.3f} s")
     return rows
 
 
@@ -291,20 +289,20 @@ def run(lengths: Sequence[int], repeats: int, train: bool, bf16: bool, profile: 
             records.append({"prior": prior, "T": steps, "batch": SAMPLE_BATCH, "what": "sample", "seconds": seconds})
             if sweeps:
                 extra["sweeps"][steps] = {"mean": statistics.mean(sweeps), "max": max(sweeps), "calls": len(sweeps)}
-            log(f"  {LABELS[prior]:8s} sample 16 x {steps:<4d} {seconds:8.3f} s")
+            log(f"  {PRIOR_LABELS[prior]:8s} sample 16 x {steps:<4d} {seconds:8.3f} s")
             if bf16:
                 result = compare_precision(model, steps, repeats)
                 extra["bf16"][(prior, steps)] = result
                 records.append({"prior": prior, "T": steps, "batch": SAMPLE_BATCH, "what": "sample_auto",
                                 "seconds": result["seconds"]})
-                log(f"  {LABELS[prior]:8s} auto ({result['precision']}) 16 x {steps:<4d} {result['seconds']:8.3f} s "
-                    f"(keys equal {result['key_agreement']:.4f})")
+                log(f"  {PRIOR_LABELS[prior]:8s} auto ({result['precision']}) 16 x {steps:<4d} "
+                    f"{result['seconds']:8.3f} s (keys equal {result['key_agreement']:.4f})")
         if train:
             seconds = time_training_step(model, max(repeats, 3))
             train_step[prior] = seconds
             records.append({"prior": prior, "T": max(TRAIN_LENGTHS), "batch": len(TRAIN_LENGTHS),
                             "what": "train_step", "seconds": seconds})
-            log(f"  {LABELS[prior]:8s} train step (batch 5, T {max(TRAIN_LENGTHS)}) {seconds:8.3f} s")
+            log(f"  {PRIOR_LABELS[prior]:8s} train step (batch 5, T {max(TRAIN_LENGTHS)}) {seconds:8.3f} s")
         del model
     if emission:
         extra["nade"] = {}
@@ -343,7 +341,7 @@ def run_profiles(repeats: int, train: bool, emission: bool, log: Callable[[str],
     variants = {"optimised": ("auto", True), "straightforward": ("float32", False)}
     lines: list[str] = []
     data: dict[str, Any] = {}
-    models = [(LABELS[p], p, lambda p=p: build_model(p)) for p in priors]
+    models = [(PRIOR_LABELS[p], p, lambda p=p: build_model(p)) for p in priors]
     if emission:
         models.append(("IAF/SCF + NADE 128", "nade-128", lambda: build_nade_model(128)))
     for label, key, make in models:
@@ -387,7 +385,7 @@ def format_report(lengths: Sequence[int], extra: dict[str, Any], threads: int, l
         for (prior, steps), r in extra["bf16"].items():
             adopted = r["seconds"] < r["float32_seconds"] and r["key_agreement"] >= 0.999
             lines.append(
-                f"  {LABELS[prior]:8s} {steps:>4} | auto = {r['precision']}: {_fmt(r['seconds']):>7} s, float32 "
+                f"  {PRIOR_LABELS[prior]:8s} {steps:>4} | auto = {r['precision']}: {_fmt(r['seconds']):>7} s, float32 "
                 f"{_fmt(r['float32_seconds']):>7} s ({_ratio(r['float32_seconds'], r['seconds'])}) | keys equal "
                 f"{r['key_agreement']:.5f}, on keys with |p-0.5|>0.05 ({r['decided_fraction']:.0%} of keys) "
                 f"{r['decided_key_agreement']:.5f}, max |dp| {r['max_prob_diff']:.1e}"
@@ -426,7 +424,7 @@ def format_report(lengths: Sequence[int], extra: dict[str, Any], threads: int, l
             lines.append(f"  T={steps}: {s['mean']:.2f} sweeps per layer on average, max {s['max']} "
                          f"({s['calls']} inversions)")
     if extra.get("inversion_error"):
-        errors = ", ".join(f"{LABELS[p]} {e:.1e}" for p, e in extra["inversion_error"].items())
+        errors = ", ".join(f"{PRIOR_LABELS[p]} {e:.1e}" for p, e in extra["inversion_error"].items())
         lines += ["", f"Sampling inverts the density exactly: max |eps' - eps| over 4 x 32 x 50 (float32): {errors}"]
     if train_step:
         lines += ["", f"Training step (ELBO + backward + clip + Adam), batch {len(TRAIN_LENGTHS)}, lengths "
@@ -435,7 +433,7 @@ def format_report(lengths: Sequence[int], extra: dict[str, Any], threads: int, l
         for prior in PRIORS:
             if prior in train_step:
                 ref = REFERENCE_TRAIN[prior]
-                lines.append(f"{LABELS[prior]:>8} | {_fmt(train_step[prior]):>8} | {_fmt(ref):>8} "
+                lines.append(f"{PRIOR_LABELS[prior]:>8} | {_fmt(train_step[prior]):>8} | {_fmt(ref):>8} "
                              f"{'':{len(REFERENCE_LABEL)}} | {_ratio(ref, train_step[prior])}")
     if extra.get("checkpoints"):
         lines += ["", "Trained checkpoints (their own sizes; AF/AF sweeps grow as the dims learn to depend on "
@@ -447,7 +445,7 @@ def format_report(lengths: Sequence[int], extra: dict[str, Any], threads: int, l
             low = row.get("bf16")
             bf16 = (f", auto ({low['precision']}) {_fmt(low['seconds'])} s with {low['key_agreement']:.4%} of keys "
                     "equal" if low else "")
-            head = f"  {LABELS[row['prior']]:8s} T={row['T']:<4d} {_fmt(row['seconds']):>7} s"
+            head = f"  {PRIOR_LABELS[row['prior']]:8s} T={row['T']:<4d} {_fmt(row['seconds']):>7} s"
             lines.append(f"{head}{sweeps}{exact}{bf16}  [{row['size']}; {row['path']}]")
     if extra["profile"]:
         lines += ["", *extra["profile"]["lines"]]

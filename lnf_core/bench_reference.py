@@ -33,7 +33,8 @@ from typing import Any
 
 import torch
 
-LABELS = {"af-af": "AF/AF", "af-scf": "AF/SCF", "iaf-scf": "IAF/SCF"}
+from lnf_core.config import PRIOR_LABELS
+
 JSB_ASSET = Path(__file__).resolve().parent.parent / "assets" / "data" / "JSB_Chorales.pickle"
 
 
@@ -133,7 +134,7 @@ def run(ref_dir: str, priors: Sequence[str], lengths: Sequence[int], threads: in
                 row = {"prior": prior, "T": steps, "ref_max_T": need, "loadavg_start": la, "loadavg_end": _load(),
                        **cell}
                 result["sample"].append(row)
-                log(f"  sample {LABELS[prior]:8s} 16x{steps:<4d} ref {cell['ref']['median']:.3f}s  "
+                log(f"  sample {PRIOR_LABELS[prior]:8s} 16x{steps:<4d} ref {cell['ref']['median']:.3f}s  "
                     f"ours {cell['ours']['median']:.3f}s ({cell['ref']['median'] / cell['ours']['median']:.2f}x)  "
                     f"float32 {cell['ours_fp32']['median']:.3f}s  load {la}")
             if train:
@@ -144,8 +145,9 @@ def run(ref_dir: str, priors: Sequence[str], lengths: Sequence[int], threads: in
                 la = _load()
                 cell = sbs.interleave(trainers, dict.fromkeys(trainers, 2), dict.fromkeys(trainers, train_repeats))
                 result["train"].append({"prior": prior, "loadavg_start": la, "loadavg_end": _load(), **cell})
-                log(f"  train  {LABELS[prior]:8s} ref {cell['ref']['median']:.3f}s  ours {cell['ours']['median']:.3f}s"
-                    f"  ({cell['ref']['median'] / cell['ours']['median']:.2f}x)  load {la}")
+                log(f"  train  {PRIOR_LABELS[prior]:8s} ref {cell['ref']['median']:.3f}s  "
+                    f"ours {cell['ours']['median']:.3f}s  ({cell['ref']['median'] / cell['ours']['median']:.2f}x)  "
+                    f"load {la}")
         result["loadavg_after"] = _load()
         result["wall_s"] = round(time.time() - started, 1)
         return result
@@ -166,7 +168,7 @@ def format_table(result: dict[str, Any]) -> str:
              "| prior | T | ref s | ours s | ref/ours | ours float32 s | ref/ours float32 | load 1-min (start-end) |",
              "|---|---|---|---|---|---|---|---|"]
     for r in result["sample"]:
-        lines.append(f"| {LABELS[r['prior']]} | {r['T']} | {_cell(r['ref'])} | {_cell(r['ours'])} | "
+        lines.append(f"| {PRIOR_LABELS[r['prior']]} | {r['T']} | {_cell(r['ref'])} | {_cell(r['ours'])} | "
                      f"**{r['ref']['median'] / r['ours']['median']:.2f}x** | {_cell(r['ours_fp32'])} | "
                      f"{r['ref']['median'] / r['ours_fp32']['median']:.2f}x | "
                      f"{r['loadavg_start'][0]}-{r['loadavg_end'][0]} |")
@@ -185,7 +187,7 @@ def format_table(result: dict[str, Any]) -> str:
                   "(T 63), float32:", "",
                   "| prior | ref s | ours s | ref/ours | load 1-min (start-end) |", "|---|---|---|---|---|"]
         for r in result["train"]:
-            lines.append(f"| {LABELS[r['prior']]} | {_cell(r['ref'])} | {_cell(r['ours'])} | "
+            lines.append(f"| {PRIOR_LABELS[r['prior']]} | {_cell(r['ref'])} | {_cell(r['ours'])} | "
                          f"**{r['ref']['median'] / r['ours']['median']:.2f}x** | "
                          f"{r['loadavg_start'][0]}-{r['loadavg_end'][0]} |")
     return "\n".join(lines)

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PRIORS = ("af-af", "af-scf", "iaf-scf")
+#: The paper's names of the priors (tables, benchmarks, the Train window).
+PRIOR_LABELS = {"af-af": "AF/AF", "af-scf": "AF/SCF", "iaf-scf": "IAF/SCF"}
 TRANSFORM_NAMES = ("nlsq", "affine")
 POS_ENCODINGS = ("compact", "onehot")
 DATA_KINDS = ("music", "text")

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from lnf_core.checkpoint import CheckpointError, load_checkpoint, read_metadata
+from lnf_core.config import PRIOR_LABELS
 from train.clitext import plain
 from train.data import DataError, load_dataset, lookup_dataset
 from train.evaluate import evaluate_checkpoint
@@ -44,7 +45,7 @@ TIMING_PIECES = 16
 """Pieces generated in one timed ``model.generate`` call."""
 
 MODEL_ORDER = ("lstm", "af-af", "af-scf", "iaf-scf")
-MODEL_NAMES = {"lstm": "LSTM baseline", "af-af": "AF/AF", "af-scf": "AF/SCF", "iaf-scf": "IAF/SCF"}
+MODEL_NAMES = {"lstm": "LSTM baseline", **PRIOR_LABELS}
 DATASET_ORDER = ("nottingham", "pianomidi", "musedata", "jsb", "ptb")  # the paper's column order, then PTB
 
 VERIFIED_DMM = "Krishnan et al. 2017 (DMM), Tables 3-4 (verified)"
@@ -92,10 +93,10 @@ PAPER_ROWS: dict[tuple[str, str], Published] = {
 }
 """The paper's own number for (dataset, model), where the published tables have one."""
 PAPER_ROWS.update({
-    ("ptb", "af-scf"): Published("AF/SCF", "1.46", PAPER_VERIFIED),
-    ("ptb", "iaf-scf"): Published("IAF/SCF", "1.63", PAPER_VERIFIED),
-    ("ptb", "af-af"): Published("AF/AF", "≈1.42", PAPER_UNVERIFIED),
-    ("ptb", "lstm"): Published("LSTM baseline", "≈1.38", PAPER_UNVERIFIED),
+    ("ptb", "af-scf"): Published(MODEL_NAMES["af-scf"], "1.46", PAPER_VERIFIED),
+    ("ptb", "iaf-scf"): Published(MODEL_NAMES["iaf-scf"], "1.63", PAPER_VERIFIED),
+    ("ptb", "af-af"): Published(MODEL_NAMES["af-af"], "≈1.42", PAPER_UNVERIFIED),
+    ("ptb", "lstm"): Published(MODEL_NAMES["lstm"], "≈1.38", PAPER_UNVERIFIED),
 })
 NOT_RETRIEVED = "not retrieved from the paper"
 

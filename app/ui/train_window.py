@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
 from app import session, training
 from app.training import Curves, LineFollower, MetricsFollower, TrainingProcess, TrainRequest
 from app.ui.theme import is_dark
+from lnf_core.config import PRIOR_LABELS
 
 FOLDER = "__folder__"
 POLL_MS = 250
@@ -168,7 +169,7 @@ class TrainWindow(QWidget):
         self.prior_combo.setObjectName("priorCombo")
         for prior in training.PRIORS:
             note = " — samples fastest" if prior == "iaf-scf" else ""
-            self.prior_combo.addItem(training.PRIOR_TITLES[prior] + note, prior)
+            self.prior_combo.addItem(PRIOR_LABELS[prior] + note, prior)
         self.prior_combo.setToolTip("The flow prior. IAF/SCF samples every time step in parallel, so it "
                                     "generates fastest in the app.")
         self.prior_combo.currentIndexChanged.connect(self._update_estimate)
