@@ -644,10 +644,6 @@ class RenderStream:
             self._queued = 0
             self._cond.notify_all()
 
-    @property
-    def queued_frames(self) -> int:
-        return self._queued
-
     # -- audio callback thread
     def read(self, out: np.ndarray, frames: int) -> tuple[int, bool]:
         written = 0

@@ -287,10 +287,6 @@ class EditModel:
             self._restore(state)
 
     @property
-    def in_gesture(self) -> bool:
-        return self._pending is not None
-
-    @property
     def base_notes(self) -> tuple[Note, ...]:
         """The notes as they were when the current gesture began (the notes, outside a gesture)."""
         return self._pending.notes if self._pending is not None else self._notes
@@ -379,6 +375,3 @@ class EditModel:
         pasted = [replace(n, start=n.start + at, end=n.end + at) for n in clip.notes]
         pasted = [n for n in pasted if n.start < self.length]
         return self._apply([*self._notes, *pasted], pasted, "Paste notes") if pasted else False
-
-    def replace_all(self, notes: Sequence[Note], label: str) -> bool:
-        return self._apply(notes, [], label)

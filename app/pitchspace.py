@@ -27,11 +27,10 @@ import numpy as np
 from app import session
 from app.midi_import import MidiPiece
 from lnf_core.dataspace import DataSpace, Placement, place, space_from_metadata, to_sounding
-from lnf_core.keys import Key, detect_key, parse_tonic, tonic_name, transpose_roll
+from lnf_core.keys import Key, detect_key, parse_tonic, transpose_roll
 
 KEY_TRAINED = "trained"
 KEY_RANDOM = "random"
-KEY_CHOICES = (KEY_TRAINED, KEY_RANDOM, *(tonic_name(t) for t in range(12)))
 
 
 def space_of(loaded: session.LoadedModel) -> DataSpace:
@@ -373,10 +372,3 @@ def key_signature_of(piece: session.Piece) -> tuple[int, str] | None:
         return None
     key = detect_key(piece.roll)
     return key.tonic, key.mode
-
-
-def with_space(loaded: session.LoadedModel, space: DataSpace) -> session.LoadedModel:
-    """A copy of ``loaded`` that uses another data space (tests, experiments)."""
-    copy = replace(loaded)
-    copy._data_space = space  # type: ignore[attr-defined]
-    return copy

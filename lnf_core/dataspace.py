@@ -72,10 +72,6 @@ class DataSpace:
 
     # -- description -----------------------------------------------------------------------------------
     @property
-    def key_normalised(self) -> bool:
-        return self.key_tonics is not None
-
-    @property
     def key_text(self) -> str:
         """``"transposed to C major / C minor"`` or ``"keys as is"``."""
         if self.key_tonics is None:

@@ -147,9 +147,6 @@ class AppSettings:
         items = [p for p in self.recent_models if p != path]
         self.q.setValue("model/recent", [path, *items][:MAX_RECENT])
 
-    def remove_recent_model(self, path: str) -> None:
-        self.q.setValue("model/recent", [p for p in self.recent_models if p != str(path)])
-
     def window_state(self) -> tuple[QByteArray | None, QByteArray | None]:
         return self.q.value("ui/geometry"), self.q.value("ui/state")
 

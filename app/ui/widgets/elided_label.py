@@ -46,9 +46,6 @@ class PartsLabel(QLabel):
         self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.setToolTip("\n".join(self._parts))
 
-    def full_text(self) -> str:
-        return self.SEP.join(self._parts)
-
     def shown_text(self, width: int | None = None) -> str:
         """The parts that fit ``width`` pixels (default: the label's width)."""
         fm = self.fontMetrics()

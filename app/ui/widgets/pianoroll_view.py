@@ -55,7 +55,6 @@ class PianoRollView(QAbstractScrollArea):
         self._playhead: float | None = None
         self._hover_key: int | None = None
         self._auto_fit = True  # refit when resized, until the user zooms
-        self._follow = True
         self._cache: QPixmap | None = None
         self._cache_key: tuple | None = None
         self._colors: RollColors | None = None
@@ -97,10 +96,6 @@ class PianoRollView(QAbstractScrollArea):
     @property
     def steps_per_beat(self) -> int:
         return self._steps_per_beat
-
-    def set_placeholder(self, text: str) -> None:
-        self._placeholder = text
-        self._invalidate()
 
     # ---------------------------------------------------------------------------------------------- zoom
     @property
@@ -156,9 +151,9 @@ class PianoRollView(QAbstractScrollArea):
 
     # ---------------------------------------------------------------------------------------------- playhead
     def set_playhead(self, step: float | None) -> None:
-        """Move the playhead to a (fractional) time step; ``None`` hides it. Follows it when enabled."""
+        """Move the playhead to a (fractional) time step; ``None`` hides it. The view scrolls to keep it in sight."""
         self._playhead = step
-        if step is not None and self._follow:
+        if step is not None:
             hbar = self.horizontalScrollBar()
             x = step * self._step_w - hbar.value()
             visible = self.viewport().width() - KEYBOARD_W
@@ -168,9 +163,6 @@ class PianoRollView(QAbstractScrollArea):
 
     def playhead(self) -> float | None:
         return self._playhead
-
-    def set_follow(self, follow: bool) -> None:
-        self._follow = follow
 
     # ---------------------------------------------------------------------------------------------- export
     def render_image(self, full_range: bool = False) -> QImage:
@@ -286,9 +278,6 @@ class PianoRollView(QAbstractScrollArea):
         p.setPen(QColor("white"))
         p.drawText(badge, Qt.AlignmentFlag.AlignCenter, name)
         p.restore()
-
-    def hovered_key(self) -> int | None:
-        return self._hover_key
 
     def _set_hover_key(self, key: int | None) -> None:
         if key != self._hover_key:
