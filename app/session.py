@@ -183,7 +183,7 @@ def read_model_info(path: str | Path, shipped: bool = False) -> ModelInfo:
     if header is not None:
         try:
             info = _info_from_header(path, header, shipped)
-        except Exception:  # noqa: BLE001 - odd metadata: the full load below says what is wrong
+        except Exception:  # odd metadata: the full load below says what is wrong
             info = None
         if info is not None:
             return info
@@ -755,10 +755,6 @@ def score_roll(model: Any, roll: np.ndarray, n_samples: int = 30, seed: int = 0)
         torch.random.set_rng_state(state)
     cropped = original if original != roll.shape[0] else None
     return Score(float(ll.reshape(-1)[0]), int(roll.shape[0]), n_samples, cropped)
-
-
-def empty_roll(length: int = 0) -> np.ndarray:
-    return np.zeros((length, N_KEYS), dtype=bool)
 
 
 def note_count(roll: np.ndarray) -> int:

@@ -297,7 +297,7 @@ class MainWindow(WindowActions, QMainWindow):
         pb.unavailable.connect(self._audio_unavailable)
         pb.error.connect(lambda m: self.show_error("Playback", m))
 
-    def changeEvent(self, event) -> None:  # noqa: N802
+    def changeEvent(self, event) -> None:
         if event.type() == QEvent.Type.PaletteChange:
             self._apply_icons()
         super().changeEvent(event)
@@ -1002,13 +1002,13 @@ class MainWindow(WindowActions, QMainWindow):
         paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
         return [p for p in paths if p.suffix.lower() in (*self.MIDI_SUFFIXES, session.CHECKPOINT_SUFFIX)]
 
-    def dragEnterEvent(self, event) -> None:  # noqa: N802
+    def dragEnterEvent(self, event) -> None:
         if self._droppable(event):
             event.acceptProposedAction()
         else:
             event.ignore()
 
-    def dropEvent(self, event) -> None:  # noqa: N802
+    def dropEvent(self, event) -> None:
         paths = self._droppable(event)
         if paths:
             event.acceptProposedAction()
@@ -1097,7 +1097,7 @@ class MainWindow(WindowActions, QMainWindow):
         return "stop" if clicked is stop else "keep" if clicked is keep else "cancel"
 
     # ================================================================================== lifetime
-    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+    def closeEvent(self, event: QCloseEvent) -> None:
         if self.is_training:
             choice = self._confirm_close_while_training()
             if choice == "cancel":
