@@ -174,6 +174,17 @@ class TrainWindow(QWidget):
                                     "generates fastest in the app.")
         self.prior_combo.currentIndexChanged.connect(self._update_estimate)
         form.addRow("Prior", self.prior_combo)
+        self.emission_combo = QComboBox()
+        self.emission_combo.setObjectName("emissionCombo")
+        for value, text in (("chords", "Chords — each step one chord of your music's (recommended)"),
+                            ("nade", "NADE — the notes of a step one after another"),
+                            ("bernoulli", "Independent notes (the paper's)")):
+            self.emission_combo.addItem(text, value)
+        self.emission_combo.setToolTip(
+            "How the notes sounding at one step are modelled. Chords: every step is one of the chords found in the "
+            "training music (any other is still possible), which gives clean harmony and the best likelihood; "
+            "independent notes is the paper's choice")
+        form.addRow("Notes", self.emission_combo)
         self.preset_combo = QComboBox()
         self.preset_combo.setObjectName("presetCombo")
         for preset in training.PRESETS:
@@ -443,7 +454,8 @@ class TrainWindow(QWidget):
         name = self.name_edit.text().strip() or self.name_edit.placeholderText()
         run_dir = Path(out) if out else self.runs_dir / name
         return TrainRequest(data=self.data_value(), out=str(run_dir), prior=self.prior_combo.currentData(),
-                            preset=self.preset_combo.currentData(), name=name if not out else (
+                            preset=self.preset_combo.currentData(), emission=self.emission_combo.currentData(),
+                            name=name if not out else (
                                 self.name_edit.text().strip() or run_dir.name),
                             threads=self.threads_spin.value(), max_steps=max_steps, models_dir=str(self.models_dir))
 

@@ -31,7 +31,12 @@ def test_train_command_from_the_form():
     assert cmd[:3] == ["py", "-m", "train"]
     args = dict(zip(cmd[3::2], cmd[4::2]))
     assert args == {"--dataset": "/music/mine", "--prior": "iaf-scf", "--preset": "tiny", "--out": "/runs/mine",
-                    "--threads": "3", "--max-steps": "50", "--epochs": "50"}  # max_steps decides, not the preset
+                    "--threads": "3", "--emission": "chords", "--emission-dropout": "0.2", "--max-steps": "50",
+                    "--epochs": "50"}  # max_steps decides, not the preset; the chord emission by default
+    paper = TrainRequest(data="jsb", out="r", emission="bernoulli").train_command()
+    assert paper[paper.index("--emission") + 1] == "bernoulli" and "--emission-dropout" not in paper
+    with pytest.raises(ValueError, match="emission"):
+        TrainRequest(data="jsb", out="r", emission="nope").train_command()
     assert "--epochs" not in TrainRequest(data="jsb", out="r").train_command()
     assert training.resume_command("/runs/mine", 2, python="py") == ["py", "-m", "train", "--resume", "/runs/mine",
                                                                      "--threads", "2"]
