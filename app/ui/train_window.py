@@ -176,9 +176,8 @@ class TrainWindow(QWidget):
         form.addRow("Prior", self.prior_combo)
         self.emission_combo = QComboBox()
         self.emission_combo.setObjectName("emissionCombo")
-        for value, text in (("chords", "Chords — each step one chord of your music's (recommended)"),
-                            ("nade", "NADE — the notes of a step one after another"),
-                            ("bernoulli", "Independent notes (the paper's)")):
+        for value, text in (("chords", "Chords — recommended"), ("nade", "NADE — note by note"),
+                            ("bernoulli", "Independent — the paper's")):
             self.emission_combo.addItem(text, value)
         self.emission_combo.setToolTip(
             "How the notes sounding at one step are modelled. Chords: every step is one of the chords found in the "
