@@ -113,10 +113,9 @@ def calibration_for(loaded: session.LoadedModel, compute: bool = True, n_samples
         if key in _calibrations:  # computed meanwhile by another thread
             return _calibrations[key]
         try:
-            from train.data import load_dataset
-            from train.evaluate import dataset_reference
+            from train.data import dataset_for_checkpoint
 
-            ds = load_dataset(dataset_reference(loaded.metadata))
+            ds = dataset_for_checkpoint(loaded.metadata)
             rolls = ds.splits["test"] or ds.splits["valid"]
             cal = compute_calibration(loaded.model, rolls, n_samples, str(loaded.metadata.get("dataset") or ""),
                                       "test" if ds.splits["test"] else "valid", loaded.max_len)

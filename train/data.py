@@ -47,9 +47,10 @@ from train.datasets.types import N_KEYS, PITCH_OFFSET, SPLITS, DataError, MusicD
 __all__ = [
     "DATASETS", "MUSIC_DATASETS", "N_KEYS", "PITCH_OFFSET", "PTB_MAX_LEN", "SPLITS",
     "Batch", "DataError", "DatasetSpec", "MusicBatch", "MusicDataset", "RestrictedUnpickler", "TextDataset",
-    "bucket_batches", "collate", "find_dataset_file", "get_dataset_spec", "iterate_batches", "length_counts",
-    "load_dataset", "load_music_pickle", "load_ptb", "locate_dataset", "lookup_dataset", "main",
-    "resolve_data_dir", "safe_load_pickle", "search_dirs", "user_cache_dir", "user_data_dir",
+    "bucket_batches", "collate", "dataset_for_checkpoint", "dataset_reference", "find_dataset_file",
+    "get_dataset_spec", "iterate_batches", "length_counts", "load_dataset", "load_music_pickle", "load_ptb",
+    "locate_dataset", "lookup_dataset", "main", "resolve_data_dir", "safe_load_pickle", "search_dirs",
+    "user_cache_dir", "user_data_dir",
 ]  # fmt: skip
 
 Dataset = MusicDataset | TextDataset
@@ -110,6 +111,37 @@ def load_dataset(name_or_path: str | os.PathLike[str], data_dir: str | Path | No
         "a folder of MIDI files.",
         path,
     )
+
+
+def dataset_reference(meta: dict[str, Any]) -> str:
+    """What to load a checkpoint's data by: a known dataset's name, else where the data came from (a MIDI folder).
+
+    A user's own dataset is named after its folder (``my songs``, or ``piano (own)`` where the folder name reads as
+    a known dataset); its metadata's ``dataset_source`` says where it is.
+    """
+    if lookup_dataset(meta["dataset"]) is None and meta.get("dataset_source"):
+        return meta["dataset_source"]
+    return meta["dataset"]
+
+
+def dataset_for_checkpoint(meta: dict[str, Any], data_dir: str | Path | None = None, **kw: Any) -> Dataset:
+    """The dataset a checkpoint was trained on, from its metadata: the one way every tool (evaluation, the
+    report, music statistics, shipping, the app's typicality) finds a checkpoint's data.
+
+    A known dataset is looked up by name (in ``data_dir`` first, see :func:`find_dataset_file`); a user's MIDI
+    folder by the ``dataset_source`` path recorded at training. ``kw`` goes to :func:`load_dataset`. Raises
+    :class:`DataError` naming what was looked for.
+    """
+    if not meta.get("dataset"):
+        raise DataError("the checkpoint does not say which dataset it was trained on, so its data cannot be found")
+    ref = dataset_reference(meta)
+    if ref != meta["dataset"] and not Path(ref).expanduser().exists():
+        raise DataError(
+            f"the checkpoint was trained on {meta['dataset']!r} from {ref}, which is not there any more; put the "
+            "MIDI folder back there to use its data.",
+            Path(ref),
+        )
+    return load_dataset(ref, data_dir, **kw)
 
 
 # ----------------------------------------------------------------------------------------------------------

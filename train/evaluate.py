@@ -16,16 +16,7 @@ from typing import Any
 import torch
 
 from lnf_core.checkpoint import CheckpointError, load_checkpoint
-from train.data import DataError, bucket_batches, collate, load_dataset
-
-
-def dataset_reference(meta: dict[str, Any]) -> str:
-    """What to load a checkpoint's data by: a known dataset's name, else where the data came from (a MIDI folder)."""
-    from train.data import lookup_dataset
-
-    if lookup_dataset(meta["dataset"]) is None and meta.get("dataset_source"):
-        return meta["dataset_source"]
-    return meta["dataset"]
+from train.data import DataError, bucket_batches, collate, dataset_for_checkpoint
 
 
 @torch.no_grad()
@@ -52,7 +43,7 @@ def evaluate_model(model: torch.nn.Module, seqs: list, samples: int = 30, batch_
 def evaluate_checkpoint(path: str, split: str = "test", samples: int = 30, seed: int = 0, data_dir: str | None = None,
                         batch_size: int = 16, limit: int | None = None, progress: bool = False) -> dict[str, Any]:
     model, meta = load_checkpoint(path)
-    dataset = load_dataset(dataset_reference(meta), data_dir)
+    dataset = dataset_for_checkpoint(meta, data_dir)
     seqs = dataset.splits[split][:limit] if limit else dataset.splits[split]
     if not seqs:
         raise DataError(f"{meta['dataset']}: the {split} split is empty, so there is nothing to evaluate on")

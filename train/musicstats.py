@@ -387,8 +387,7 @@ def run(checkpoint: str, num: int = 100, seed: int = 0, temperature: float | Non
     from lnf_core.config import DEFAULT_DECODE
     from lnf_core.sampling import SamplingSettings
     from train import musicality
-    from train.data import load_dataset
-    from train.evaluate import dataset_reference
+    from train.data import dataset_for_checkpoint
 
     if num < 1:
         raise MusicStatsError("--num must be at least 1")
@@ -407,7 +406,7 @@ def run(checkpoint: str, num: int = 100, seed: int = 0, temperature: float | Non
                               "(piano-roll) models")
     if "dataset" not in meta:
         raise MusicStatsError(f"{checkpoint}: the checkpoint does not say which dataset it was trained on")
-    dataset = load_dataset(dataset_reference(meta), data_dir)
+    dataset = dataset_for_checkpoint(meta, data_dir)
     if split not in dataset.splits:
         raise MusicStatsError(f"dataset {meta['dataset']!r} has no {split!r} split")
     reference = dataset.splits[split][:limit] if limit else dataset.splits[split]

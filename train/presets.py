@@ -11,6 +11,7 @@ batch 1 with 8-step accumulation for Piano-midi/MuseData, SGD lr 20 for the LSTM
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,119 +67,81 @@ class TrainConfig:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def _paper_model(dataset: str, prior: str, model: str) -> dict[str, Any]:
-    m: dict[str, Any] = dict(
-        z_dim=50,
-        emb_dim=500,
-        hidden=500,
-        prior_units=500,
-        prior_layers=2,
-        flow_layers=5,
-        flow_hidden=100,
-        flow_hidden_layers=2,
-        dropout=0.2,
-    )
-    if model == "lstm":
-        m["dropout"] = 0.1
-    if dataset == "ptb" and prior == "iaf-scf":
-        m.update(dropout=0.0, flow_layers=3)
-    return m
+Settings = dict[str, Any]
+
+#: Conditions a preset's settings depend on, each a test of (dataset, prior, model). ``dataset`` is a known
+#: dataset's name (``jsb``, ``nottingham``, ``musedata``, ``pianomidi``, ``ptb``) or anything else (a MIDI
+#: folder, a pickle path), which counts as music.
+CONDITIONS: dict[str, Callable[[str, str, str], bool]] = {
+    "music": lambda dataset, prior, model: dataset != "ptb",
+    "text": lambda dataset, prior, model: dataset == "ptb",
+    "jsb": lambda dataset, prior, model: dataset == "jsb",
+    "long music": lambda dataset, prior, model: dataset in ("musedata", "pianomidi"),
+    "lstm": lambda dataset, prior, model: model == "lstm",
+    "ptb iaf-scf": lambda dataset, prior, model: dataset == "ptb" and prior == "iaf-scf",
+}
+
+#: Each preset's (training settings, model settings) before any condition.
+BASE: dict[str, tuple[Settings, Settings]] = {
+    "paper": (
+        dict(epochs=100, lr=1e-3, optimizer="adam", grad_clip=0.25, nll_every=5, nll_samples=30),
+        dict(z_dim=50, emb_dim=500, hidden=500, prior_units=500, prior_layers=2, flow_layers=5, flow_hidden=100,
+             flow_hidden_layers=2, dropout=0.2),
+    ),
+    "small": (
+        dict(epochs=80, early_stop=True, min_lr=2e-5, lr=2e-3, optimizer="adam", grad_clip=0.25, nll_every=5,
+             nll_samples=30, patience=2, kl_zero_epochs=3, kl_ramp_epochs=12, elbo_samples=1, batch_size=8,
+             eval_batch_size=32),
+        dict(z_dim=32, emb_dim=256, hidden=256, prior_units=256, prior_layers=2, flow_layers=5, flow_hidden=64,
+             flow_hidden_layers=2, dropout=0.2),
+    ),
+    "tiny": (  # seconds on a CPU, for tests and smoke runs
+        dict(epochs=2, lr=3e-3, optimizer="adam", grad_clip=1.0, nll_every=1, nll_samples=4, patience=1,
+             kl_zero_epochs=0, kl_ramp_epochs=1, elbo_samples=1, batch_size=4, eval_batch_size=8, crop=24,
+             train_subset=16, eval_subset=8, checkpoint_minutes=0.0),
+        dict(z_dim=8, emb_dim=32, hidden=32, prior_units=32, prior_layers=1, flow_layers=2, flow_hidden=16,
+             flow_hidden_layers=1, dropout=0.0),
+    ),
+}
+
+#: Per preset, (condition, training settings, model settings) layered over :data:`BASE` in this order where the
+#: condition holds; a later layer wins over an earlier one.
+LAYERS: dict[str, tuple[tuple[str, Settings, Settings], ...]] = {
+    "paper": (
+        ("music", dict(kl_zero_epochs=20, kl_ramp_epochs=15, patience=2, elbo_samples=1, batch_size=5,
+                       eval_batch_size=1), {}),
+        ("jsb", dict(eval_batch_size=64), {}),
+        ("long music", dict(batch_size=1, grad_accum=8, nll_samples=4), {}),
+        ("text", dict(kl_zero_epochs=4, kl_ramp_epochs=10, patience=1, elbo_samples=10, batch_size=15,
+                      eval_batch_size=15), {}),
+        ("lstm", dict(optimizer="sgd", lr=20.0, patience=4), dict(dropout=0.1)),
+        ("ptb iaf-scf", {}, dict(dropout=0.0, flow_layers=3)),
+    ),
+    "small": (
+        ("long music", dict(batch_size=4, nll_samples=4), {}),
+        ("text", dict(batch_size=32, epochs=10, kl_zero_epochs=1, kl_ramp_epochs=4), {}),
+    ),
+    "tiny": (),
+}
+
+#: Layered over every preset after its own :data:`LAYERS`: the LSTM baseline has no KL term to anneal.
+COMMON_LAYERS: tuple[tuple[str, Settings, Settings], ...] = (
+    ("lstm", dict(kl_zero_epochs=0, kl_ramp_epochs=0), {}),
+)
 
 
 def preset_settings(preset: str, dataset: str, prior: str, model: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(training settings, model settings) of a preset for a dataset/prior/model."""
+    """(training settings, model settings) of a preset for a dataset/prior/model: the preset's :data:`BASE`, then
+    its :data:`LAYERS`, then :data:`COMMON_LAYERS`, each layer where its :data:`CONDITIONS` entry holds."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {PRESETS}")
-    music = dataset != "ptb"
-    long_music = dataset in ("musedata", "pianomidi")
-    if preset == "paper":
-        t: dict[str, Any] = dict(epochs=100, lr=1e-3, optimizer="adam", grad_clip=0.25, nll_every=5, nll_samples=30)
-        if music:
-            t.update(
-                kl_zero_epochs=20,
-                kl_ramp_epochs=15,
-                patience=2,
-                elbo_samples=1,
-                batch_size=5,
-                eval_batch_size=64 if dataset == "jsb" else 1,
-            )
-            if long_music:
-                t.update(batch_size=1, eval_batch_size=1, grad_accum=8, nll_samples=4)
-        else:
-            t.update(
-                kl_zero_epochs=4, kl_ramp_epochs=10, patience=1, elbo_samples=10, batch_size=15, eval_batch_size=15
-            )
-        if model == "lstm":
-            t.update(optimizer="sgd", lr=20.0, patience=4, kl_zero_epochs=0, kl_ramp_epochs=0)
-        return t, _paper_model(dataset, prior, model)
-    if preset == "small":
-        t = dict(
-            epochs=80,
-            early_stop=True,
-            min_lr=2e-5,
-            lr=2e-3,
-            optimizer="adam",
-            grad_clip=0.25,
-            nll_every=5,
-            nll_samples=30,
-            patience=2,
-            kl_zero_epochs=3,
-            kl_ramp_epochs=12,
-            elbo_samples=1,
-            batch_size=8,
-            eval_batch_size=32,
-        )
-        if long_music:
-            t.update(batch_size=4, nll_samples=4)
-        if not music:
-            t.update(batch_size=32, epochs=10, kl_zero_epochs=1, kl_ramp_epochs=4)
-        if model == "lstm":
-            t.update(kl_zero_epochs=0, kl_ramp_epochs=0, lr=2e-3)
-        m = dict(
-            z_dim=32,
-            emb_dim=256,
-            hidden=256,
-            prior_units=256,
-            prior_layers=2,
-            flow_layers=5,
-            flow_hidden=64,
-            flow_hidden_layers=2,
-            dropout=0.2,
-        )
-        return t, m
-    # tiny: seconds on a CPU, for tests and smoke runs
-    t = dict(
-        epochs=2,
-        lr=3e-3,
-        optimizer="adam",
-        grad_clip=1.0,
-        nll_every=1,
-        nll_samples=4,
-        patience=1,
-        kl_zero_epochs=0,
-        kl_ramp_epochs=1,
-        elbo_samples=1,
-        batch_size=4,
-        eval_batch_size=8,
-        crop=24,
-        train_subset=16,
-        eval_subset=8,
-        checkpoint_minutes=0.0,
-    )
-    if model == "lstm":
-        t.update(kl_zero_epochs=0, kl_ramp_epochs=0)
-    m = dict(
-        z_dim=8,
-        emb_dim=32,
-        hidden=32,
-        prior_units=32,
-        prior_layers=1,
-        flow_layers=2,
-        flow_hidden=16,
-        flow_hidden_layers=1,
-        dropout=0.0,
-    )
-    return t, m
+    base_train, base_model = BASE[preset]
+    train_settings, model_settings = dict(base_train), dict(base_model)
+    for condition, t, m in (*LAYERS[preset], *COMMON_LAYERS):
+        if CONDITIONS[condition](dataset, prior, model):
+            train_settings.update(t)
+            model_settings.update(m)
+    return train_settings, model_settings
 
 
 def kl_weight(epoch_progress: float, zero_epochs: float, ramp_epochs: float, start: float = 1e-5) -> float:

@@ -36,7 +36,7 @@ import torch
 from lnf_core.checkpoint import CheckpointError, load_checkpoint, read_metadata
 from lnf_core.config import PRIOR_LABELS
 from train.clitext import plain
-from train.data import DataError, load_dataset, lookup_dataset
+from train.data import DataError, dataset_for_checkpoint, dataset_reference, lookup_dataset
 from train.evaluate import evaluate_checkpoint
 from train.jsonsafe import json_safe
 from train.plots import read_metrics
@@ -235,11 +235,12 @@ def time_sampling(model: torch.nn.Module, seed: int = 0, length: int | None = No
             "sampling_mean_T": float(lengths.float().mean()), "sampling_total_steps": int(lengths.sum())}
 
 
-def _split_lengths(dataset_name: str, split: str, limit: int | None, data_dir: str | None,
+def _split_lengths(meta: dict[str, Any], split: str, limit: int | None, data_dir: str | None,
                    cache: dict[str, Any]) -> list[int]:
-    if dataset_name not in cache:
-        cache[dataset_name] = load_dataset(dataset_name, data_dir)
-    seqs = cache[dataset_name].splits[split]
+    ref = dataset_reference(meta)
+    if ref not in cache:
+        cache[ref] = dataset_for_checkpoint(meta, data_dir)
+    seqs = cache[ref].splits[split]
     seqs = seqs[:limit] if limit else seqs
     return [int(len(s)) for s in seqs]
 
@@ -270,8 +271,7 @@ def evaluate_entry(entry: Entry, split: str = "test", samples: int = 30, seed: i
     }
     if meta.get("data_kind", "music") == "music":
         # the same estimate per frame without the length model: (nll_sum + sum_i log p(T_i)) / sum_i T_i
-        lengths = _split_lengths(meta["dataset"], split, limit, data_dir, {} if dataset_cache is None else
-                                 dataset_cache)
+        lengths = _split_lengths(meta, split, limit, data_dir, {} if dataset_cache is None else dataset_cache)
         t = torch.tensor(lengths, dtype=torch.long)
         log_p_t = float(model.length_model.log_prob(t).double().sum())
         nll_sum = ev["nll"] * float((t + 1).sum())

@@ -46,13 +46,12 @@ def reference_metadata(model, meta: dict, samples: int = 30) -> dict:
     the ``typicality`` calibration (the llr of the test pieces: needs the dataset) for a checkpoint's metadata."""
     from lnf_core.dataspace import space_from_metadata
     from lnf_core.typicality import compute_calibration
-    from train.data import DataError, load_dataset
+    from train.data import DataError, dataset_for_checkpoint
     from train.dataspace import data_space_for
-    from train.evaluate import dataset_reference
 
     out: dict = {}
     try:
-        ds = load_dataset(dataset_reference(meta))
+        ds = dataset_for_checkpoint(meta)
     except DataError:
         ds = None
     if ds is not None and ds.data_kind == "music":

@@ -12,8 +12,8 @@ import torch
 from lnf_core.checkpoint import build_model, load_checkpoint, read_metadata, save_checkpoint
 from lnf_core.config import ModelConfig
 from train import ship
+from train.data import dataset_reference
 from train.datasets.registry import DATASETS, lookup_dataset, own_dataset_name
-from train.evaluate import dataset_reference
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = dict(z_dim=8, emb_dim=32, hidden=32, prior_units=32, prior_layers=1, flow_layers=2, flow_hidden=16,
