@@ -129,7 +129,9 @@ def dataset_for_checkpoint(meta: dict[str, Any], data_dir: str | Path | None = N
     report, music statistics, shipping, the app's typicality) finds a checkpoint's data.
 
     A known dataset is looked up by name (in ``data_dir`` first, see :func:`find_dataset_file`); a user's MIDI
-    folder by the ``dataset_source`` path recorded at training. ``kw`` goes to :func:`load_dataset`. Raises
+    folder by the ``dataset_source`` path recorded at training, on the grid (``steps_per_beat``) and with the key
+    normalisation (``training.transpose_to_c``) it was trained with. ``kw`` goes to :func:`load_dataset` (and
+    overrides those). Raises
     :class:`DataError` naming what was looked for.
     """
     if not meta.get("dataset"):
@@ -141,6 +143,11 @@ def dataset_for_checkpoint(meta: dict[str, Any], data_dir: str | Path | None = N
             "MIDI folder back there to use its data.",
             Path(ref),
         )
+    if ref != meta["dataset"]:  # a MIDI folder: read it the way it was read for training
+        if isinstance(meta.get("steps_per_beat"), int) and not isinstance(meta.get("steps_per_beat"), bool):
+            kw.setdefault("steps_per_beat", meta["steps_per_beat"])
+        if (meta.get("training") or {}).get("transpose_to_c"):
+            kw.setdefault("transpose_to_c", True)
     return load_dataset(ref, data_dir, **kw)
 
 

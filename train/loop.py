@@ -380,6 +380,7 @@ class Trainer:
             "training": {"preset": cfg.preset, "epochs": self.epoch, "steps": self.step,
                          "wall_time_s": round(self.wall_time, 1), "batch_size": cfg.batch_size, "lr": self.lr,
                          "transpose": cfg.transpose,
+                         "transpose_to_c": bool(getattr(cfg, "transpose_to_c", False)),
                          "seed": cfg.seed, "device": str(self.device)},
         }
 

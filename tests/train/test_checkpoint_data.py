@@ -61,6 +61,15 @@ def test_resolver_finds_the_folder(folder_checkpoint) -> None:
     assert ds.name == meta["dataset"] and Path(ds.source) == folder
 
 
+def test_the_folder_is_read_on_the_grid_the_model_was_trained_on(folder_checkpoint) -> None:
+    _, folder, meta = folder_checkpoint
+    default = dataset_for_checkpoint(meta)
+    fine = dataset_for_checkpoint({**meta, "steps_per_beat": 4})
+    assert fine.steps_per_beat == 4 and default.steps_per_beat == meta["steps_per_beat"]
+    assert sum(fine.lengths("train")) > sum(default.lengths("train"))  # twice the steps per quarter note
+    assert dataset_for_checkpoint({**meta, "steps_per_beat": 4}, steps_per_beat=2).steps_per_beat == 2
+
+
 def test_evaluate_musicstats_and_report_resolve_a_midi_folder(folder_checkpoint, tmp_path: Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
     path, _, meta = folder_checkpoint
