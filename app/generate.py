@@ -45,8 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--temperature", "-t", type=float, default=None,
                     help="prior temperature (default: the model's recommended setting, else 1)")
     ap.add_argument("--seed", "-s", type=int, default=None, help="random seed (default: a new one, printed)")
-    ap.add_argument("--decode", choices=session.DECODE_MODES, default=session.DEFAULT_DECODE,
-                    help="keys from the emission: draw a sample (bernoulli, default) or keep keys with p > 0.5")
+    ap.add_argument("--decode", choices=session.DECODE_MODES, default=None,
+                    help="keys from the emission: draw a sample (bernoulli) or take the likeliest (threshold: the "
+                         "likeliest chord, or keys with p > 0.5); default: the model's recommended setting, else "
+                         "bernoulli")
     ap.add_argument("--key-temperature", type=float, default=None,
                     help="divide the emission's logits by this: < 1 plays safer chords (default: the model's "
                          "recommended setting, else 1)")
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         return _error(f"--program must be a General MIDI program 0-127, not {args.program}", 2)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31 - 1)
     recommended = loaded.recommended()  # what the model was tuned for, where no option says otherwise
-    for name in ("temperature", "key_temperature", "best_of", "continuity"):
+    for name in ("temperature", "key_temperature", "best_of", "continuity", "decode"):
         if getattr(args, name) is None:
             setattr(args, name, getattr(recommended, name))
     edits = [args.regenerate, args.continue_bars, args.intro]

@@ -63,10 +63,11 @@ class SamplingSettings:
 
     @classmethod
     def recommended(cls, metadata: dict | None) -> SamplingSettings:
-        """The settings a model was tuned for: its metadata's ``sampling`` entry (written by ``python -m
-        train.ship --temperature/--key-temperature/--best-of``, from measurements with ``train.musicstats``) over
-        the defaults. The app starts a model with these, and ``app.generate`` and ``train.musicstats`` use them
-        when no option says otherwise. Raises ``ValueError`` for an entry of the wrong type or out of range."""
+        """The settings a model was tuned for: its metadata's ``sampling`` entry (written by ``python -m train.ship
+        --temperature/--key-temperature/--best-of/--continuity/--decode``, from measurements with
+        ``train.musicstats``) over the defaults. The app starts a model with these, and ``app.generate`` and
+        ``train.musicstats`` use them when no option says otherwise. Raises ``ValueError`` for an entry of the
+        wrong type or out of range."""
         entry = (metadata or {}).get("sampling")
         if entry is None:
             return cls()
@@ -83,12 +84,16 @@ class SamplingSettings:
             if not (low <= value <= high):  # also refuses NaN
                 raise ValueError(f"{name} must be between {low} and {high}")
             values[name] = int(value) if integral else float(value)
+        if "decode" in entry:
+            if entry["decode"] not in DECODE_MODES:
+                raise ValueError(f"decode must be one of {', '.join(DECODE_MODES)}")
+            values["decode"] = str(entry["decode"])
         return cls(**values).validated()
 
     def recommendation(self) -> dict:
         """This object's recommendable settings as a checkpoint's ``sampling`` entry."""
         return {"temperature": float(self.temperature), "key_temperature": float(self.key_temperature),
-                "best_of": int(self.best_of), "continuity": float(self.continuity)}
+                "best_of": int(self.best_of), "continuity": float(self.continuity), "decode": self.decode}
 
     def describe(self) -> str:
         """One line naming every setting, for reports and batch labels (what was used, not what was asked)."""

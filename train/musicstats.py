@@ -273,7 +273,6 @@ def sample_rolls(model: Any, num: int, seed: int = 0, temperature: float = 1.0, 
     (``lnf_core.config.DEFAULT_DECODE``)."""
     import torch
 
-    from lnf_core.config import DEFAULT_DECODE
     from lnf_core.sampling import SamplingSettings, iter_pieces
 
     gen = torch.Generator().manual_seed(seed)
@@ -384,7 +383,6 @@ def run(checkpoint: str, num: int = 100, seed: int = 0, temperature: float | Non
     import torch
 
     from lnf_core.checkpoint import load_checkpoint
-    from lnf_core.config import DEFAULT_DECODE
     from lnf_core.sampling import SamplingSettings
     from train import musicality
     from train.data import dataset_for_checkpoint
@@ -401,6 +399,7 @@ def run(checkpoint: str, num: int = 100, seed: int = 0, temperature: float | Non
     key_temperature = recommended.key_temperature if key_temperature is None else key_temperature
     best_of = recommended.best_of if best_of is None else best_of
     continuity = recommended.continuity if continuity is None else continuity
+    decode = decode or recommended.decode
     if meta.get("data_kind", "music") != "music":
         raise MusicStatsError(f"{checkpoint}: a {meta.get('data_kind')} model; these statistics are for music "
                               "(piano-roll) models")
@@ -449,9 +448,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--temperature", type=float, default=None,
                    help="prior temperature (default: the model's recommended setting, as the app uses, else 1)")
-    p.add_argument("--decode", choices=DECODE_MODES, default=DEFAULT_DECODE,
-                   help=f"keys from the emission: {DEFAULT_DECODE!r} draws a sample (default, as the app does) or "
-                        "'threshold' keeps keys above 1/2 (greedy)")
+    p.add_argument("--decode", choices=DECODE_MODES, default=None,
+                   help="keys from the emission: 'bernoulli' draws a sample, 'threshold' takes the likeliest "
+                        "(default: the model's recommended setting, as the app uses, else bernoulli)")
     p.add_argument("--key-temperature", type=float, default=None,
                    help="divide the emission's logits by this (1: the model's distribution; default: the model's "
                         "recommended setting, as the app uses, else 1)")

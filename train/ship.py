@@ -137,9 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--key-temperature", type=float, help="divides the emission's logits")
     rec.add_argument("--best-of", type=int, metavar="N", help="keep the most likely of N candidates per piece")
     rec.add_argument("--continuity", type=float, metavar="RHO", help="legato: neighbouring steps' noise correlation")
+    rec.add_argument("--decode", choices=("bernoulli", "threshold"), help="sample the keys, or take the likeliest")
     args = p.parse_args(argv)
     sampling = {k: v for k, v in (("temperature", args.temperature), ("key_temperature", args.key_temperature),
-                                  ("best_of", args.best_of), ("continuity", args.continuity)) if v is not None}
+                                  ("best_of", args.best_of), ("continuity", args.continuity),
+                                  ("decode", args.decode)) if v is not None}
     if args.update_metadata:
         try:
             print(json.dumps(update_metadata(args.run, args.samples, sampling), indent=1))

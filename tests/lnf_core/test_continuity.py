@@ -76,8 +76,10 @@ def test_recommended_settings_come_from_the_metadata_and_are_checked() -> None:
     assert (rec.temperature, rec.key_temperature, rec.continuity, rec.best_of) == (0.8, 0.6, 0.8, 1)
     assert SamplingSettings.recommended({}) == SamplingSettings()
     assert SamplingSettings.recommended({"sampling": rec.recommendation()}) == rec
-    for bad in ({"temperature": "hot"}, {"key_temperature": 0.0}, {"best_of": 2.5}, {"continuity": float("nan")},
-                {"best_of": True}, [1, 2]):
+    greedy = SamplingSettings.recommended({"sampling": {"decode": "threshold", "temperature": 0.8}})
+    assert greedy.decode == "threshold" and greedy.recommendation()["decode"] == "threshold"
+    for bad in ({"decode": "loud"}, {"temperature": "hot"}, {"key_temperature": 0.0}, {"best_of": 2.5},
+                {"continuity": float("nan")}, {"best_of": True}, [1, 2]):
         with pytest.raises(ValueError):
             SamplingSettings.recommended({"sampling": bad})
 

@@ -196,6 +196,7 @@ class GeneratePanel(QWidget):
             "take the likeliest choice (a chord model's likeliest chord; otherwise every key with p > 0.5)"
         )
         form.addRow("Decoding", self.decode)
+        self.decode.currentIndexChanged.connect(self._decode_changed)
 
         self.best_of = QSpinBox()
         self.best_of.setObjectName("bestOfSpin")
@@ -258,14 +259,23 @@ class GeneratePanel(QWidget):
         outer.addWidget(self._status_stack)
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
 
+    def _decode_changed(self, *_args) -> None:
+        """Note temperature and legato shape the random draw: with "Most likely" there is none to shape."""
+        sampling = self.decode.currentData() == "bernoulli"
+        for box in (self.key_temperature, self.continuity):
+            box.setEnabled(sampling)
+
     # -- model-dependent settings
     def set_recommended(self, recommended) -> None:
         """Start from the sampling settings a model was tuned for (``SamplingSettings.recommended``): temperature,
-        note temperature, legato and best-of."""
+        note temperature, legato, decoding and best-of."""
         self.temperature.setValue(recommended.temperature)
         self.key_temperature.setValue(recommended.key_temperature)
         self.continuity.setValue(recommended.continuity)
         self.best_of.setValue(recommended.best_of)
+        idx = self.decode.findData(recommended.decode)
+        if idx >= 0:
+            self.decode.setCurrentIndex(idx)
 
     # -- model-dependent limits
     def set_model_limits(self, steps_per_beat: int, max_len: int | None, enabled: bool = True) -> None:
