@@ -34,6 +34,7 @@ import numpy as np
 
 import assets
 from lnf_core.config import DECODE_MODES, DEFAULT_DECODE
+from lnf_core.header import CheckpointError, CheckpointInfo, default_steps_per_beat, read_info  # no torch
 
 N_KEYS = 88
 PITCH_OFFSET = 21
@@ -134,12 +135,7 @@ def steps_per_beat_for(metadata: dict[str, Any]) -> int:
     spb = metadata.get("steps_per_beat")
     if isinstance(spb, int) and spb > 0:
         return spb
-    dataset = str(metadata.get("dataset", "")).lower()
-    if not dataset or "jsb" in dataset or "chorale" in dataset:
-        return 1
-    if any(k in dataset for k in ("nottingham", "piano", "muse")):
-        return 2
-    return 1
+    return default_steps_per_beat(str(metadata.get("dataset", "")))
 
 
 def info_from_metadata(
@@ -177,6 +173,10 @@ def read_model_info(path: str | Path, shipped: bool = False) -> ModelInfo:
     """
     path = Path(path)
     try:
+        return _info_from_checkpoint(path, read_info(path), shipped)
+    except CheckpointError:  # not a checkpoint this version reads: the lenient reading below, then a full load
+        pass
+    try:
         header = _read_safetensors_header(path)
     except (OSError, ValueError):  # incl. HeaderError: a pipe, folder or device is never opened for reading
         header = None
@@ -192,6 +192,29 @@ def read_model_info(path: str | Path, shipped: bool = False) -> ModelInfo:
     except ModelLoadError as exc:
         return ModelInfo(path=path, label=path.stem, shipped=shipped, error=str(exc))
     return info_from_metadata(path, loaded.metadata, loaded.n_params, shipped=shipped)
+
+
+def _info_from_checkpoint(path: Path, info: CheckpointInfo, shipped: bool) -> ModelInfo:
+    """The model panel's view of a checkpoint's validated header (:func:`lnf_core.header.read_info`)."""
+    raw = info.raw or {}
+    n_params = (info.parameters if info.parameters is not None else info.header_elements) or None
+    if n_params is None:  # as info_from_metadata
+        count = raw.get("n_params") or info.parameters
+        n_params = int(count) if isinstance(count, (int, float)) else None
+    config = raw.get("config") or {}
+    prior = "lstm baseline" if info.config.model_type == "lstm" else raw.get("prior") or config.get("prior") or ""
+    test_nll = info.metrics.get("test_nll")
+    return ModelInfo(
+        path=Path(path),
+        label=str(info.label or Path(path).stem),
+        dataset=str(info.dataset or ""),
+        data_kind=info.data_kind,
+        prior=str(prior),
+        n_params=n_params,
+        test_nll=float(test_nll) if isinstance(test_nll, (int, float)) else None,
+        steps_per_beat=info.steps_per_beat,
+        shipped=shipped,
+    )
 
 
 def _info_from_header(path: Path, header: dict[str, Any], shipped: bool) -> ModelInfo | None:
