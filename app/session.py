@@ -194,10 +194,12 @@ def read_model_info(path: str | Path, shipped: bool = False) -> ModelInfo:
     return info_from_metadata(path, loaded.metadata, loaded.n_params, shipped=shipped)
 
 
-def _info_from_checkpoint(path: Path, info: CheckpointInfo, shipped: bool) -> ModelInfo:
-    """The model panel's view of a checkpoint's validated header (:func:`lnf_core.header.read_info`)."""
+def _info_from_checkpoint(path: Path, info: CheckpointInfo, shipped: bool, n_params: int | None = None) -> ModelInfo:
+    """The model panel's view of a checkpoint's validated metadata (:func:`lnf_core.header.read_info`, or the
+    metadata of a loaded model with its ``n_params``); the same as :func:`info_from_metadata` gives for it."""
     raw = info.raw or {}
-    n_params = (info.parameters if info.parameters is not None else info.header_elements) or None
+    if n_params is None:
+        n_params = (info.parameters if info.parameters is not None else info.header_elements) or None
     if n_params is None:  # as info_from_metadata
         count = raw.get("n_params") or info.parameters
         n_params = int(count) if isinstance(count, (int, float)) else None
@@ -412,16 +414,17 @@ def load_music_model(path: str | Path, allow_text: bool = False) -> LoadedModel:
             "Choose a .lnf file written by LNF Studio's trainer, or retrain the model."
         ) from exc
     metadata = dict(metadata or {})
-    data_kind = metadata.get("data_kind") or getattr(getattr(model, "config", None), "data_kind", "music")
+    checkpoint = CheckpointInfo.from_metadata(metadata, path)  # validated by load_checkpoint already
+    data_kind = checkpoint.data_kind
     if data_kind != "music" and not allow_text:
-        dataset = metadata.get("dataset") or "a text corpus"
+        dataset = checkpoint.dataset or "a text corpus"
         raise ModelLoadError(
             f"{path} is a {data_kind} model (trained on {dataset}); it cannot generate music.\n"
             "Open a music checkpoint instead (for example one of the models in assets/models)."
         )
     model.eval()
     n_params = sum(int(p.numel()) for p in model.parameters())
-    info = info_from_metadata(path, metadata, n_params, shipped=_is_shipped(path))
+    info = _info_from_checkpoint(path, checkpoint, _is_shipped(path), n_params)
     return LoadedModel(model, metadata, path, info, time.perf_counter() - t0)
 
 
