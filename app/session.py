@@ -34,6 +34,7 @@ import numpy as np
 
 import assets
 from lnf_core.config import DECODE_MODES, DEFAULT_DECODE
+from lnf_core.header import CheckpointError, CheckpointInfo, default_steps_per_beat, read_info  # no torch
 
 N_KEYS = 88
 PITCH_OFFSET = 21
@@ -134,12 +135,7 @@ def steps_per_beat_for(metadata: dict[str, Any]) -> int:
     spb = metadata.get("steps_per_beat")
     if isinstance(spb, int) and spb > 0:
         return spb
-    dataset = str(metadata.get("dataset", "")).lower()
-    if not dataset or "jsb" in dataset or "chorale" in dataset:
-        return 1
-    if any(k in dataset for k in ("nottingham", "piano", "muse")):
-        return 2
-    return 1
+    return default_steps_per_beat(str(metadata.get("dataset", "")))
 
 
 def info_from_metadata(
@@ -177,6 +173,10 @@ def read_model_info(path: str | Path, shipped: bool = False) -> ModelInfo:
     """
     path = Path(path)
     try:
+        return _info_from_checkpoint(path, read_info(path), shipped)
+    except CheckpointError:  # not a checkpoint this version reads: the lenient reading below, then a full load
+        pass
+    try:
         header = _read_safetensors_header(path)
     except (OSError, ValueError):  # incl. HeaderError: a pipe, folder or device is never opened for reading
         header = None
@@ -192,6 +192,31 @@ def read_model_info(path: str | Path, shipped: bool = False) -> ModelInfo:
     except ModelLoadError as exc:
         return ModelInfo(path=path, label=path.stem, shipped=shipped, error=str(exc))
     return info_from_metadata(path, loaded.metadata, loaded.n_params, shipped=shipped)
+
+
+def _info_from_checkpoint(path: Path, info: CheckpointInfo, shipped: bool, n_params: int | None = None) -> ModelInfo:
+    """The model panel's view of a checkpoint's validated metadata (:func:`lnf_core.header.read_info`, or the
+    metadata of a loaded model with its ``n_params``); the same as :func:`info_from_metadata` gives for it."""
+    raw = info.raw or {}
+    if n_params is None:
+        n_params = (info.parameters if info.parameters is not None else info.header_elements) or None
+    if n_params is None:  # as info_from_metadata
+        count = raw.get("n_params") or info.parameters
+        n_params = int(count) if isinstance(count, (int, float)) else None
+    config = raw.get("config") or {}
+    prior = "lstm baseline" if info.config.model_type == "lstm" else raw.get("prior") or config.get("prior") or ""
+    test_nll = info.metrics.get("test_nll")
+    return ModelInfo(
+        path=Path(path),
+        label=str(info.label or Path(path).stem),
+        dataset=str(info.dataset or ""),
+        data_kind=info.data_kind,
+        prior=str(prior),
+        n_params=n_params,
+        test_nll=float(test_nll) if isinstance(test_nll, (int, float)) else None,
+        steps_per_beat=info.steps_per_beat,
+        shipped=shipped,
+    )
 
 
 def _info_from_header(path: Path, header: dict[str, Any], shipped: bool) -> ModelInfo | None:
@@ -389,16 +414,17 @@ def load_music_model(path: str | Path, allow_text: bool = False) -> LoadedModel:
             "Choose a .lnf file written by LNF Studio's trainer, or retrain the model."
         ) from exc
     metadata = dict(metadata or {})
-    data_kind = metadata.get("data_kind") or getattr(getattr(model, "config", None), "data_kind", "music")
+    checkpoint = CheckpointInfo.from_metadata(metadata, path)  # validated by load_checkpoint already
+    data_kind = checkpoint.data_kind
     if data_kind != "music" and not allow_text:
-        dataset = metadata.get("dataset") or "a text corpus"
+        dataset = checkpoint.dataset or "a text corpus"
         raise ModelLoadError(
             f"{path} is a {data_kind} model (trained on {dataset}); it cannot generate music.\n"
             "Open a music checkpoint instead (for example one of the models in assets/models)."
         )
     model.eval()
     n_params = sum(int(p.numel()) for p in model.parameters())
-    info = info_from_metadata(path, metadata, n_params, shipped=_is_shipped(path))
+    info = _info_from_checkpoint(path, checkpoint, _is_shipped(path), n_params)
     return LoadedModel(model, metadata, path, info, time.perf_counter() - t0)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -20,26 +19,24 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from lnf_core.config import DATA_KINDS, MAX_PARAMETERS, ModelConfig, _short
+from lnf_core.config import MAX_PARAMETERS, ModelConfig
 from lnf_core.fsutil import atomic_write
 from lnf_core.fsutil import atomic_write_text as atomic_write_text  # re-exported: train.loop, train.__main__
 from lnf_core.fsutil import remove_stale_temporaries as remove_stale_temporaries  # re-exported: train.loop
-from lnf_core.safetensors_header import HeaderError, SafetensorsHeader, open_regular_file, parse_json, read_header
+from lnf_core.header import FORMAT_NAME as FORMAT_NAME  # the header's facts live in the torch-free lnf_core.header
+from lnf_core.header import FORMAT_VERSION as FORMAT_VERSION
+from lnf_core.header import MAX_LENGTH_BINS as MAX_LENGTH_BINS
+from lnf_core.header import MAX_STEPS_PER_BEAT as MAX_STEPS_PER_BEAT
+from lnf_core.header import METADATA_KEY as METADATA_KEY
+from lnf_core.header import CheckpointError as CheckpointError
+from lnf_core.header import check_format as _check_format
+from lnf_core.header import read_checked_header as read_checked_header
+from lnf_core.header import validate_metadata as validate_metadata
+from lnf_core.safetensors_header import HeaderError, SafetensorsHeader, open_regular_file
 
-FORMAT_NAME = "lnf-studio-checkpoint"
-FORMAT_VERSION = 1
-METADATA_KEY = "lnf_studio"
 EXTENSION = ".lnf"
 #: safetensors metadata key of the checksum (``sha256:<hex>``) over the metadata JSON and the tensors.
 CHECKSUM_KEY = "lnf_studio_sha256"
-#: Largest length histogram (index = length in steps) a checkpoint may carry.
-MAX_LENGTH_BINS = 200_000
-#: Largest ``steps_per_beat`` a checkpoint may declare (the MIDI-folder builder's limit).
-MAX_STEPS_PER_BEAT = 96
-
-
-class CheckpointError(Exception):
-    """A checkpoint that cannot be used; the message names the file and says why."""
 
 
 def _tensor_bytes(tensor: torch.Tensor) -> bytes:
@@ -84,30 +81,6 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta
     text = json.dumps(metadata, allow_nan=True)
     header = {METADATA_KEY: text, CHECKSUM_KEY: tensors_digest(flat, text)}
     atomic_write(path, lambda tmp: save_file(flat, str(tmp), metadata=header))
-
-
-def read_checked_header(path: str | os.PathLike) -> tuple[SafetensorsHeader, dict[str, Any]]:
-    """The safetensors header and the LNF metadata of ``path``, read with bounded cost (regular files only,
-    header size capped, JSON depth and number sizes checked); no tensor is read. Raises ``CheckpointError``."""
-    path = Path(path)
-    try:
-        header = read_header(path)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such file") from None
-    except HeaderError as exc:
-        raise CheckpointError(f"{path}: not an LNF Studio checkpoint: {exc}") from None
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    if METADATA_KEY not in header.metadata:
-        raise CheckpointError(f"{path}: a safetensors file, but not one written by LNF Studio (no '{METADATA_KEY}' "
-                              "metadata)")
-    try:
-        metadata = parse_json(header.metadata[METADATA_KEY], "metadata")
-    except HeaderError as exc:
-        raise CheckpointError(f"{path}: damaged metadata: {exc}") from None
-    if not isinstance(metadata, dict):
-        raise CheckpointError(f"{path}: damaged metadata (a JSON {type(metadata).__name__}, not an object)")
-    return header, metadata
 
 
 def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor],
@@ -194,87 +167,6 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a usable LNF Studio checkpoint ({type(exc).__name__}: "
                               f"{str(exc)[:300]})") from None
     return metadata
-
-
-def _check_format(path: Path, metadata: dict[str, Any]) -> None:
-    if metadata.get("format") != FORMAT_NAME:
-        raise CheckpointError(f"{path}: not an LNF Studio model checkpoint (format {_short(metadata.get('format'))})")
-    version = metadata.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise CheckpointError(f"{path}: damaged metadata (format_version {_short(version)} is not a version number)")
-    if version > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path}: written by a newer LNF Studio (checkpoint format {_short(version)}, this version reads up to "
-            f"{FORMAT_VERSION}); update LNF Studio to open it"
-        )
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def validate_metadata(path: Path, metadata: dict[str, Any]) -> ModelConfig:
-    """Check the types and ranges of everything the app and the tools use from a checkpoint's metadata and return
-    its :class:`ModelConfig`; raises ``CheckpointError`` naming the file and the offending field."""
-
-    def bad(what: str) -> CheckpointError:
-        return CheckpointError(f"{path}: damaged or hostile metadata: {what}")
-
-    try:
-        config = ModelConfig.from_dict(metadata.get("config"))  # type: ignore[arg-type]
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise CheckpointError(f"{path}: the stored model settings are invalid ({str(exc)[:300]})") from None
-    counts = metadata.get("length_counts")
-    if counts is not None:
-        if not isinstance(counts, list):
-            raise bad(f"length_counts is {_short(counts)}, not a list of counts")
-        if len(counts) > MAX_LENGTH_BINS:
-            raise bad(f"length_counts has {len(counts)} entries (lengths up to {MAX_LENGTH_BINS} steps are allowed)")
-        for i, c in enumerate(counts):
-            if not ((_is_int(c) and 0 <= c <= 2**53)
-                    or (isinstance(c, float) and math.isfinite(c) and 0 <= c <= 2**53 and c == int(c))):
-                raise bad(f"length_counts[{i}] is {_short(c)}, not a count (a whole number >= 0)")
-    spb = metadata.get("steps_per_beat")
-    if spb is not None and not (_is_int(spb) and 1 <= spb <= MAX_STEPS_PER_BEAT):
-        raise bad(f"steps_per_beat is {_short(spb)} (a whole number 1..{MAX_STEPS_PER_BEAT} is allowed)")
-    kind = metadata.get("data_kind")
-    if kind is not None and (not isinstance(kind, str) or kind not in DATA_KINDS or kind != config.data_kind):
-        raise bad(f"data_kind is {_short(kind)} but the model settings say {config.data_kind!r}")
-    offset = metadata.get("pitch_offset")
-    if offset is not None and not (_is_int(offset) and 0 <= offset <= 127
-                                   and (config.data_kind != "music" or offset + config.vocab_size <= 128)):
-        raise bad(f"pitch_offset is {_short(offset)} (the {config.vocab_size} keys must fit MIDI pitches 0..127)")
-    vocab = metadata.get("vocab")
-    if vocab is not None and not (isinstance(vocab, list) and len(vocab) == config.vocab_size
-                                  and all(isinstance(v, str) for v in vocab)):
-        raise bad(f"vocab is not a list of {config.vocab_size} symbols")
-    params = metadata.get("parameters")
-    if params is not None and not (_is_int(params) and 0 <= params <= 2**53):
-        raise bad(f"parameters is {_short(params)}, not a parameter count")
-    for key in ("metrics", "training"):
-        value = metadata.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, dict):
-            raise bad(f"{key} is {_short(value)}, not a dictionary")
-        for name, number in value.items():
-            if isinstance(number, float) and not math.isfinite(number) and key == "metrics" and name == "test_nll":
-                raise bad(f"{key}.{name} is {number}, not a finite number")
-            if _is_int(number) and abs(number) > 2**63:
-                raise bad(f"{key}.{name} is {_short(number)}, out of range")
-    sampling = metadata.get("sampling")
-    if sampling is not None:
-        from lnf_core.sampling import SamplingSettings
-
-        try:
-            SamplingSettings.recommended(metadata)
-        except (TypeError, ValueError) as exc:
-            raise bad(f"sampling is {_short(sampling)}: {str(exc)[:200]}") from None
-    for key in ("label", "dataset"):
-        value = metadata.get(key)
-        if value is not None and not isinstance(value, str):
-            raise bad(f"{key} is {_short(value)}, not text")
-    return config
 
 
 _FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")

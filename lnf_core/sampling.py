@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from lnf_core.config import DECODE_MODES, DEFAULT_DECODE
+from lnf_core.header import RECOMMENDABLE, recommended_values
 from lnf_core.model import Generation
 from lnf_core.precision import PRECISIONS
 
@@ -58,8 +59,7 @@ class SamplingSettings:
         return self
 
     #: The settings a checkpoint may recommend (metadata ``sampling``), with the range each may take there.
-    RECOMMENDABLE: ClassVar[dict[str, tuple[float, float]]] = {
-        "temperature": (0.0, 2.0), "key_temperature": (0.05, 2.0), "best_of": (1, 16), "continuity": (0.0, 0.99)}
+    RECOMMENDABLE: ClassVar[dict[str, tuple[float, float]]] = RECOMMENDABLE
 
     @classmethod
     def recommended(cls, metadata: dict | None) -> SamplingSettings:
@@ -71,23 +71,7 @@ class SamplingSettings:
         entry = (metadata or {}).get("sampling")
         if entry is None:
             return cls()
-        if not isinstance(entry, dict):
-            raise ValueError("not a dictionary")
-        values: dict = {}
-        for name, (low, high) in cls.RECOMMENDABLE.items():
-            if name not in entry:
-                continue
-            value = entry[name]
-            integral = name == "best_of"
-            if isinstance(value, bool) or not isinstance(value, int if integral else (int, float)):
-                raise ValueError(f"{name} must be a number")
-            if not (low <= value <= high):  # also refuses NaN
-                raise ValueError(f"{name} must be between {low} and {high}")
-            values[name] = int(value) if integral else float(value)
-        if "decode" in entry:
-            if entry["decode"] not in DECODE_MODES:
-                raise ValueError(f"decode must be one of {', '.join(DECODE_MODES)}")
-            values["decode"] = str(entry["decode"])
+        values = recommended_values(entry)
         return cls(**values).validated()
 
     def recommendation(self) -> dict:

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from lnf_core.checkpoint import CheckpointError, load_checkpoint
+from lnf_core.header import CheckpointInfo
 from train.data import DataError, bucket_batches, collate, dataset_for_checkpoint
 
 
@@ -43,16 +44,17 @@ def evaluate_model(model: torch.nn.Module, seqs: list, samples: int = 30, batch_
 def evaluate_checkpoint(path: str, split: str = "test", samples: int = 30, seed: int = 0, data_dir: str | None = None,
                         batch_size: int = 16, limit: int | None = None, progress: bool = False) -> dict[str, Any]:
     model, meta = load_checkpoint(path)
+    info = CheckpointInfo.from_metadata(meta, path)
     dataset = dataset_for_checkpoint(meta, data_dir)
     seqs = dataset.splits[split][:limit] if limit else dataset.splits[split]
     if not seqs:
-        raise DataError(f"{meta['dataset']}: the {split} split is empty, so there is nothing to evaluate on")
+        raise DataError(f"{info.dataset}: the {split} split is empty, so there is nothing to evaluate on")
     start = time.perf_counter()
     sums = evaluate_model(model, seqs, samples, batch_size, seed, progress=progress)
-    text = meta.get("data_kind") == "text"
+    text = info.data_kind == "text"
     scale = 1.0 / math.log(2.0) if text else 1.0
     return {
-        "dataset": meta["dataset"], "split": split, "samples": samples if meta["config"]["model_type"] == "lnf" else 0,
+        "dataset": info.dataset, "split": split, "samples": samples if info.config.model_type == "lnf" else 0,
         "nll": sums["nll_sum"] / sums["frames"] * scale, "elbo": sums["elbo_sum"] / sums["frames"] * scale,
         "unit": "bits/char" if text else "nats/step", "sequences": len(seqs), "seconds": time.perf_counter() - start,
     }

@@ -383,6 +383,8 @@ def run(checkpoint: str, num: int = 100, seed: int = 0, temperature: float | Non
     import torch
 
     from lnf_core.checkpoint import load_checkpoint
+    from lnf_core.config import DEFAULT_DECODE
+    from lnf_core.header import CheckpointInfo
     from lnf_core.sampling import SamplingSettings
     from train import musicality
     from train.data import dataset_for_checkpoint
@@ -394,24 +396,25 @@ def run(checkpoint: str, num: int = 100, seed: int = 0, temperature: float | Non
     if length is not None and length < 1:
         raise MusicStatsError("--length must be at least 1")
     model, meta = load_checkpoint(checkpoint)
+    info = CheckpointInfo.from_metadata(meta, checkpoint)
     recommended = SamplingSettings.recommended(meta)
     temperature = recommended.temperature if temperature is None else temperature
     key_temperature = recommended.key_temperature if key_temperature is None else key_temperature
     best_of = recommended.best_of if best_of is None else best_of
     continuity = recommended.continuity if continuity is None else continuity
     decode = decode or recommended.decode
-    if meta.get("data_kind", "music") != "music":
-        raise MusicStatsError(f"{checkpoint}: a {meta.get('data_kind')} model; these statistics are for music "
+    if info.data_kind != "music":
+        raise MusicStatsError(f"{checkpoint}: a {info.data_kind} model; these statistics are for music "
                               "(piano-roll) models")
-    if "dataset" not in meta:
+    if info.dataset is None:
         raise MusicStatsError(f"{checkpoint}: the checkpoint does not say which dataset it was trained on")
     dataset = dataset_for_checkpoint(meta, data_dir)
     if split not in dataset.splits:
-        raise MusicStatsError(f"dataset {meta['dataset']!r} has no {split!r} split")
+        raise MusicStatsError(f"dataset {info.dataset!r} has no {split!r} split")
     reference = dataset.splits[split][:limit] if limit else dataset.splits[split]
     if length:
         reference = musicality.windows(reference, length) or list(reference)
-    offset = int(meta.get("pitch_offset") or PITCH_OFFSET)
+    offset = int(info.pitch_offset or PITCH_OFFSET)
     decode = decode or DEFAULT_DECODE
     with torch.no_grad():
         rolls = sample_rolls(model, num, seed, temperature, decode, length=length, key_temperature=key_temperature,
@@ -430,12 +433,12 @@ def run(checkpoint: str, num: int = 100, seed: int = 0, temperature: float | Non
     if png:
         from train.figures import rolls_side_by_side
 
-        rolls_side_by_side({f"{meta['dataset']} {split}" if k == "data" else k: v for k, v in sets.items()}, png,
+        rolls_side_by_side({f"{info.dataset} {split}" if k == "data" else k: v for k, v in sets.items()}, png,
                            pitch_offset=offset, seed=seed,
                            title=f"{Path(checkpoint).name}: " + SamplingSettings(
                                temperature=temperature, key_temperature=key_temperature, decode=decode,
                                best_of=best_of, continuity=continuity).describe())
-    return MusicStatsResult(str(checkpoint), meta["dataset"], split, num, seed, temperature, decode,
+    return MusicStatsResult(str(checkpoint), info.dataset, split, num, seed, temperature, decode,
                             data_stats, sample_stats, compare(data_stats, sample_stats), length, key_temperature,
                             best_of, musical, continuity)
 

@@ -35,6 +35,7 @@ import torch
 
 from lnf_core.checkpoint import CheckpointError, load_checkpoint, read_metadata
 from lnf_core.config import PRIOR_LABELS
+from lnf_core.header import CheckpointInfo
 from train.clitext import plain
 from train.data import DataError, dataset_for_checkpoint, dataset_reference, lookup_dataset
 from train.evaluate import evaluate_checkpoint
@@ -251,6 +252,7 @@ def evaluate_entry(entry: Entry, split: str = "test", samples: int = 30, seed: i
                    ) -> dict[str, Any]:
     """One row of the report: NLL (via ``evaluate_checkpoint``), training facts, parameters, sampling time."""
     meta = entry.metadata
+    info = CheckpointInfo.from_metadata(meta, entry.checkpoint)
     if entry.run_dir is not None and "transpose" not in (meta.get("training") or {}):
         try:  # runs started before checkpoints recorded the augmentation: the run's own config says it
             shift = json.loads((entry.run_dir / "config.json").read_text())["train"].get("transpose", 0)
@@ -262,14 +264,14 @@ def evaluate_entry(entry: Entry, split: str = "test", samples: int = 30, seed: i
     row: dict[str, Any] = {
         "path": entry.arg, "checkpoint": str(entry.checkpoint), "note": entry.note,
         "run": entry.run_dir.name if entry.run_dir else entry.checkpoint.stem,
-        "dataset": dataset_key(meta["dataset"]), "dataset_title": dataset_title(meta["dataset"]),
+        "dataset": dataset_key(info.dataset), "dataset_title": dataset_title(info.dataset),
         "model_key": model_key(meta), "model": model_label(meta),
         "split": split, "nll": ev["nll"], "unit": ev["unit"], "nll_samples": ev["samples"],
         "estimator": f"IW, S={ev['samples']}" if ev["samples"] else "exact",
         "sequences": ev["sequences"], "limit": limit, "eval_seconds": ev["seconds"],
-        "parameters": int(meta.get("parameters") or sum(p.numel() for p in model.parameters())),
+        "parameters": int(info.parameters or sum(p.numel() for p in model.parameters())),
     }
-    if meta.get("data_kind", "music") == "music":
+    if info.data_kind == "music":
         # the same estimate per frame without the length model: (nll_sum + sum_i log p(T_i)) / sum_i T_i
         lengths = _split_lengths(meta, split, limit, data_dir, {} if dataset_cache is None else dataset_cache)
         t = torch.tensor(lengths, dtype=torch.long)

@@ -9,6 +9,7 @@ import sys
 import torch
 
 from lnf_core.checkpoint import CheckpointError, load_checkpoint
+from lnf_core.header import CheckpointInfo
 from train.clitext import plain
 
 
@@ -27,14 +28,15 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if meta.get("data_kind") != "text" or not meta.get("vocab"):
-        print(f"error: {args.checkpoint} is a {meta.get('data_kind', 'music')} model; generate music with "
+    info = CheckpointInfo.from_metadata(meta, args.checkpoint)
+    if info.data_kind != "text" or not info.vocab:
+        print(f"error: {args.checkpoint} is a {info.data_kind} model; generate music with "
               "`python -m app.generate --model CKPT`", file=sys.stderr)
         return 2
     gen = torch.Generator().manual_seed(args.seed)
     lengths = (torch.full((args.num,), args.length) if args.length else model.sample_lengths(args.num, gen))
     out = model.generate(lengths, args.temperature, args.decode, gen)
-    vocab = meta["vocab"]
+    vocab = info.vocab
     for row, n in zip(out.x, out.lengths):
         print("".join(" " if vocab[i] == "_" else vocab[i] for i in row[: int(n)].tolist()))
     return 0

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import assets
 from lnf_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from lnf_core.header import CheckpointInfo
 from train.clitext import plain
 from train.datasets.registry import lookup_dataset
 from train.evaluate import evaluate_checkpoint
@@ -95,7 +96,7 @@ def ship(run_dir: Path, name: str, samples: int = 30, label: str | None = None, 
     source = run_dir / "best.lnf" if run_dir.is_dir() else run_dir
     model, meta = load_checkpoint(source)
     if not allow_restricted:
-        check_redistributable(meta.get("dataset"), source)
+        check_redistributable(CheckpointInfo.from_metadata(meta, source).dataset, source)
     with tempfile.TemporaryDirectory() as tmp:
         half = Path(tmp) / f"{name}.lnf"
         save_checkpoint(half, model, meta, half=True)
