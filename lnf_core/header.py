@@ -29,7 +29,7 @@ MAX_LENGTH_BINS = 200_000
 #: Largest ``steps_per_beat`` a checkpoint may declare (the MIDI-folder builder's limit).
 MAX_STEPS_PER_BEAT = 96
 #: The sampling settings a checkpoint may recommend (metadata ``sampling``), with the range each may take there
-#: (:attr:`lnf_core.sampling.SamplingSettings.RECOMMENDABLE`).
+#: (read by :meth:`lnf_core.sampling.SamplingSettings.recommended`).
 RECOMMENDABLE: dict[str, tuple[float, float]] = {
     "temperature": (0.0, 2.0), "key_temperature": (0.05, 2.0), "best_of": (1, 16), "continuity": (0.0, 0.99)}
 

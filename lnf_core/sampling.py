@@ -16,13 +16,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from lnf_core.config import DECODE_MODES, DEFAULT_DECODE
-from lnf_core.header import RECOMMENDABLE, recommended_values
+from lnf_core.header import recommended_values
 from lnf_core.model import Generation
 from lnf_core.precision import PRECISIONS
 
@@ -58,9 +57,6 @@ class SamplingSettings:
             raise ValueError(f"continuity must be in [0, 1), not {self.continuity}")
         return self
 
-    #: The settings a checkpoint may recommend (metadata ``sampling``), with the range each may take there.
-    RECOMMENDABLE: ClassVar[dict[str, tuple[float, float]]] = RECOMMENDABLE
-
     @classmethod
     def recommended(cls, metadata: dict | None) -> SamplingSettings:
         """The settings a model was tuned for: its metadata's ``sampling`` entry (written by ``python -m train.ship
@@ -73,6 +69,11 @@ class SamplingSettings:
             return cls()
         values = recommended_values(entry)
         return cls(**values).validated()
+
+    def overridden(self, **values) -> SamplingSettings:
+        """These settings with every given value that is not None put in: a command's options over a model's
+        recommended settings."""
+        return replace(self, **{name: value for name, value in values.items() if value is not None})
 
     def recommendation(self) -> dict:
         """This object's recommendable settings as a checkpoint's ``sampling`` entry."""

@@ -383,7 +383,6 @@ def run(checkpoint: str, num: int = 100, seed: int = 0, temperature: float | Non
     import torch
 
     from lnf_core.checkpoint import load_checkpoint
-    from lnf_core.config import DEFAULT_DECODE
     from lnf_core.header import CheckpointInfo
     from lnf_core.sampling import SamplingSettings
     from train import musicality
@@ -397,12 +396,8 @@ def run(checkpoint: str, num: int = 100, seed: int = 0, temperature: float | Non
         raise MusicStatsError("--length must be at least 1")
     model, meta = load_checkpoint(checkpoint)
     info = CheckpointInfo.from_metadata(meta, checkpoint)
-    recommended = SamplingSettings.recommended(meta)
-    temperature = recommended.temperature if temperature is None else temperature
-    key_temperature = recommended.key_temperature if key_temperature is None else key_temperature
-    best_of = recommended.best_of if best_of is None else best_of
-    continuity = recommended.continuity if continuity is None else continuity
-    decode = decode or recommended.decode
+    s = SamplingSettings.recommended(meta).overridden(temperature=temperature, key_temperature=key_temperature,
+                                                      best_of=best_of, continuity=continuity, decode=decode)
     if info.data_kind != "music":
         raise MusicStatsError(f"{checkpoint}: a {info.data_kind} model; these statistics are for music "
                               "(piano-roll) models")
@@ -415,10 +410,9 @@ def run(checkpoint: str, num: int = 100, seed: int = 0, temperature: float | Non
     if length:
         reference = musicality.windows(reference, length) or list(reference)
     offset = int(info.pitch_offset or PITCH_OFFSET)
-    decode = decode or DEFAULT_DECODE
     with torch.no_grad():
-        rolls = sample_rolls(model, num, seed, temperature, decode, length=length, key_temperature=key_temperature,
-                             best_of=best_of, continuity=continuity)
+        rolls = sample_rolls(model, num, seed, s.temperature, s.decode, length=length,
+                             key_temperature=s.key_temperature, best_of=s.best_of, continuity=s.continuity)
     data_stats = roll_statistics(reference, offset)
     sample_stats = roll_statistics(rolls, offset)
     train_rolls = dataset.splits["train"]
@@ -434,13 +428,10 @@ def run(checkpoint: str, num: int = 100, seed: int = 0, temperature: float | Non
         from train.figures import rolls_side_by_side
 
         rolls_side_by_side({f"{info.dataset} {split}" if k == "data" else k: v for k, v in sets.items()}, png,
-                           pitch_offset=offset, seed=seed,
-                           title=f"{Path(checkpoint).name}: " + SamplingSettings(
-                               temperature=temperature, key_temperature=key_temperature, decode=decode,
-                               best_of=best_of, continuity=continuity).describe())
-    return MusicStatsResult(str(checkpoint), info.dataset, split, num, seed, temperature, decode,
-                            data_stats, sample_stats, compare(data_stats, sample_stats), length, key_temperature,
-                            best_of, musical, continuity)
+                           pitch_offset=offset, seed=seed, title=f"{Path(checkpoint).name}: {s.describe()}")
+    return MusicStatsResult(str(checkpoint), info.dataset, split, num, seed, s.temperature, s.decode,
+                            data_stats, sample_stats, compare(data_stats, sample_stats), length, s.key_temperature,
+                            s.best_of, musical, s.continuity)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -440,11 +440,13 @@ class MainWindow(WindowActions, QMainWindow):
         training = self.training_models.get(_resolved(loaded.path))
         if training is not None:  # a run's best checkpoint: shown as "NAME (training)"
             loaded.info = replace(training, n_params=loaded.info.n_params)
+        changed = self.loaded is None or _resolved(self.loaded.path) != _resolved(loaded.path)
         self.loaded = loaded
         info: ModelInfo = loaded.info
         self.model_panel.set_current(info)
         self.generate_panel.set_model_limits(loaded.steps_per_beat, loaded.max_len)
-        self.generate_panel.set_recommended(loaded.recommended())
+        if changed:  # a training run's newer best checkpoint keeps what the user set
+            self.generate_panel.set_recommended(loaded.recommended())
         self.gallery.set_steps_per_beat(loaded.steps_per_beat)
         self.edit_bar.set_steps_per_beat(loaded.steps_per_beat)
         from app.pitchspace import space_of

@@ -41,3 +41,17 @@ def assert_samples_follow(head, context: torch.Tensor, base: torch.Tensor, n: in
     marginals = (exact.unsqueeze(1) * all_frames(k)).sum(0)
     torch.testing.assert_close(x.float().mean(0), marginals, atol=0.015, rtol=0)
     return x, p, marginals
+
+
+def assert_chunking_is_invisible(head, chunk_setting: str, context_dim: int, k: int,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The likelihood of 50 frames computed in chunks of 7 (``chunk_setting``: the module's ``FRAME_CHUNK``, e.g.
+    ``"lnf_core.nade.FRAME_CHUNK"``) equals the one-pass value, and gradients flow through the chunks."""
+    c, b = torch.randn(50, context_dim, requires_grad=True), torch.randn(50, k)
+    x = (torch.rand(50, k) < 0.4).float()
+    whole = head.log_prob(c, b, x)
+    monkeypatch.setattr(chunk_setting, 7)
+    chunked = head.log_prob(c, b, x)
+    torch.testing.assert_close(whole, chunked)
+    chunked.sum().backward()
+    assert c.grad is not None and torch.isfinite(c.grad).all()

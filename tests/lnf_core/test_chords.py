@@ -12,7 +12,12 @@ from lnf_core.checkpoint import load_checkpoint, save_checkpoint
 from lnf_core.chords import ChordHead, chord_vocabulary
 from lnf_core.config import ModelConfig
 from lnf_core.model import LatentFlowVAE
-from tests.lnf_core.emission_contract import all_frames, assert_normalised, assert_samples_follow
+from tests.lnf_core.emission_contract import (
+    all_frames,
+    assert_chunking_is_invisible,
+    assert_normalised,
+    assert_samples_follow,
+)
 from train.datasets.music import load_music_pickle
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -105,15 +110,7 @@ def test_training_scores_a_chord_of_one_piece_only_as_outside_the_vocabulary() -
 
 
 def test_chunked_likelihood_equals_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
-    head = trained_like_head(5)
-    c, b = torch.randn(50, 6, requires_grad=True), torch.randn(50, 5)
-    x = (torch.rand(50, 5) < 0.4).float()
-    whole = head.log_prob(c, b, x)
-    monkeypatch.setattr("lnf_core.chords.FRAME_CHUNK", 7)
-    chunked = head.log_prob(c, b, x)
-    torch.testing.assert_close(whole, chunked)
-    chunked.sum().backward()
-    assert c.grad is not None and torch.isfinite(c.grad).all()
+    assert_chunking_is_invisible(trained_like_head(5), "lnf_core.chords.FRAME_CHUNK", 6, 5, monkeypatch)
 
 
 def chord_model(chords: np.ndarray, counts: np.ndarray, seed: int = 0) -> LatentFlowVAE:
