@@ -12,10 +12,11 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
+from safetensors.torch import load as safetensors_load
 from safetensors.torch import save_file
 from torch import nn
 
@@ -30,9 +31,10 @@ from lnf_core.header import MAX_STEPS_PER_BEAT as MAX_STEPS_PER_BEAT
 from lnf_core.header import METADATA_KEY as METADATA_KEY
 from lnf_core.header import CheckpointError as CheckpointError
 from lnf_core.header import check_format as _check_format
+from lnf_core.header import open_checked
 from lnf_core.header import read_checked_header as read_checked_header
 from lnf_core.header import validate_metadata as validate_metadata
-from lnf_core.safetensors_header import HeaderError, SafetensorsHeader, open_regular_file
+from lnf_core.safetensors_header import SafetensorsHeader
 
 EXTENSION = ".lnf"
 #: safetensors metadata key of the checksum (``sha256:<hex>``) over the metadata JSON and the tensors.
@@ -65,12 +67,13 @@ def tensors_digest(tensors: dict[str, torch.Tensor], metadata_json: str) -> str:
     return f"sha256:{h.hexdigest()}"
 
 
-def _file_digest(fh: Any, header: SafetensorsHeader, metadata_json: str) -> str:
+def _blob_digest(blob: bytes, header: SafetensorsHeader, metadata_json: str) -> str:
     h = hashlib.sha256(metadata_json.encode())
+    view = memoryview(blob)
     for name in sorted(header.tensors):
         entry = header.tensors[name]
-        fh.seek(header.data_start + entry.begin)
-        _digest_update(h, name, entry.dtype, entry.shape, fh.read(entry.end - entry.begin))
+        _digest_update(h, name, entry.dtype, entry.shape, view[header.data_start + entry.begin:
+                                                               header.data_start + entry.end])
     return f"sha256:{h.hexdigest()}"
 
 
@@ -88,36 +91,33 @@ def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     """Read a file written by ``save_tensors``; raises ``CheckpointError`` naming the file.
 
     The header is checked first (:func:`read_checked_header`), then the checksum when the file has one (files
-    written before checksums existed load without), then the tensors are read."""
+    written before checksums existed load without), then the tensors are read; all from one open file, so a
+    file replaced meanwhile is read whole from one version."""
     path = Path(path)
-    header, metadata = read_checked_header(path)
-    return _read_tensors(path, header, device), metadata
+    with open_checked(path) as (fh, header, metadata):
+        return _read_tensors(path, fh, header, device), metadata
 
 
-def _verify_checksum(path: Path, header: SafetensorsHeader) -> None:
-    stored = header.metadata.get(CHECKSUM_KEY)
-    if stored is None:
-        return
+def _read_tensors(path: Path, fh: IO[bytes], header: SafetensorsHeader,
+                  device: str | torch.device) -> dict[str, torch.Tensor]:
+    """The tensors of the open checkpoint ``fh`` (whose checked header is ``header``), checksum verified."""
     try:
-        with open_regular_file(path) as fh:
-            actual = _file_digest(fh, header, header.metadata[METADATA_KEY])
-    except (OSError, HeaderError) as exc:
-        raise CheckpointError(f"{path}: cannot be read ({exc})") from None
-    if actual != stored:
+        fh.seek(0)
+        blob = fh.read(header.file_size)  # what the checked header describes, never more
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    stored = header.metadata.get(CHECKSUM_KEY)
+    if stored is not None and _blob_digest(blob, header, header.metadata[METADATA_KEY]) != stored:
         raise CheckpointError(f"{path}: the file is damaged: its contents do not match the checksum stored when it "
                               "was written (a bit flip or a partial copy). Copy it again or retrain the model.")
-
-
-def _read_tensors(path: Path, header: SafetensorsHeader, device: str | torch.device) -> dict[str, torch.Tensor]:
-    _verify_checksum(path, header)
     try:
-        with safe_open(str(path), framework="pt", device=str(device)) as fh:
-            return {k: fh.get_tensor(k) for k in fh.keys()}
+        tensors = safetensors_load(blob)
     except (SafetensorError, OSError, ValueError, RuntimeError, TypeError, MemoryError) as exc:
         raise CheckpointError(
             f"{path}: not an LNF Studio checkpoint (it is not a safetensors file, or it is truncated or damaged: "
             f"{str(exc)[:300]})"
         ) from None
+    return tensors if str(device) == "cpu" else {k: v.to(device) for k, v in tensors.items()}
 
 
 def build_model(config: ModelConfig, length_counts: Any = None) -> nn.Module:
@@ -249,12 +249,12 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
 
 def _load_checkpoint(path: Path, map_location: str | torch.device) -> tuple[nn.Module, dict[str, Any]]:
-    header, metadata = read_checked_header(path)
-    _check_format(path, metadata)
-    config = validate_metadata(path, metadata)
-    model = _expected_model(path, config, metadata.get("length_counts"))
-    _check_tensor_layout(path, header, model)
-    tensors = _read_tensors(path, header, "cpu")
+    with open_checked(path) as (fh, header, metadata):  # one open file: a rename meanwhile cannot mix versions
+        _check_format(path, metadata)
+        config = validate_metadata(path, metadata)
+        model = _expected_model(path, config, metadata.get("length_counts"))
+        _check_tensor_layout(path, header, model)
+        tensors = _read_tensors(path, fh, header, "cpu")
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in tensors.items()}
     _check_finite(path, model, state)
     try:

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from lnf_core.config import DATA_KINDS, DECODE_MODES, ModelConfig, _short
-from lnf_core.safetensors_header import HeaderError, SafetensorsHeader, parse_json, read_header
+from lnf_core.safetensors_header import HeaderError, SafetensorsHeader, open_regular_file, parse_json, read_header_from
 
 FORMAT_NAME = "lnf-studio-checkpoint"
 FORMAT_VERSION = 1
@@ -80,11 +82,33 @@ def default_steps_per_beat(dataset: str | None) -> int:
 def read_checked_header(path: str | os.PathLike) -> tuple[SafetensorsHeader, dict[str, Any]]:
     """The safetensors header and the LNF metadata of ``path``, read with bounded cost (regular files only,
     header size capped, JSON depth and number sizes checked); no tensor is read. Raises ``CheckpointError``."""
+    with open_checked(path) as (_fh, header, metadata):
+        return header, metadata
+
+
+@contextmanager
+def open_checked(path: str | os.PathLike) -> Iterator[tuple[IO[bytes], SafetensorsHeader, dict[str, Any]]]:
+    """Open ``path`` once and yield ``(file, header, metadata)`` as :func:`read_checked_header` checks them.
+
+    Whatever is read next (checksum, tensors) comes through the same open file, so a checkpoint replaced
+    meanwhile (a training run writing a newer ``best.lnf`` by rename) is read whole from one version, never
+    half from each. Raises ``CheckpointError`` naming the file."""
     path = Path(path)
     try:
-        header = read_header(path)
+        fh = open_regular_file(path)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such file") from None
+    except HeaderError as exc:
+        raise CheckpointError(f"{path}: not an LNF Studio checkpoint: {exc}") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    with fh:
+        yield (fh, *_checked_header(path, fh))
+
+
+def _checked_header(path: Path, fh: IO[bytes]) -> tuple[SafetensorsHeader, dict[str, Any]]:
+    try:
+        header = read_header_from(fh, os.fstat(fh.fileno()).st_size)
     except HeaderError as exc:
         raise CheckpointError(f"{path}: not an LNF Studio checkpoint: {exc}") from None
     except OSError as exc:

@@ -204,9 +204,8 @@ def test_open_midi_runs_on_a_worker_and_a_too_long_file_offers_its_first_bars(qt
     worker = window.open_midi(path)
     assert window.tasks.isVisibleTo(window) and "long.mid" in window.tasks.label.text()  # progress + Cancel
     assert window.tasks.cancel_button.isEnabled()
-    gate.set()
-    with qtbot.waitSignal(worker.signals.finished, timeout=WAIT):
-        pass
+    with qtbot.waitSignal(worker.signals.finished, timeout=WAIT):  # listening before the worker can finish
+        gate.set()
     qtbot.waitUntil(lambda: window.findChild(QMessageBox, "tooLongBox") is not None, timeout=WAIT)
     box = window.findChild(QMessageBox, "tooLongBox")
     assert "400 steps" in box.text() and "first 25 bars" in box.text()  # 100 steps = 25 bars of 4 beats
@@ -221,9 +220,8 @@ def test_open_midi_runs_on_a_worker_and_a_too_long_file_offers_its_first_bars(qt
     n = len(window.gallery.pieces())
     worker = window.open_midi(path)
     window.tasks.cancel_button.click()
-    gate.set()
     with qtbot.waitSignal(worker.signals.cancelled, timeout=WAIT):
-        pass
+        gate.set()
     qtbot.wait(50)
     assert len(window.gallery.pieces()) == n and not window.tasks.isVisibleTo(window)
 
@@ -232,11 +230,10 @@ def test_playing_a_three_hour_piece_starts_at_once_in_little_memory(qtbot, windo
     check_audio(qtbot, window)
     roll = chorale_texture(18_000)  # 3 hours at 100 BPM, one step per beat
     add_piece(window, roll)
-    t0 = time.perf_counter()
-    assert window.play()
-    returned = time.perf_counter() - t0
     with qtbot.waitSignal(window.playback.started, timeout=WAIT):
-        pass
+        t0 = time.perf_counter()
+        assert window.play()
+        returned = time.perf_counter() - t0
     player = window.playback._player
     assert isinstance(player._source, audio.RenderStream)
     assert player.duration_seconds == pytest.approx(3 * 3600 + 1.0, abs=0.1)
@@ -251,20 +248,23 @@ def test_wav_export_runs_on_a_worker_with_progress_and_cancel(qtbot, window, tmp
     check_audio(qtbot, window)
     add_piece(window, chorale_texture(400))  # 4 minutes at 100 BPM
     window.transport.tempo.setValue(100)
-    progress = []
+    progress, outcomes = [], []
     worker = window.exporter.export_to_folder(window.gallery.pieces()[-1:], tmp_path / "a", ("wav",))
     worker.signals.progress.connect(lambda d, t, m: progress.append((d, t, m)))
+    worker.signals.result.connect(lambda _paths: outcomes.append("result"))
     assert not list((tmp_path / "a").glob("*.wav"))  # the call returned before the file was written
-    with qtbot.waitSignal(worker.signals.result, timeout=60_000):
-        pass
+    qtbot.waitUntil(lambda: outcomes == ["result"], timeout=120_000)  # 4 minutes of audio on a slow machine
     (wav,) = (tmp_path / "a").glob("*.wav")
     assert wav.stat().st_size > 4 * 60 * 44100 * 4 and progress and progress[-1][1] == 1000
     assert "Wrote" in window.last_status
+    outcomes.clear()
     worker = window.exporter.export_to_folder(window.gallery.pieces()[-1:], tmp_path / "b", ("mid", "wav"))
-    qtbot.waitUntil(lambda: window.tasks.count > 0, timeout=WAIT)
+    worker.signals.cancelled.connect(lambda: outcomes.append("cancelled"))
+    worker.signals.result.connect(lambda _paths: outcomes.append("result"))
+    assert window.tasks.current() is worker
     window.tasks.cancel_button.click()
-    with qtbot.waitSignal(worker.signals.cancelled, timeout=60_000):
-        pass
+    qtbot.waitUntil(lambda: bool(outcomes), timeout=120_000)
+    assert outcomes == ["cancelled"]
     assert not (tmp_path / "b").exists() or list((tmp_path / "b").iterdir()) == []  # nothing half-written stays
     assert window.last_status.startswith("Cancelled: Exporting")
 

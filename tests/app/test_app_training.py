@@ -219,8 +219,12 @@ def test_train_window_run_cancel_resume_finish_and_generate(qtbot, studio, tmp_p
     # The best checkpoint so far is listed as training, and Generate uses it while the run goes on.
     labels = [i.label for i in studio.model_panel.items()]
     assert "mine (training)" in labels
-    with qtbot.waitSignal(studio.model_loaded, timeout=WAIT):
-        studio.load_model(run / "best.lnf")
+    outcome: list[str] = []  # loaded, or why not (a newer best.lnf renamed in meanwhile once read as "damaged")
+    studio.model_loaded.connect(lambda _m: outcome.append("loaded"))
+    studio.model_failed.connect(outcome.append)
+    assert studio.load_model(run / "best.lnf") is not None
+    qtbot.waitUntil(lambda: bool(outcome), timeout=WAIT)
+    assert outcome[0] == "loaded", outcome
     # (a newer best.lnf may be loading meanwhile: the panel says "Loading …" until it is in)
     qtbot.waitUntil(lambda: studio.model_panel.current_label.text() == "mine (training)", timeout=WAIT)
     with qtbot.waitSignal(studio.batch_ready, timeout=WAIT) as blocker:

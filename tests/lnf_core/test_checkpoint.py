@@ -124,6 +124,34 @@ def test_save_is_atomic_and_leaves_no_temp_files(tmp_path: Path) -> None:
     assert load_checkpoint(path)[0].config.prior == "af-af"
 
 
+def test_a_checkpoint_replaced_while_it_loads_is_read_whole_from_one_version(tmp_path: Path, monkeypatch) -> None:
+    """A training run renames a newer best.lnf over the one the app is loading: the load reads the version it
+    opened, start to end (it used to reopen the file per step and call the mix of two versions damaged)."""
+    import lnf_core.checkpoint as ckpt
+
+    path = tmp_path / "best.lnf"
+    first, second = tiny(), tiny()
+    with torch.no_grad():
+        for p in second.parameters():
+            p.add_(0.5)
+    save_checkpoint(path, first, {**META, "label": "first"})
+    real = ckpt._check_tensor_layout
+    replaced = []
+
+    def layout_then_replace(*args):
+        real(*args)
+        save_checkpoint(path, second, {**META, "label": "second"})  # atomic rename, as the trainer writes it
+        replaced.append(True)
+
+    monkeypatch.setattr(ckpt, "_check_tensor_layout", layout_then_replace)
+    model, meta = load_checkpoint(path)
+    assert replaced and meta["label"] == "first"
+    for (name, a), b in zip(model.state_dict().items(), first.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    monkeypatch.setattr(ckpt, "_check_tensor_layout", real)
+    assert load_checkpoint(path)[1]["label"] == "second"
+
+
 def test_save_and_load_tensors(tmp_path: Path) -> None:
     path = tmp_path / "state.lnf"
     tensors = {"a": torch.arange(6.0).view(2, 3), "step": torch.tensor([7])}
