@@ -261,6 +261,11 @@ def _load_checkpoint(path: Path, map_location: str | torch.device) -> tuple[nn.M
         model.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not match the stored model settings ({str(exc)[:300]})") from None
+    head = getattr(model, "chord_head", None)
+    if head is not None and metadata.get("voice_leading") is not None:  # validated above
+        from lnf_core.voiceleading import VoiceLeading
+
+        head.voice_leading = VoiceLeading.from_json(metadata["voice_leading"])
     left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if left:  # pragma: no cover - a module that creates a tensor outside its state dict on the meta device
         raise CheckpointError(f"{path}: internal error: {left[0]} was not restored")

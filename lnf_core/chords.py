@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from lnf_core.continuity import coupled_uniform
+from lnf_core.voiceleading import CANDIDATES, VoiceLeading, outer_keys, pairwise, viterbi
 
 # Frames per chunk: bounds the [frames, V] logits (4096 x 4000 float32 = 62 MiB) whatever the batch size.
 FRAME_CHUNK = 4096
@@ -101,6 +102,8 @@ class ChordHead(nn.Module):
         nn.init.zeros_(self.gate.weight)
         nn.init.constant_(self.gate.bias, 2.0)
         self.dropout = dropout
+        # The pairwise term of voice-led decoding (lnf_core.voiceleading), from the checkpoint's metadata; None: 0
+        self.voice_leading: VoiceLeading | None = None
 
     @torch.no_grad()
     def set_chords(self, chords: np.ndarray | Tensor, counts: np.ndarray | Tensor | None = None,
@@ -195,7 +198,8 @@ class ChordHead(nn.Module):
     # -- sampling -------------------------------------------------------------------------------------
     @torch.no_grad()
     def sample(self, context: Tensor, base: Tensor, decode: str = "bernoulli", temperature: float = 1.0,
-               generator: torch.Generator | None = None, continuity: float = 0.0) -> tuple[Tensor, Tensor]:
+               generator: torch.Generator | None = None, continuity: float = 0.0,
+               lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Draw one frame per context: ``(x bool, p)`` with ``p`` each key's marginal probability under the
         (tempered) emission.
 
@@ -205,9 +209,15 @@ class ChordHead(nn.Module):
         likelier chords and to the vocabulary, > 1 is more adventurous). ``continuity`` > 0 correlates the noise of
         neighbouring steps (``context`` and ``base`` shaped ``[B, T, ...]``; ``lnf_core.continuity``): every frame
         is still an exact draw, and where the chord distribution changes little the same chord is kept.
+        ``"voiced"`` (``[B, T, ...]`` inputs; ``lengths`` the sequences' lengths) is the likeliest succession of
+        chords under the emission and :attr:`voice_leading` (:mod:`lnf_core.voiceleading`).
         """
-        if decode not in ("bernoulli", "threshold"):
-            raise ValueError(f"decode must be 'threshold' or 'bernoulli', not {decode!r}")
+        if decode not in ("bernoulli", "threshold", "voiced"):
+            raise ValueError(f"decode must be 'bernoulli', 'threshold' or 'voiced', not {decode!r}")
+        if decode == "voiced" and base.dim() == 3:
+            return self._voiced(context, base, temperature, lengths)
+        if decode == "voiced":
+            decode = "threshold"  # one step has no neighbours: the likeliest chord
         lead = base.shape[:-1]
         c, b = context.reshape(-1, context.shape[-1]).float(), base.reshape(-1, self.n_keys).float()
         chords, embed = self._vocab(torch.float32)
@@ -245,3 +255,46 @@ class ChordHead(nn.Module):
             empty = torch.zeros((*lead, self.n_keys), device=c.device)
             return empty.bool(), empty
         return torch.cat(xs).view(*lead, self.n_keys), torch.cat(ps).view(*lead, self.n_keys)
+
+    def _voiced(self, context: Tensor, base: Tensor, temperature: float,
+                lengths: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Voice-led decoding of ``[B, T, ...]`` inputs: Viterbi over each step's :data:`CANDIDATES` likeliest
+        chords and its keys-above-1/2 fallback frame, scored by the tempered emission plus φ."""
+        b_size, steps = base.shape[:2]
+        c, b = context.reshape(-1, context.shape[-1]).float(), base.reshape(-1, self.n_keys).float()
+        chords, embed = self._vocab(torch.float32)
+        inv_t = 1.0 / max(float(temperature), 1e-4)
+        k = min(CANDIDATES, self.n_chords)
+        scores, picks, fallback, ps = [], [], [], []
+        for start in range(0, c.shape[0], FRAME_CHUNK):
+            sl = slice(start, start + FRAME_CHUNK)
+            logits, gate = self._logits(c[sl], b[sl], chords, embed)
+            log_probs = torch.log_softmax(logits * inv_t, 1)
+            p_vocab = torch.sigmoid(gate * inv_t)
+            p_keys = torch.sigmoid(b[sl] * inv_t)
+            top, idx = log_probs.topk(k, 1)
+            keys = p_keys > 0.5
+            log_keys = torch.log(torch.where(keys, p_keys, 1.0 - p_keys).clamp(min=1e-30)).sum(1, keepdim=True)
+            scores.append(torch.cat([F.logsigmoid(gate * inv_t).unsqueeze(1) + top,
+                                     F.logsigmoid(-gate * inv_t).unsqueeze(1) + log_keys], 1))
+            picks.append(idx)
+            fallback.append(keys)
+            ps.append(p_vocab.unsqueeze(1) * (log_probs.exp() @ chords) + (1.0 - p_vocab).unsqueeze(1) * p_keys)
+        if not scores:
+            empty = torch.zeros((b_size, steps, self.n_keys), device=c.device)
+            return empty.bool(), empty
+        unary = torch.cat(scores).view(b_size, steps, k + 1)
+        idx = torch.cat(picks)  # [N, k]
+        keys = torch.cat(fallback)  # [N, K]
+        vocab_low, vocab_high = outer_keys(chords > 0.5)
+        key_low, key_high = outer_keys(keys)
+        low = torch.cat([vocab_low[idx], key_low.unsqueeze(1)], 1).view(b_size, steps, k + 1)
+        high = torch.cat([vocab_high[idx], key_high.unsqueeze(1)], 1).view(b_size, steps, k + 1)
+        if self.voice_leading is not None and steps > 1:
+            pair = pairwise(self.voice_leading, low, high)
+        else:
+            pair = unary.new_zeros((b_size, max(steps - 1, 0), k + 1, k + 1))
+        path = viterbi(unary, pair, lengths).reshape(-1)  # [N] candidate index; k = the fallback frame
+        chosen = idx.gather(1, path.clamp(max=k - 1).unsqueeze(1)).squeeze(1)
+        x = torch.where((path < k).unsqueeze(1), chords[chosen] > 0.5, keys)
+        return x.view(b_size, steps, self.n_keys), torch.cat(ps).view(b_size, steps, self.n_keys)

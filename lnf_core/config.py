@@ -16,8 +16,10 @@ DATA_KINDS = ("music", "text")
 MODEL_TYPES = ("lnf", "lstm")
 EMISSIONS = ("bernoulli", "nade", "chords")
 #: How generated keys are decoded: "bernoulli" draws an ancestral sample of the emission (the model's own
-#: distribution; the default everywhere), "threshold" keeps keys above 1/2 (greedy, key by key, for the NADE).
-DECODE_MODES = ("bernoulli", "threshold")
+#: distribution; the default everywhere), "threshold" keeps keys above 1/2 (greedy, key by key, for the NADE; the
+#: likeliest chord of each step for the chord emission), "voiced" the likeliest succession of chords with the voice
+#: leading learnt from the training set (``lnf_core.voiceleading``; chord emission only, greedy for the others).
+DECODE_MODES = ("bernoulli", "threshold", "voiced")
 DEFAULT_DECODE = "bernoulli"
 
 #: Allowed range of every size setting (inclusive). The upper bounds are far above any trained model (the paper's

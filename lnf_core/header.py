@@ -188,6 +188,14 @@ def validate_metadata(path: Path, metadata: dict[str, Any]) -> ModelConfig:
                 raise bad(f"{key}.{name} is {number}, not a finite number")
             if _is_int(number) and abs(number) > 2**63:
                 raise bad(f"{key}.{name} is {_short(number)}, out of range")
+    voice_leading = metadata.get("voice_leading")
+    if voice_leading is not None:
+        from lnf_core.voiceleading import VoiceLeading
+
+        try:
+            VoiceLeading.from_json(voice_leading)
+        except ValueError as exc:
+            raise bad(f"voice_leading is {_short(voice_leading)}: {str(exc)[:200]}") from None
     sampling = metadata.get("sampling")
     if sampling is not None:
         try:

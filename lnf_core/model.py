@@ -133,14 +133,14 @@ class Emission(nn.Module):
         if decode not in DECODE_MODES:
             raise ValueError(f"decode must be 'threshold' or 'bernoulli', not {decode!r}")
         if self.kind == "music":
-            if decode == "threshold":
+            if decode != "bernoulli":  # "threshold", or "voiced" (chord emission only)
                 return probs > 0.5
             # drawn where the generator lives (CPU by default), so a seed gives the same keys on any device
             if continuity > 0.0 and probs.dim() == 3:  # noise correlated along time (lnf_core.continuity)
                 return coupled_uniform(tuple(probs.shape), continuity, generator, probs.device) < probs
             noise = torch.rand(probs.shape, generator=generator, device=generator.device if generator else probs.device)
             return noise.to(probs.device) < probs
-        if decode == "threshold":
+        if decode != "bernoulli":
             return probs.argmax(-1)
         flat = probs.reshape(-1, probs.shape[-1])
         if generator is not None and generator.device != flat.device:
@@ -347,8 +347,11 @@ class LatentFlowVAE(nn.Module):
             base = self._base_logits(states)
         else:  # the independent emission reads the states only through the readout: skip building them
             base = self._logits_from_outputs(z, self._decoder_outputs(z, lengths))
+        if decode == "voiced" and self.chord_head is None:
+            decode = "threshold"  # voice-led decoding chooses among whole chords: the chord emission's
         if head is not None:
-            x, probs = head.sample(states, base, decode, key_temperature, generator, continuity)
+            extra = {"lengths": lengths} if decode == "voiced" else {}
+            x, probs = head.sample(states, base, decode, key_temperature, generator, continuity, **extra)
         else:
             probs = self.emission.probs(base if key_temperature == 1.0 else base / max(float(key_temperature), 1e-4))
             x = self.emission.draw(probs, decode, generator, continuity)

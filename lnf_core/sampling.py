@@ -37,7 +37,7 @@ class SamplingSettings:
 
     temperature: float = 1.0  # scale of the prior's noise eps
     key_temperature: float = 1.0  # divides the emission's logits
-    decode: str = DEFAULT_DECODE  # "bernoulli" (sample) or "threshold" (keys above 1/2; greedy for the NADE)
+    decode: str = DEFAULT_DECODE  # "bernoulli" (sample), "threshold" (greedy) or "voiced" (voice-led; DECODE_MODES)
     precision: str = "auto"
     best_of: int = 1  # draw best_of x n candidates, keep the n most likely (1 = plain sampling)
     continuity: float = 0.0  # correlation of neighbouring steps' sampling noise (lnf_core.continuity; 0 = exact joint)

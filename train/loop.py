@@ -69,6 +69,7 @@ from lnf_core.checkpoint import (
 )
 from lnf_core.chords import chord_vocabulary
 from lnf_core.config import ModelConfig
+from lnf_core.voiceleading import fit_voice_leading
 from train.data import DataError, bucket_batches, collate, length_counts, load_dataset
 from train.datasets.batching import random_transpositions
 from train.presets import TrainConfig, kl_weight
@@ -273,6 +274,8 @@ class Trainer:
                 raise TrainingError(f"the run's chord vocabulary has {settings['chord_vocab']} chords, its training "
                                     f"data now {len(vocabulary[0])}: the data changed since the run started")
             model_settings = {**model_settings, "chord_vocab": len(vocabulary[0])}
+            # the voice leading of the training set, for voice-led decoding (lnf_core.voiceleading)
+            self._voice_leading = fit_voice_leading(self.splits["train"]).to_json()
             if self.dist.main:
                 shared = int((vocabulary[2] > 1).sum())
                 log.info("chord emission: %d distinct training frames%s, %d of them in more than one piece",
@@ -376,6 +379,7 @@ class Trainer:
             "steps_per_beat": getattr(data, "steps_per_beat", None),
             "label": f"{data.name} {cfg.model if cfg.model == 'lstm' else cfg.prior} ({cfg.preset})",
             "data_space": self._data_space(),
+            **({"voice_leading": self._voice_leading} if getattr(self, "_voice_leading", None) else {}),
             "metrics": metrics or {},
             "training": {"preset": cfg.preset, "epochs": self.epoch, "steps": self.step,
                          "wall_time_s": round(self.wall_time, 1), "batch_size": cfg.batch_size, "lr": self.lr,

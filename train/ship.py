@@ -3,7 +3,8 @@
 Stores the weights as float16 (half the size; the app loads them back as float32), evaluates the *stored*
 weights on the test split with S importance samples, and writes ``assets/models/NAME.lnf`` whose metadata
 carries the dataset, settings, epochs, wall time and test NLL (with S), the data space of the training rolls and the
-typicality calibration (the llr of the test pieces). ``--update-metadata FILE`` adds the last two to an existing
+typicality calibration (the llr of the test pieces), and for a chord model the voice leading of the training set
+(``lnf_core.voiceleading``). ``--update-metadata FILE`` adds the last three to an existing
 checkpoint in place, its weights bit-identical. Refuses files over 20 MiB, and models
 trained on a dataset whose licence keeps it out of what LNF Studio ships (MuseData, Piano-midi.de) unless
 ``--allow-restricted`` says you have the rights.
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import assets
 from lnf_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from lnf_core.config import DECODE_MODES
 from lnf_core.header import CheckpointInfo
 from train.clitext import plain
 from train.datasets.registry import lookup_dataset
@@ -43,8 +45,9 @@ def check_redistributable(dataset: str | None, source: Path) -> None:
 
 
 def reference_metadata(model, meta: dict, samples: int = 30) -> dict:
-    """``data_space`` (measured on the training split when the dataset is present, else the defaults by name) and
-    the ``typicality`` calibration (the llr of the test pieces: needs the dataset) for a checkpoint's metadata."""
+    """``data_space`` (measured on the training split when the dataset is present, else the defaults by name), the
+    ``typicality`` calibration (the llr of the test pieces: needs the dataset) and, for a chord model, the training
+    set's ``voice_leading`` (:mod:`lnf_core.voiceleading`; needs the dataset) for a checkpoint's metadata."""
     from lnf_core.dataspace import space_from_metadata
     from lnf_core.typicality import compute_calibration
     from train.data import DataError, dataset_for_checkpoint
@@ -57,6 +60,10 @@ def reference_metadata(model, meta: dict, samples: int = 30) -> dict:
         ds = None
     if ds is not None and ds.data_kind == "music":
         out["data_space"] = data_space_for(ds)
+        if getattr(model, "chord_head", None) is not None:  # for voice-led decoding
+            from lnf_core.voiceleading import fit_voice_leading
+
+            out["voice_leading"] = fit_voice_leading(ds.splits["train"]).to_json()
         max_len = getattr(getattr(model, "config", None), "max_len", None)
         cal = compute_calibration(model, ds.splits["test"], samples, str(meta.get("dataset") or ""), "test", max_len)
         out["typicality"] = cal.to_dict()
@@ -138,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--key-temperature", type=float, help="divides the emission's logits")
     rec.add_argument("--best-of", type=int, metavar="N", help="keep the most likely of N candidates per piece")
     rec.add_argument("--continuity", type=float, metavar="RHO", help="legato: neighbouring steps' noise correlation")
-    rec.add_argument("--decode", choices=("bernoulli", "threshold"), help="sample the keys, or take the likeliest")
+    rec.add_argument("--decode", choices=DECODE_MODES,
+                     help="sample the keys, take the likeliest, or the likeliest voice-led succession of chords")
     args = p.parse_args(argv)
     sampling = {k: v for k, v in (("temperature", args.temperature), ("key_temperature", args.key_temperature),
                                   ("best_of", args.best_of), ("continuity", args.continuity),

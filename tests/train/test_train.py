@@ -54,6 +54,18 @@ def test_tiny_run_lowers_the_loss(tmp_path, prior, model):
     assert sum(r.get("event") == "epoch" for r in epochs) == 4
 
 
+def test_a_chord_model_run_stores_the_training_sets_voice_leading(tmp_path):
+    from lnf_core.voiceleading import VoiceLeading, fit_voice_leading
+
+    cfg, ms = _config(tmp_path, "--emission", "chords", "--max-steps", "2")
+    trainer = Trainer(cfg, ms)
+    trainer.train()
+    model, meta = load_checkpoint(Path(cfg.out) / "best.lnf")
+    expected = VoiceLeading.from_json(fit_voice_leading(trainer.splits["train"]).to_json())
+    assert model.chord_head.voice_leading == expected
+    assert expected.bass[13 + 1] > 0 > expected.bass[0]  # on JSB a bass step is likelier than chance, a leap less
+
+
 def test_resume_restores_optimizer_schedule_and_counters(tmp_path):
     cfg, ms = _config(tmp_path, "--prior", "iaf-scf", "--epochs", "3")
     Trainer(cfg, ms).train()

@@ -191,9 +191,12 @@ class GeneratePanel(QWidget):
         self.decode.setObjectName("decodeCombo")
         self.decode.addItem("Sample", "bernoulli")
         self.decode.addItem("Most likely (greedy)", "threshold")
+        self.decode.addItem("Most likely, voice-led", "voiced")
         self.decode.setToolTip(
-            "How each step's notes are read from the model: draw them from its distribution (the default), or "
-            "take the likeliest choice (a chord model's likeliest chord; otherwise every key with p > 0.5)"
+            "How each step's notes are read from the model: draw them from its distribution, take the likeliest "
+            "choice at each step (a chord model's likeliest chord; otherwise every key with p > 0.5), or take the "
+            "likeliest succession of chords, scored also on how the bass and the top voice move (smooth lines, no "
+            "parallel fifths: the voice leading of the training music; chord models only, else as greedy)"
         )
         form.addRow("Decoding", self.decode)
         self.decode.currentIndexChanged.connect(self._decode_changed)
