@@ -36,8 +36,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from lnf_core.config import DECODE_MODES
 from lnf_core.continuity import coupled_uniform
-from lnf_core.voiceleading import CANDIDATES, VoiceLeading, outer_keys, pairwise, viterbi
+from lnf_core.voiceleading import CANDIDATES, VoiceLeading, outer_keys, pairwise, sample_path, viterbi
 
 # Frames per chunk: bounds the [frames, V] logits (4096 x 4000 float32 = 62 MiB) whatever the batch size.
 FRAME_CHUNK = 4096
@@ -210,14 +211,16 @@ class ChordHead(nn.Module):
         neighbouring steps (``context`` and ``base`` shaped ``[B, T, ...]``; ``lnf_core.continuity``): every frame
         is still an exact draw, and where the chord distribution changes little the same chord is kept.
         ``"voiced"`` (``[B, T, ...]`` inputs; ``lengths`` the sequences' lengths) is the likeliest succession of
-        chords under the emission and :attr:`voice_leading` (:mod:`lnf_core.voiceleading`).
+        chords under the emission and :attr:`voice_leading` (:mod:`lnf_core.voiceleading`); ``"voiced-sample"``
+        draws the succession from that chain instead (among each step's likeliest chords).
         """
-        if decode not in ("bernoulli", "threshold", "voiced"):
-            raise ValueError(f"decode must be 'bernoulli', 'threshold' or 'voiced', not {decode!r}")
-        if decode == "voiced" and base.dim() == 3:
-            return self._voiced(context, base, temperature, lengths)
-        if decode == "voiced":
-            decode = "threshold"  # one step has no neighbours: the likeliest chord
+        if decode not in DECODE_MODES:
+            raise ValueError(f"decode must be one of {', '.join(DECODE_MODES)}, not {decode!r}")
+        if decode.startswith("voiced") and base.dim() == 3:
+            return self._voiced(context, base, temperature, lengths, generator if decode == "voiced-sample" else None,
+                                decode == "voiced-sample")
+        if decode.startswith("voiced"):  # one step has no neighbours: the likeliest chord, or a draw
+            decode = "threshold" if decode == "voiced" else "bernoulli"
         lead = base.shape[:-1]
         c, b = context.reshape(-1, context.shape[-1]).float(), base.reshape(-1, self.n_keys).float()
         chords, embed = self._vocab(torch.float32)
@@ -256,10 +259,11 @@ class ChordHead(nn.Module):
             return empty.bool(), empty
         return torch.cat(xs).view(*lead, self.n_keys), torch.cat(ps).view(*lead, self.n_keys)
 
-    def _voiced(self, context: Tensor, base: Tensor, temperature: float,
-                lengths: Tensor | None) -> tuple[Tensor, Tensor]:
-        """Voice-led decoding of ``[B, T, ...]`` inputs: Viterbi over each step's :data:`CANDIDATES` likeliest
-        chords and its keys-above-1/2 fallback frame, scored by the tempered emission plus φ."""
+    def _voiced(self, context: Tensor, base: Tensor, temperature: float, lengths: Tensor | None,
+                generator: torch.Generator | None = None, draw: bool = False) -> tuple[Tensor, Tensor]:
+        """Voice-led decoding of ``[B, T, ...]`` inputs: Viterbi (or, ``draw``, a forward-filtering
+        backward-sampling draw) over each step's :data:`CANDIDATES` likeliest chords and its keys-above-1/2
+        fallback frame, scored by the tempered emission plus φ."""
         b_size, steps = base.shape[:2]
         c, b = context.reshape(-1, context.shape[-1]).float(), base.reshape(-1, self.n_keys).float()
         chords, embed = self._vocab(torch.float32)
@@ -294,7 +298,8 @@ class ChordHead(nn.Module):
             pair = pairwise(self.voice_leading, low, high)
         else:
             pair = unary.new_zeros((b_size, max(steps - 1, 0), k + 1, k + 1))
-        path = viterbi(unary, pair, lengths).reshape(-1)  # [N] candidate index; k = the fallback frame
+        path = (sample_path(unary, pair, lengths, generator) if draw else viterbi(unary, pair, lengths)).reshape(-1)
+        # path: [N] candidate indices; k = the fallback frame
         chosen = idx.gather(1, path.clamp(max=k - 1).unsqueeze(1)).squeeze(1)
         x = torch.where((path < k).unsqueeze(1), chords[chosen] > 0.5, keys)
         return x.view(b_size, steps, self.n_keys), torch.cat(ps).view(b_size, steps, self.n_keys)

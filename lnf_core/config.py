@@ -18,8 +18,9 @@ EMISSIONS = ("bernoulli", "nade", "chords")
 #: How generated keys are decoded: "bernoulli" draws an ancestral sample of the emission (the model's own
 #: distribution; the default everywhere), "threshold" keeps keys above 1/2 (greedy, key by key, for the NADE; the
 #: likeliest chord of each step for the chord emission), "voiced" the likeliest succession of chords with the voice
-#: leading learnt from the training set (``lnf_core.voiceleading``; chord emission only, greedy for the others).
-DECODE_MODES = ("bernoulli", "threshold", "voiced")
+#: leading learnt from the training set (``lnf_core.voiceleading``; chord emission only, greedy for the others),
+#: "voiced-sample" a succession drawn from that chain (chord emission only, an ancestral sample for the others).
+DECODE_MODES = ("bernoulli", "threshold", "voiced", "voiced-sample")
 DEFAULT_DECODE = "bernoulli"
 
 #: Allowed range of every size setting (inclusive). The upper bounds are far above any trained model (the paper's

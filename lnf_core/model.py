@@ -133,7 +133,7 @@ class Emission(nn.Module):
         if decode not in DECODE_MODES:
             raise ValueError(f"decode must be 'threshold' or 'bernoulli', not {decode!r}")
         if self.kind == "music":
-            if decode != "bernoulli":  # "threshold", or "voiced" (chord emission only)
+            if decode != "bernoulli":  # "threshold" (LatentFlowVAE.decode maps the voiced modes first)
                 return probs > 0.5
             # drawn where the generator lives (CPU by default), so a seed gives the same keys on any device
             if continuity > 0.0 and probs.dim() == 3:  # noise correlated along time (lnf_core.continuity)
@@ -347,10 +347,10 @@ class LatentFlowVAE(nn.Module):
             base = self._base_logits(states)
         else:  # the independent emission reads the states only through the readout: skip building them
             base = self._logits_from_outputs(z, self._decoder_outputs(z, lengths))
-        if decode == "voiced" and self.chord_head is None:
-            decode = "threshold"  # voice-led decoding chooses among whole chords: the chord emission's
+        if decode.startswith("voiced") and self.chord_head is None:  # voice leading chooses among whole chords
+            decode = "threshold" if decode == "voiced" else "bernoulli"
         if head is not None:
-            extra = {"lengths": lengths} if decode == "voiced" else {}
+            extra = {"lengths": lengths} if decode.startswith("voiced") else {}
             x, probs = head.sample(states, base, decode, key_temperature, generator, continuity, **extra)
         else:
             probs = self.emission.probs(base if key_temperature == 1.0 else base / max(float(key_temperature), 1e-4))

@@ -199,3 +199,38 @@ def viterbi(unary: Tensor, pair: Tensor, lengths: Tensor | None = None) -> Tenso
     out = torch.stack(path[::-1], 1)
     beyond = torch.arange(steps, device=unary.device).unsqueeze(0) >= lengths.unsqueeze(1)
     return torch.where(beyond, unary.argmax(2), out)
+
+
+
+def sample_path(unary: Tensor, pair: Tensor, lengths: Tensor | None = None, generator: Any = None) -> Tensor:
+    """A path drawn from the chain ``p(path) ∝ exp(Σ_t unary + Σ_t pair)`` (shapes as :func:`viterbi`) by forward
+    filtering, backward sampling: ``[B, T]`` candidate indices, one uniform per step. Steps at or after a sequence's
+    length are drawn from their unary scores alone."""
+    import torch
+
+    b, steps, k = unary.shape
+    if steps == 0:
+        return torch.zeros((b, 0), dtype=torch.long, device=unary.device)
+    lengths = (torch.full((b,), steps, dtype=torch.long) if lengths is None else lengths.cpu().long()).to(unary.device)
+    alphas = [unary[:, 0]]  # alpha_t(j) = log of the summed weight of every path prefix ending in j at t
+    for t in range(1, steps):
+        alphas.append(torch.logsumexp(alphas[-1].unsqueeze(2) + pair[:, t - 1], 1) + unary[:, t])
+    noise = torch.rand((b, steps), generator=generator,
+                       device=generator.device if generator is not None else None).to(unary.device)
+
+    def draw(logits: Tensor, u: Tensor) -> Tensor:
+        cdf = torch.softmax(logits, 1).cumsum(1)
+        return torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1)).squeeze(1).clamp_(max=k - 1)
+
+    last = lengths - 1
+    path: list[Tensor] = [torch.zeros(0)] * steps
+    nxt = torch.zeros(b, dtype=torch.long, device=unary.device)
+    for t in range(steps - 1, -1, -1):
+        logits = alphas[t]
+        if t < steps - 1:  # followed by nxt at t + 1 (where t + 1 is inside the sequence)
+            link = pair[:, t].gather(2, nxt.view(-1, 1, 1).expand(-1, k, 1)).squeeze(2)
+            logits = torch.where((t < last).unsqueeze(1), logits + link, logits)
+        logits = torch.where((t > last).unsqueeze(1), unary[:, t], logits)
+        nxt = draw(logits, noise[:, t])
+        path[t] = nxt
+    return torch.stack(path, 1)

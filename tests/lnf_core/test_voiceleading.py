@@ -14,7 +14,16 @@ import torch
 from lnf_core.checkpoint import CheckpointError, load_checkpoint, load_tensors, save_checkpoint, save_tensors
 from lnf_core.config import ModelConfig
 from lnf_core.model import LatentFlowVAE
-from lnf_core.voiceleading import BINS, SPAN, VoiceLeading, fit_voice_leading, outer_keys, pairwise, viterbi
+from lnf_core.voiceleading import (
+    BINS,
+    SPAN,
+    VoiceLeading,
+    fit_voice_leading,
+    outer_keys,
+    pairwise,
+    sample_path,
+    viterbi,
+)
 from tests.lnf_core.test_chords import trained_like_head
 from train import musicality
 
@@ -179,3 +188,42 @@ def test_the_shipped_model_leads_its_voices_like_music() -> None:
     assert m["voiced"]["parallels_per_100"] < 0.5 * m["greedy"]["parallels_per_100"], m
     assert m["voiced"]["notes_4"] > 0.8 and m["voiced"]["dissonant_pairs"] < 0.08, m  # still four-part harmony
     assert 0.8 < m["voiced"]["top_motion"] < 2.5, m  # the top voice still moves
+
+
+def test_a_sampled_path_follows_the_chain() -> None:
+    """Forward filtering, backward sampling draws each path with its probability under the chain (exact
+    probabilities by enumerating all 3^4 paths), and keeps within each sequence's length."""
+    g = torch.Generator().manual_seed(0)
+    unary, pair = torch.randn(1, 4, 3, generator=g), torch.randn(1, 3, 3, 3, generator=g)
+    paths = list(itertools.product(range(3), repeat=4))
+    logw = torch.tensor([float(unary[0, 0, p[0]]) + sum(float(unary[0, t, p[t]] + pair[0, t - 1, p[t - 1], p[t]])
+                                                       for t in range(1, 4)) for p in paths])
+    exact = torch.softmax(logw, 0)
+    n = 40_000
+    drawn = sample_path(unary.expand(n, -1, -1), pair.expand(n, -1, -1, -1), generator=torch.Generator().manual_seed(1))
+    index = {p: i for i, p in enumerate(paths)}
+    counts = torch.bincount(torch.tensor([index[tuple(r)] for r in drawn.tolist()]), minlength=len(paths)).float()
+    assert (counts / n - exact).abs().max() < 4 * (exact.max() / n) ** 0.5  # within 4 standard errors
+    # a shorter sequence: its first 2 steps follow the chain cut at step 2
+    short = sample_path(unary.expand(n, -1, -1), pair.expand(n, -1, -1, -1), torch.full((n,), 2),
+                        torch.Generator().manual_seed(2))
+    pairs2 = list(itertools.product(range(3), repeat=2))
+    w2 = torch.softmax(torch.tensor([float(unary[0, 0, a] + unary[0, 1, b] + pair[0, 0, a, b]) for a, b in pairs2]), 0)
+    c2 = torch.bincount(short[:, 0] * 3 + short[:, 1], minlength=9).float() / n
+    assert (c2 - w2).abs().max() < 4 * (w2.max() / n) ** 0.5
+    # past the end: the unary scores alone
+    c3 = torch.bincount(short[:, 3], minlength=3).float() / n
+    assert (c3 - torch.softmax(unary[0, 3], 0)).abs().max() < 0.02
+
+
+def test_voice_led_sampling_of_the_shipped_model_varies_and_keeps_the_lines() -> None:
+    model, _ = load_checkpoint(SHIPPED)
+    lengths = torch.full((48,), 48)
+    with torch.no_grad():
+        a = model.generate(lengths, decode="voiced-sample", generator=torch.Generator().manual_seed(0)).x
+        b = model.generate(lengths, decode="voiced-sample", generator=torch.Generator().manual_seed(0)).x
+        c = model.generate(lengths, decode="voiced", generator=torch.Generator().manual_seed(0)).x
+    assert torch.equal(a, b)  # the same seed, the same music
+    assert not torch.equal(a, c)  # a draw, not the best path
+    m = musicality.measures([r.bool().numpy() for r in a])
+    assert m["bass_leaps"] < 0.10 and m["parallels_per_100"] < 1.5 and m["notes_4"] > 0.75, m

@@ -192,11 +192,13 @@ class GeneratePanel(QWidget):
         self.decode.addItem("Sample", "bernoulli")
         self.decode.addItem("Most likely (greedy)", "threshold")
         self.decode.addItem("Most likely, voice-led", "voiced")
+        self.decode.addItem("Sample, voice-led", "voiced-sample")
         self.decode.setToolTip(
             "How each step's notes are read from the model: draw them from its distribution, take the likeliest "
-            "choice at each step (a chord model's likeliest chord; otherwise every key with p > 0.5), or take the "
-            "likeliest succession of chords, scored also on how the bass and the top voice move (smooth lines, no "
-            "parallel fifths: the voice leading of the training music; chord models only, else as greedy)"
+            "choice at each step (a chord model's likeliest chord; otherwise every key with p > 0.5), or choose "
+            "the succession of chords as a whole, scored also on how the bass and the top voice move (smooth lines, "
+            "few parallel fifths: the voice leading of the training music), the likeliest one or a draw "
+            "(chord models only; for others as greedy or as a sample)"
         )
         form.addRow("Decoding", self.decode)
         self.decode.currentIndexChanged.connect(self._decode_changed)
@@ -263,10 +265,11 @@ class GeneratePanel(QWidget):
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
 
     def _decode_changed(self, *_args) -> None:
-        """Note temperature and legato shape the random draw: with "Most likely" there is none to shape."""
-        sampling = self.decode.currentData() == "bernoulli"
-        for box in (self.key_temperature, self.continuity):
-            box.setEnabled(sampling)
+        """Note temperature and legato shape the random draw: with "Most likely" there is none to shape (and a
+        voice-led draw has its own link between neighbouring steps, so no legato)."""
+        mode = self.decode.currentData()
+        self.key_temperature.setEnabled(mode in ("bernoulli", "voiced-sample"))
+        self.continuity.setEnabled(mode == "bernoulli")
 
     # -- model-dependent settings
     def set_recommended(self, recommended) -> None:
