@@ -259,6 +259,13 @@ class ChordHead(nn.Module):
             return empty.bool(), empty
         return torch.cat(xs).view(*lead, self.n_keys), torch.cat(ps).view(*lead, self.n_keys)
 
+    def _outer_keys(self) -> tuple[Tensor, Tensor]:
+        """Lowest and highest key of every chord of the vocabulary, kept until the vocabulary changes."""
+        key = (self.chords.data_ptr(), self.chords._version, self.chords.device)
+        if getattr(self, "_outer_cache", (None,))[0] != key:
+            self._outer_cache = (key, outer_keys(self.chords > 0))
+        return self._outer_cache[1]
+
     def _voiced(self, context: Tensor, base: Tensor, temperature: float, lengths: Tensor | None,
                 generator: torch.Generator | None = None, draw: bool = False) -> tuple[Tensor, Tensor]:
         """Voice-led decoding of ``[B, T, ...]`` inputs: Viterbi (or, ``draw``, a forward-filtering
@@ -273,24 +280,26 @@ class ChordHead(nn.Module):
         for start in range(0, c.shape[0], FRAME_CHUNK):
             sl = slice(start, start + FRAME_CHUNK)
             logits, gate = self._logits(c[sl], b[sl], chords, embed)
-            log_probs = torch.log_softmax(logits * inv_t, 1)
+            scaled = logits * inv_t
+            probs = torch.softmax(scaled, 1)
             p_vocab = torch.sigmoid(gate * inv_t)
             p_keys = torch.sigmoid(b[sl] * inv_t)
-            top, idx = log_probs.topk(k, 1)
+            top, idx = scaled.topk(k, 1)
+            top = top - torch.logsumexp(scaled, 1, keepdim=True)  # log softmax of the k likeliest chords
             keys = p_keys > 0.5
             log_keys = torch.log(torch.where(keys, p_keys, 1.0 - p_keys).clamp(min=1e-30)).sum(1, keepdim=True)
             scores.append(torch.cat([F.logsigmoid(gate * inv_t).unsqueeze(1) + top,
                                      F.logsigmoid(-gate * inv_t).unsqueeze(1) + log_keys], 1))
             picks.append(idx)
             fallback.append(keys)
-            ps.append(p_vocab.unsqueeze(1) * (log_probs.exp() @ chords) + (1.0 - p_vocab).unsqueeze(1) * p_keys)
+            ps.append(p_vocab.unsqueeze(1) * (probs @ chords) + (1.0 - p_vocab).unsqueeze(1) * p_keys)
         if not scores:
             empty = torch.zeros((b_size, steps, self.n_keys), device=c.device)
             return empty.bool(), empty
         unary = torch.cat(scores).view(b_size, steps, k + 1)
         idx = torch.cat(picks)  # [N, k]
         keys = torch.cat(fallback)  # [N, K]
-        vocab_low, vocab_high = outer_keys(chords > 0.5)
+        vocab_low, vocab_high = self._outer_keys()
         key_low, key_high = outer_keys(keys)
         low = torch.cat([vocab_low[idx], key_low.unsqueeze(1)], 1).view(b_size, steps, k + 1)
         high = torch.cat([vocab_high[idx], key_high.unsqueeze(1)], 1).view(b_size, steps, k + 1)
