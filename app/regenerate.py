@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from app.session import N_KEYS, PITCH_OFFSET, Piece
+from app.pieces import N_KEYS, PITCH_OFFSET, Piece
 
 BEATS_PER_BAR = 4
 _NAMES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}

@@ -17,7 +17,8 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal
 
-from app.session import Cancelled, ModelLoadError
+from app.jobs import Cancelled
+from app.models import ModelLoadError
 
 
 class WorkerSignals(QObject):

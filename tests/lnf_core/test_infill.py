@@ -9,7 +9,7 @@ import torch
 
 from app import regenerate as rg
 from app.generate import main as generate_main
-from app.session import Piece
+from app.pieces import Piece
 from lnf_core.config import ModelConfig
 from lnf_core.infill import (
     METHODS,
