@@ -2,10 +2,11 @@
 
 - *discovery*: the shipped checkpoints in ``assets/models`` (:func:`discover_models`, the default first) and the
   user's own (:func:`discover_user_models`), each described by a :class:`ModelInfo` (label, dataset, prior,
-  parameter count, test NLL) read from the file's header, so the model list shows before torch has loaded;
+  parameter count, test NLL) read from the file's header alone by :func:`lnf_core.header.read_info` (typed,
+  torch-free, no tensor read), so the model list shows before torch has loaded;
 - *loading*: :func:`load_music_model` wraps ``lnf_core.checkpoint.load_checkpoint`` and turns every way a
-  file can be unusable (foreign, damaged, a text model) into one :class:`ModelLoadError` whose message
-  names the file and says what to do;
+  file can be unusable (missing, foreign, damaged, a text model) into one :class:`ModelLoadError` whose message
+  names the file and says what to do; a file the model list cannot read shows that same message;
 - *threads*: :func:`configure_threads` sets torch's intra-op threads for the entry points.
 
 torch and ``lnf_core.checkpoint`` are imported lazily, inside the functions that need them.
@@ -14,14 +15,13 @@ torch and ``lnf_core.checkpoint`` are imported lazily, inside the functions that
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import assets
-from lnf_core.header import CheckpointError, CheckpointInfo, default_steps_per_beat, read_info  # no torch
+from lnf_core.header import CheckpointError, CheckpointInfo, read_info  # no torch
 
 MODELS_DIR = assets.models_dir()  # the package's location: works from a checkout and from an installed wheel
 CHECKPOINT_SUFFIX = ".lnf"
@@ -102,151 +102,47 @@ def format_param_count(n: int) -> str:
     return f"{n} params"
 
 
-def steps_per_beat_for(metadata: dict[str, Any]) -> int:
-    """Time steps per quarter-note beat: metadata's ``steps_per_beat``, else by dataset.
-
-    The Boulanger-Lewandowski rolls are sampled every quarter note for JSB Chorales and every eighth note
-    for Nottingham, Piano-midi.de and MuseData.
-    """
-    spb = metadata.get("steps_per_beat")
-    if isinstance(spb, int) and spb > 0:
-        return spb
-    return default_steps_per_beat(str(metadata.get("dataset", "")))
-
-
-def info_from_metadata(
-    path: Path, metadata: dict[str, Any], n_params: int | None = None, shipped: bool = False
-) -> ModelInfo:
-    """Build a :class:`ModelInfo` from a checkpoint's metadata dictionary."""
-    config = metadata.get("config") or {}
-    metrics = metadata.get("metrics") or {}
-    test_nll = metrics.get("test_nll") if isinstance(metrics, dict) else None
-    prior = metadata.get("prior") or (config.get("prior") if isinstance(config, dict) else "") or ""
-    if isinstance(config, dict) and config.get("model_type") == "lstm":
-        prior = "lstm baseline"
-    if n_params is None:
-        raw = metadata.get("n_params") or metadata.get("parameters")
-        n_params = int(raw) if isinstance(raw, (int, float)) else None
-    return ModelInfo(
-        path=Path(path),
-        label=str(metadata.get("label") or Path(path).stem),
-        dataset=str(metadata.get("dataset") or ""),
-        data_kind=str(metadata.get("data_kind") or (config.get("data_kind") if config else None) or "music"),
-        prior=str(prior),
-        n_params=n_params,
-        test_nll=float(test_nll) if isinstance(test_nll, (int, float)) else None,
-        steps_per_beat=steps_per_beat_for(metadata),
-        shipped=shipped,
-    )
-
-
-def read_model_info(path: str | Path, shipped: bool = False) -> ModelInfo:
-    """Read a checkpoint's metadata without building the model when the format allows it.
-
-    ``.lnf`` files are safetensors with JSON metadata, so the header alone is enough; when that fails the
-    checkpoint is loaded fully (small models load in milliseconds). An unreadable file gives a
-    :class:`ModelInfo` with ``error`` set rather than an exception, so one bad file does not hide the others.
-    """
-    path = Path(path)
-    try:
-        return _info_from_checkpoint(path, read_info(path), shipped)
-    except CheckpointError:  # not a checkpoint this version reads: the lenient reading below, then a full load
-        pass
-    try:
-        header = _read_safetensors_header(path)
-    except (OSError, ValueError):  # incl. HeaderError: a pipe, folder or device is never opened for reading
-        header = None
-    if header is not None:
-        try:
-            info = _info_from_header(path, header, shipped)
-        except Exception:  # odd metadata: the full load below says what is wrong
-            info = None
-        if info is not None:
-            return info
-    try:
-        loaded = load_music_model(path, allow_text=True)
-    except ModelLoadError as exc:
-        return ModelInfo(path=path, label=path.stem, shipped=shipped, error=str(exc))
-    return info_from_metadata(path, loaded.metadata, loaded.n_params, shipped=shipped)
-
-
-def _info_from_checkpoint(path: Path, info: CheckpointInfo, shipped: bool, n_params: int | None = None) -> ModelInfo:
-    """The model panel's view of a checkpoint's validated metadata (:func:`lnf_core.header.read_info`, or the
-    metadata of a loaded model with its ``n_params``); the same as :func:`info_from_metadata` gives for it."""
-    raw = info.raw or {}
+def model_info(path: str | Path, info: CheckpointInfo, shipped: bool = False,
+               n_params: int | None = None) -> ModelInfo:
+    """The model panel's view of a checkpoint's validated metadata: the header's (:func:`read_info`, parameters
+    as stored, else counted from the header's tensors) or a loaded model's (with its ``n_params``)."""
     if n_params is None:
         n_params = (info.parameters if info.parameters is not None else info.header_elements) or None
-    if n_params is None:  # as info_from_metadata
-        count = raw.get("n_params") or info.parameters
-        n_params = int(count) if isinstance(count, (int, float)) else None
-    config = raw.get("config") or {}
-    prior = "lstm baseline" if info.config.model_type == "lstm" else raw.get("prior") or config.get("prior") or ""
-    test_nll = info.metrics.get("test_nll")
     return ModelInfo(
         path=Path(path),
         label=str(info.label or Path(path).stem),
-        dataset=str(info.dataset or ""),
+        dataset=info.dataset or "",
         data_kind=info.data_kind,
-        prior=str(prior),
+        prior="lstm baseline" if info.config.model_type == "lstm" else info.config.prior,
         n_params=n_params,
-        test_nll=float(test_nll) if isinstance(test_nll, (int, float)) else None,
+        test_nll=info.test_nll,
         steps_per_beat=info.steps_per_beat,
         shipped=shipped,
     )
 
 
-def _info_from_header(path: Path, header: dict[str, Any], shipped: bool) -> ModelInfo | None:
-    meta = header.get("__metadata__") or {}
-    metadata = _decode_lnf_metadata(meta)
-    if metadata is None:
-        return None
-    n_params = 0
-    for key, entry in header.items():
-        if key == "__metadata__" or not isinstance(entry, dict):
-            continue
-        shape = entry.get("shape") or []
-        n_params += math.prod(shape) if shape else 1
-    if isinstance(metadata.get("parameters"), int):
-        n_params = metadata["parameters"]  # weights only; the header count includes buffers
-    return info_from_metadata(path, metadata, n_params or None, shipped=shipped)
+def info_from_metadata(
+    path: str | Path, metadata: dict[str, Any], n_params: int | None = None, shipped: bool = False
+) -> ModelInfo:
+    """:func:`model_info` of a checkpoint's metadata dictionary (validated first: ``CheckpointError``)."""
+    return model_info(path, CheckpointInfo.from_metadata(metadata, path), shipped, n_params)
 
 
-def _read_safetensors_header(path: Path) -> dict[str, Any] | None:
-    from lnf_core.safetensors_header import MAX_HEADER_BYTES, open_regular_file, parse_json  # no torch
+def read_model_info(path: str | Path, shipped: bool = False) -> ModelInfo:
+    """A checkpoint's :class:`ModelInfo` from its header alone (:func:`lnf_core.header.read_info`).
 
-    with open_regular_file(path) as fh:  # regular files only (a FIFO would block start-up)
-        raw = fh.read(8)
-        if len(raw) != 8:
-            return None
-        size = int.from_bytes(raw, "little")
-        if size <= 0 or size > MAX_HEADER_BYTES:
-            return None
-        header = parse_json(fh.read(size), "header")  # any JSON failure is a ValueError
-    return header if isinstance(header, dict) else None
-
-
-def _decode_lnf_metadata(meta: dict[str, Any]) -> dict[str, Any] | None:
-    """Find the JSON metadata dictionary inside a safetensors ``__metadata__`` (str -> str) map."""
-    if not isinstance(meta, dict) or not meta:
-        return None
-    for key in ("lnf_studio", "lnf_metadata", "metadata"):
-        if key in meta:
-            try:
-                value = json.loads(meta[key])
-            except (TypeError, ValueError):
-                continue
-            if isinstance(value, dict):
-                return value
-    # Otherwise the metadata keys are stored flat, each JSON-encoded when not a plain string.
-    out: dict[str, Any] = {}
-    for key, value in meta.items():
-        try:
-            out[key] = json.loads(value)
-        except (TypeError, ValueError):
-            out[key] = value
-    if "label" in out or "dataset" in out or "data_kind" in out:
-        return out
-    return None
+    A file that cannot be opened gives a :class:`ModelInfo` with ``error`` set to what :func:`load_music_model`
+    would say about it, rather than an exception, so one bad file does not hide the others.
+    """
+    path = Path(path)
+    try:
+        _check_file(path)
+        return model_info(path, read_info(path), shipped)
+    except CheckpointError as exc:
+        error = str(_unusable(path, exc))
+    except ModelLoadError as exc:
+        error = str(exc)
+    return ModelInfo(path=path, label=path.stem, shipped=shipped, error=error)
 
 
 def default_model_path(models_dir: str | Path = MODELS_DIR) -> Path | None:
@@ -361,46 +257,52 @@ class LoadedModel:
         return callable(getattr(self.model, "encode", None)) and callable(getattr(self.model, "decode", None))
 
 
-def load_music_model(path: str | Path, allow_text: bool = False) -> LoadedModel:
-    """Load a checkpoint for music generation.
-
-    Raises :class:`ModelLoadError` (never a bare traceback) when the file is missing, is not an LNF
-    checkpoint, is damaged, or holds a text model (unless ``allow_text``, used to read metadata).
-    """
-    path = Path(path)
+def _check_file(path: Path) -> None:
     if not path.exists():
         raise ModelLoadError(f"{path}: no such file. Choose an existing .lnf checkpoint.")
     if path.is_dir():
         raise ModelLoadError(f"{path} is a folder. Choose a .lnf checkpoint file inside it.")
+
+
+def _unusable(path: Path, exc: CheckpointError) -> ModelLoadError:
+    msg = str(exc)
+    if str(path.name) not in msg:
+        msg = f"{path}: {msg}"
+    return ModelLoadError(f"{msg}\nChoose a checkpoint written by LNF Studio's trainer (.lnf).")
+
+
+def load_music_model(path: str | Path, allow_text: bool = False) -> LoadedModel:
+    """Load a checkpoint for music generation.
+
+    Raises :class:`ModelLoadError` (never a bare traceback) when the file is missing, is not an LNF
+    checkpoint, is damaged, or holds a text model (unless ``allow_text``).
+    """
+    path = Path(path)
+    _check_file(path)
     t0 = time.perf_counter()
     try:
-        from lnf_core.checkpoint import CheckpointError, load_checkpoint
+        from lnf_core.checkpoint import load_checkpoint
     except ImportError as exc:  # pragma: no cover - only in a broken install
         raise ModelLoadError(f"cannot load {path}: the model library is unavailable ({exc}).") from exc
     try:
         model, metadata = load_checkpoint(path, map_location="cpu")
     except CheckpointError as exc:
-        msg = str(exc)
-        if str(path.name) not in msg:
-            msg = f"{path}: {msg}"
-        raise ModelLoadError(f"{msg}\nChoose a checkpoint written by LNF Studio's trainer (.lnf).") from exc
+        raise _unusable(path, exc) from exc
     except Exception as exc:  # a foreign file can fail in many ways inside safetensors/json/torch
         raise ModelLoadError(
             f"{path} is not a usable LNF checkpoint ({type(exc).__name__}: {exc}).\n"
             "Choose a .lnf file written by LNF Studio's trainer, or retrain the model."
         ) from exc
     metadata = dict(metadata or {})
-    checkpoint = CheckpointInfo.from_metadata(metadata, path)  # validated by load_checkpoint already
-    data_kind = checkpoint.data_kind
-    if data_kind != "music" and not allow_text:
-        dataset = checkpoint.dataset or "a text corpus"
+    n_params = sum(int(p.numel()) for p in model.parameters())
+    info = info_from_metadata(path, metadata, n_params, _is_shipped(path))  # validated by load_checkpoint already
+    if info.data_kind != "music" and not allow_text:
+        dataset = info.dataset or "a text corpus"
         raise ModelLoadError(
-            f"{path} is a {data_kind} model (trained on {dataset}); it cannot generate music.\n"
+            f"{path} is a {info.data_kind} model (trained on {dataset}); it cannot generate music.\n"
             "Open a music checkpoint instead (for example one of the models in assets/models)."
         )
     model.eval()
-    n_params = sum(int(p.numel()) for p in model.parameters())
-    info = _info_from_checkpoint(path, checkpoint, _is_shipped(path), n_params)
     return LoadedModel(model, metadata, path, info, time.perf_counter() - t0)
 
 

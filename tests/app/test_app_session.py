@@ -157,9 +157,12 @@ def test_slerp_ends_and_norm():
 
 
 def test_steps_per_beat_and_note_count():
-    assert models.steps_per_beat_for({"dataset": "JSB Chorales"}) == 1
-    assert models.steps_per_beat_for({"dataset": "Nottingham"}) == 2
-    assert models.steps_per_beat_for({"dataset": "x", "steps_per_beat": 4}) == 4
+    def steps_per_beat(**metadata) -> int:
+        return models.info_from_metadata("m.lnf", {"config": {}, **metadata}).steps_per_beat
+
+    assert steps_per_beat(dataset="JSB Chorales") == 1
+    assert steps_per_beat(dataset="Nottingham") == 2
+    assert steps_per_beat(dataset="x", steps_per_beat=4) == 4
     roll = np.zeros((6, 88), dtype=bool)
     roll[0:3, 10] = True  # one held note
     roll[4:6, 10] = True  # re-struck
