@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from app import generation, models
+from app.jobs import run_job
 from app.pieces import Piece
 from lnf_core.config import DECODE_MODES
 
@@ -252,11 +253,9 @@ def _edit_piece(args: argparse.Namespace, loaded: models.LoadedModel, seed: int)
         piece = Piece(roll, Path(args.source).stem, "midi", steps_per_quarter=spb, meter=meter,
                               key_name=key.name)
         t0 = time.perf_counter()
-        result = None
-        for item in rg.run_regenerate(loaded.model, piece, request, n=n, seed=seed, decode=args.decode,
-                                      method=args.method, steps_per_beat=spb, max_len=loaded.max_len, space=space):
-            if isinstance(item, rg.RegenResult):
-                result = item
+        result = run_job(rg.run_regenerate(loaded.model, piece, request, n=n, seed=seed, decode=args.decode,
+                                           method=args.method, steps_per_beat=spb, max_len=loaded.max_len,
+                                           space=space))
         seconds = time.perf_counter() - t0
     except ValueError as exc:
         return _error(str(exc), 2)

@@ -3,7 +3,7 @@
 :func:`iter_generate` draws lengths T ~ p(T) (or uses a fixed T) and samples through ``lnf_core.sampling``
 (the one sampler: z from the flow prior at a temperature, the emission decoded, optionally the best K of N by
 likelihood). All randomness comes from one ``torch.Generator`` seeded by the user's seed, so the same seed and
-settings give the same rolls. :func:`run_generation` is the window's job: progress, then a
+settings give the same rolls. :func:`run_generation` is the window's job (:mod:`app.jobs`): progress, then a
 :class:`GenerationResult` of pieces at sounding pitch.
 
 torch is imported lazily, inside the functions that need it.
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from app.jobs import Cancelled
+from app.jobs import Cancelled, Job
 from app.models import LoadedModel
 from app.pieces import Piece
 from lnf_core.config import DECODE_MODES, DEFAULT_DECODE
@@ -154,10 +154,8 @@ def generate_batch(
     return rolls
 
 
-def run_generation(
-    loaded: LoadedModel, settings: GenerationSettings
-) -> Iterator[tuple[int, int, str] | GenerationResult]:
-    """Generator job for a worker: yields ``(done, total, message)`` progress, then the result.
+def run_generation(loaded: LoadedModel, settings: GenerationSettings) -> Job[GenerationResult]:
+    """Generator job for a worker: yields ``(done, total, message)`` progress and returns the result.
 
     Timing covers the model's work only, so the status bar can say how long sampling took.
     """
@@ -182,4 +180,4 @@ def run_generation(
                                 steps_per_quarter=loaded.steps_per_beat, meter=meter, key_name=out.key.name,
                                 transpose=out.shift))
         yield done, total, f"Sampled {done} of {total}"
-    yield GenerationResult(settings, pieces, seconds)
+    return GenerationResult(settings, pieces, seconds)

@@ -113,8 +113,9 @@ def test_settings_validation(loaded):
 
 
 def test_run_generation_reports_progress_then_result(loaded):
-    items = list(generation.run_generation(loaded, generation.GenerationSettings(n=20, length=8, seed=1)))
-    progress, result = items[:-1], items[-1]
+    progress = []
+    result = jobs.run_job(generation.run_generation(loaded, generation.GenerationSettings(n=20, length=8, seed=1)),
+                          lambda *p: progress.append(p))
     assert isinstance(result, generation.GenerationResult)
     assert [p[0] for p in progress] == [0, 16, 20]
     assert len(result.pieces) == 20 and result.seconds > 0

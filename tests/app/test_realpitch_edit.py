@@ -16,6 +16,7 @@ import lnf_core.infill as infill_module
 from app import models, pitchspace
 from app import regenerate as rg
 from app.generate import main as generate_main
+from app.jobs import run_job
 from app.pieces import Piece
 from lnf_core.keys import detect_key, mean_pitch
 from lnf_core.pianoroll import midi_key_signature, midi_meter, midi_to_roll
@@ -98,9 +99,8 @@ def test_a_region_is_regenerated_in_the_models_key_and_the_rest_comes_back_at_it
                           key_name=detect_key(roll).name)
     seen = _spy_canvases(monkeypatch)
     request = rg.RegenRequest("region", 6, 12, keys)
-    out = list(rg.run_regenerate(jsb.model, piece, request, n=3, seed=2, steps_per_beat=1, max_len=jsb.max_len,
-                                 space=pitchspace.space_of(jsb)))
-    result = out[-1]
+    result = run_job(rg.run_regenerate(jsb.model, piece, request, n=3, seed=2, steps_per_beat=1, max_len=jsb.max_len,
+                                       space=pitchspace.space_of(jsb)))
     # what the model saw: the piece moved to C major at the JSB rolls' register (E -> C: 8 semitones up)
     (canvas,) = seen
     inside = detect_key(canvas.roll)
@@ -130,9 +130,9 @@ def test_a_region_is_regenerated_in_the_models_key_and_the_rest_comes_back_at_it
 def test_continue_in_the_models_space_keeps_the_piece_and_its_key(e_major, jsb):
     midi = pitchspace.read_midi_for(jsb, e_major)
     piece = Piece(midi.roll, "E major", "midi", meter=midi.meter)
-    out = list(rg.run_regenerate(jsb.model, piece, rg.RegenRequest("continue", steps=6), n=2, seed=0,
-                                 steps_per_beat=1, max_len=jsb.max_len, space=pitchspace.space_of(jsb)))
-    for cand in out[-1].pieces:
+    result = run_job(rg.run_regenerate(jsb.model, piece, rg.RegenRequest("continue", steps=6), n=2, seed=0,
+                                       steps_per_beat=1, max_len=jsb.max_len, space=pitchspace.space_of(jsb)))
+    for cand in result.pieces:
         assert cand.roll.shape[0] == 30
         np.testing.assert_array_equal(cand.roll[:24], midi.roll)
         if cand.roll[24:].any():
