@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from app import latent, models
+from app import latent
 from app.midi_import import MidiPiece
+from app.models import LoadedModel
 from app.pieces import Piece
 from lnf_core.dataspace import DataSpace, Placement, place, space_from_metadata, to_sounding
 from lnf_core.keys import Key, detect_key, parse_tonic, transpose_roll
@@ -34,7 +35,7 @@ KEY_TRAINED = "trained"
 KEY_RANDOM = "random"
 
 
-def space_of(loaded: models.LoadedModel) -> DataSpace:
+def space_of(loaded: LoadedModel) -> DataSpace:
     """The model's data space (from its metadata, or the measured defaults by dataset name)."""
     cached = getattr(loaded, "_data_space", None)
     if cached is None:
@@ -61,7 +62,7 @@ def read_midi(path: str | Path, steps_per_quarter: int = 1, quantise: str = "cov
     return out
 
 
-def read_midi_for(loaded: models.LoadedModel | None, path: str | Path) -> MidiPiece:
+def read_midi_for(loaded: LoadedModel | None, path: str | Path) -> MidiPiece:
     """:func:`read_midi` on a model's grid and quantisation (one step per quarter note without a model)."""
     if loaded is None:
         return read_midi(path, 1)
@@ -69,7 +70,7 @@ def read_midi_for(loaded: models.LoadedModel | None, path: str | Path) -> MidiPi
     return read_midi(path, loaded.steps_per_beat, space.quantisation)
 
 
-def place_in(loaded: models.LoadedModel, roll: np.ndarray) -> Placement:
+def place_in(loaded: LoadedModel, roll: np.ndarray) -> Placement:
     """How a roll at sounding pitch moves into the model's space."""
     return place(roll, space_of(loaded))
 
@@ -81,7 +82,7 @@ _calibrations: dict[str, Any] = {}
 _cal_lock = threading.Lock()
 
 
-def _calibration_key(loaded: models.LoadedModel) -> tuple[str, int]:
+def _calibration_key(loaded: LoadedModel) -> tuple[str, int]:
     """The file and its modification time: a run's ``best.lnf`` rewritten by training is calibrated anew."""
     try:
         mtime = Path(loaded.path).stat().st_mtime_ns
@@ -90,7 +91,7 @@ def _calibration_key(loaded: models.LoadedModel) -> tuple[str, int]:
     return str(loaded.path), mtime
 
 
-def calibration_for(loaded: models.LoadedModel, compute: bool = True, n_samples: int = 30):
+def calibration_for(loaded: LoadedModel, compute: bool = True, n_samples: int = 30):
     """The model's typicality calibration: ``metadata["typicality"]``, else computed from the test split of its
     dataset when that can be loaded (once per process and file version), else None. With ``compute=False`` only
     what is known without computing (metadata, or an earlier computation) is returned, at once."""
@@ -126,7 +127,7 @@ def calibration_for(loaded: models.LoadedModel, compute: bool = True, n_samples:
         return cal
 
 
-def calibration_pending(loaded: models.LoadedModel) -> bool:
+def calibration_pending(loaded: LoadedModel) -> bool:
     """Whether :func:`calibration_for` would still have to compute (nothing known yet for this file version)."""
     return _calibration_key(loaded) not in _calibrations and calibration_for(loaded, compute=False) is None
 
@@ -194,7 +195,7 @@ def format_typicality(value: float) -> str:
     return f"{value:.2f}" if value >= 0.01 else "<0.01"
 
 
-def score_roll(loaded: models.LoadedModel, roll: np.ndarray, n_samples: int = 30, seed: int = 0,
+def score_roll(loaded: LoadedModel, roll: np.ndarray, n_samples: int = 30, seed: int = 0,
                placement: Placement | None = None, calibrate: bool = True) -> ScoreReport:
     """Score a roll at sounding pitch: moved into the model's space, IW log-likelihood, llr, typicality."""
     from lnf_core.typicality import llr_per_step, log_likelihoods
@@ -230,7 +231,7 @@ def with_calibration(report: ScoreReport, cal) -> ScoreReport:
     return replace(report, typicality=typ, explanation=cal.explain(typ))
 
 
-def score_roll_now(loaded: models.LoadedModel, roll: np.ndarray, n_samples: int = 30, seed: int = 0
+def score_roll_now(loaded: LoadedModel, roll: np.ndarray, n_samples: int = 30, seed: int = 0
                    ) -> ScoreReport:
     """:func:`score_roll` with the calibration only when it is already known (metadata or computed before): never
     waits for the model's test pieces to be scored; :func:`calibration_for` then gives the typicality later."""
@@ -238,7 +239,7 @@ def score_roll_now(loaded: models.LoadedModel, roll: np.ndarray, n_samples: int 
     return with_calibration(report, calibration_for(loaded, compute=False))
 
 
-def score_file(loaded: models.LoadedModel, path: str | Path, n_samples: int = 30, seed: int = 0) -> ScoreReport:
+def score_file(loaded: LoadedModel, path: str | Path, n_samples: int = 30, seed: int = 0) -> ScoreReport:
     """Read a MIDI file on the model's grid and score it (:func:`score_roll`)."""
     midi = read_midi_for(loaded, path)
     return score_roll(loaded, midi.roll, n_samples, seed)
@@ -248,7 +249,7 @@ def score_file(loaded: models.LoadedModel, path: str | Path, n_samples: int = 30
 # Posterior edits at sounding pitch
 
 
-def variations(loaded: models.LoadedModel, roll: np.ndarray, n: int = 8, temperature: float = 1.0,
+def variations(loaded: LoadedModel, roll: np.ndarray, n: int = 8, temperature: float = 1.0,
                seed: int | None = 0, decode: str = "bernoulli", placement: Placement | None = None
                ) -> tuple[list[np.ndarray], Placement]:
     """Variations of a piece at sounding pitch: into the model's space, ``latent.variations``, and back."""
@@ -258,13 +259,13 @@ def variations(loaded: models.LoadedModel, roll: np.ndarray, n: int = 8, tempera
     return [placement.undo(r) for r in out], placement
 
 
-def variations_at_zero(loaded: models.LoadedModel, roll: np.ndarray) -> np.ndarray:
+def variations_at_zero(loaded: LoadedModel, roll: np.ndarray) -> np.ndarray:
     """The posterior mean decoded by threshold (a reconstruction), at the piece's own pitch."""
     out, _ = variations(loaded, roll, 1, 0.0, 0, "threshold")
     return out[0]
 
 
-def interpolate(loaded: models.LoadedModel, roll_a: np.ndarray, roll_b: np.ndarray, steps: int = 8,
+def interpolate(loaded: LoadedModel, roll_a: np.ndarray, roll_b: np.ndarray, steps: int = 8,
                 spherical: bool = False) -> tuple[list[np.ndarray], Placement, Placement]:
     """Interpolation between two pieces in the model's space; the first half of the path comes back in the first
     piece's key and register, the second half in the second's."""
@@ -340,7 +341,7 @@ def transpose_grid(grid: np.ndarray, semitones: int) -> np.ndarray:
     return out
 
 
-def shift_into(loaded_or_space: models.LoadedModel | DataSpace, piece: Piece,
+def shift_into(loaded_or_space: LoadedModel | DataSpace, piece: Piece,
                roll: np.ndarray | None = None) -> int:
     """Semitones that move ``piece`` (or ``roll``, its current notes) from sounding pitch into the model's space:
     the exact inverse of its shift for a generated piece, else by detecting its key and register (:func:`place`)."""
