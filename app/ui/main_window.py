@@ -43,6 +43,7 @@ from app.ui.actions import WindowActions
 from app.ui.edit_controller import EditController
 from app.ui.exporting import Exporter, piece_stem
 from app.ui.latent_edits import LatentEditor
+from app.ui.model_loader import ModelLoader
 from app.ui.playback import PlaybackController, midi_factory
 from app.ui.roll_editor import EditBar, RollEditor
 from app.ui.settings import AppSettings
@@ -98,7 +99,6 @@ class MainWindow(WindowActions, QMainWindow):
         self.training_models: dict[str, ModelInfo] = {}  # run's best.lnf -> what the model panel shows
         # Closing while a run trains: ask (interactive), else "stop" or "keep" (scripts and tests).
         self.close_policy = "ask" if interactive else "stop"
-        self.configure_threads = configure_threads  # set torch's threads when loading (the app, not tests)
         self.settings = settings or AppSettings()
         self.models_dir = Path(models_dir)
         self.interactive = interactive  # False: errors go to the status bar/log only (scripts, screenshots)
@@ -110,7 +110,6 @@ class MainWindow(WindowActions, QMainWindow):
         self.io_workers = WorkerPool(self, max_threads=2)  # file tasks, so they never hold up the model's work
         self._gen_worker: Worker | None = None
         self._piece_models: dict[int, str] = {}  # piece uid -> file stem of the model that made it
-        self._loading: Path | None = None
         self._playing_uid: int | None = None
         self.audio_status = None
 
@@ -120,6 +119,8 @@ class MainWindow(WindowActions, QMainWindow):
         self.playback = PlaybackController(self)
         self.playback.set_soundfont(self.settings.soundfont or None)
         self.editor = LatentEditor(self.workers, self)
+        # configure_threads: set torch's threads when loading (the app, not tests)
+        self.model_loader = ModelLoader(self.workers, configure_threads, self)
         self.exporter = Exporter(
             self, self.settings, self.midi_options, self.playback.synthesizer,
             lambda text: self.status(text, 8000), self.show_error, self.run_task, self.piece_file_stem,
@@ -286,6 +287,11 @@ class MainWindow(WindowActions, QMainWindow):
         self.edits.running_changed.connect(lambda _r: self._update_edit_actions())
         self.roll_view.edited.connect(lambda _label: self._update_edit_actions())
         self.roll_view.region_changed.connect(lambda _r: self._update_edit_actions())
+        ml = self.model_loader
+        ml.loading.connect(self._model_loading)
+        ml.model_loaded.connect(self.set_model)
+        ml.model_failed.connect(self._model_error)
+        ml.idle.connect(self._model_load_finished)
         ed = self.editor
         ed.pieces_ready.connect(self._pieces_ready)
         ed.scored.connect(self._scored)
@@ -392,22 +398,16 @@ class MainWindow(WindowActions, QMainWindow):
         return models.default_model_path(self.models_dir)
 
     def load_model(self, path: Path | str) -> Worker | None:
-        """Load a checkpoint in the background; on failure the previous model stays in use."""
-        path = Path(path)
-        if self._loading is not None:
-            return None
-        self._loading = path
+        """Load a checkpoint in the background (:class:`ModelLoader`); on failure the previous model stays in use.
+        None while another load runs."""
+        return self.model_loader.load(path)
+
+    def _model_loading(self, path: Path) -> None:
         self.model_panel.set_busy(True)
         name = self._model_name(path)
         self.model_panel.set_loading(name)
         self.model_status.setText(f"Loading {name}…")
         self.status(f"Loading {name}…")
-        worker = Worker(self._load_job, path)
-        worker.signals.result.connect(self._model_ready)
-        worker.signals.error.connect(lambda msg, p=path: self._model_error(p, msg))
-        worker.signals.finished.connect(self._model_load_finished)
-        self.workers.start(worker)
-        return worker
 
     def _model_name(self, path: Path) -> str:
         """The label the model list shows for ``path`` (its file name when it is not listed)."""
@@ -423,19 +423,9 @@ class MainWindow(WindowActions, QMainWindow):
                 continue
         return path.name
 
-    def _load_job(self, path: Path) -> LoadedModel:
-        """Runs on a worker thread: the first load also imports torch."""
-        if self.configure_threads:
-            models.configure_threads()
-        return models.load_music_model(path)
-
     def _model_load_finished(self) -> None:
-        self._loading = None
         self.model_panel.set_busy(False)
         self._update_actions()
-
-    def _model_ready(self, loaded: LoadedModel) -> None:
-        self.set_model(loaded)
 
     def set_model(self, loaded: LoadedModel) -> None:
         """Use ``loaded`` from now on (also callable directly with a model loaded elsewhere)."""

@@ -162,6 +162,29 @@ def test_damaged_and_text_checkpoints_show_an_error_and_keep_the_model(qtbot, wi
     assert len(window.gallery.pieces()) == 2
 
 
+def test_model_loader_loads_one_checkpoint_at_a_time(qtbot, models_dir, tmp_path):
+    from app.ui.model_loader import ModelLoader
+    from app.workers import WorkerPool
+
+    pool = WorkerPool()
+    loader = ModelLoader(pool)
+    started, loaded = [], []
+    loader.loading.connect(started.append)
+    loader.model_loaded.connect(loaded.append)
+    path = models_dir / "default.lnf"
+    with qtbot.waitSignals([loader.model_loaded, loader.idle], order="strict", timeout=WAIT):
+        assert loader.load(path) is not None
+        assert loader.busy and loader.load(models_dir / "second.lnf") is None  # one at a time
+    assert [m.label for m in loaded] == ["Default JSB"]
+    assert started == [path] and not loader.busy
+    bad = tmp_path / "broken.lnf"
+    bad.write_bytes(b"this is not a checkpoint at all" * 10)
+    with qtbot.waitSignal(loader.model_failed, timeout=WAIT) as failed:
+        loader.load(bad)
+    assert failed.args[0] == bad and "broken.lnf" in failed.args[1]
+    assert pool.shutdown()
+
+
 def test_opening_another_checkpoint_adds_it_to_recent(qtbot, window, tmp_path):
     other = make_checkpoint(tmp_path / "mine.lnf", label="My model", seed=3)
     with qtbot.waitSignal(window.model_loaded, timeout=WAIT):
