@@ -71,15 +71,15 @@ def main(argv: list[str] | None = None) -> int:
         settings.theme = args.theme
     apply_theme(app, settings.theme)
 
-    from app import session
+    from app import models
     from app.ui.main_window import MainWindow
 
     if not args.exit_when_shown:
         _prefetch_model_library()
 
-    models_dir = Path(args.models_dir) if args.models_dir else session.MODELS_DIR
+    models_dir = Path(args.models_dir) if args.models_dir else models.MODELS_DIR
     # configure_threads: the load worker sets torch's thread count once torch is imported (after the window
-    # is up); see app.session.sampling_threads.
+    # is up); see app.models.sampling_threads.
     window = MainWindow(settings, models_dir=models_dir, interactive=not args.screenshot, configure_threads=True)
     size = args.size or ("1280x820" if args.screenshot else None)
     if size:

@@ -38,7 +38,7 @@ def measure_click_to_drawn(model: Path, runs: int = 7, n: int = 8, length: int =
     from PySide6.QtCore import QEventLoop, QSettings, Qt, QTimer
     from PySide6.QtTest import QTest
 
-    from app.session import GenerationSettings
+    from app.generation import GenerationSettings
     from app.ui.main_window import MainWindow
     from app.ui.settings import AppSettings
 
@@ -134,17 +134,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=7, help="timed generate runs (after one warm-up)")
     ap.add_argument("--startup-runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None,
-                    help="torch threads (default: as the app, see app.session.sampling_threads)")
+                    help="torch threads (default: as the app, see app.models.sampling_threads)")
     args = ap.parse_args(argv)
 
-    from app import session
+    from app import models
 
-    model = Path(args.model) if args.model else session.default_model_path()
+    model = Path(args.model) if args.model else models.default_model_path()
     if model is None:
-        print(f"error: no model in {session.MODELS_DIR}; pass --model CKPT", file=sys.stderr)
+        print(f"error: no model in {models.MODELS_DIR}; pass --model CKPT", file=sys.stderr)
         return 2
-    threads = session.configure_threads(args.threads)
-    info = session.read_model_info(model)
+    threads = models.configure_threads(args.threads)
+    info = models.read_model_info(model)
     print(f"model: {info.label} ({model}) {info.summary}")
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, "
           f"torch threads {threads}, Qt platform {os.environ.get('QT_QPA_PLATFORM') or 'default'}")

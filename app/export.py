@@ -139,11 +139,11 @@ def write_wav_blocks(
 
     With ``normalize`` the blocks are drawn twice: once to find the peak, once to write them scaled to
     ``peak_dbfs`` (the renderer must give the same samples both times, as ``render_blocks`` does); silence is
-    never amplified. ``cancel()`` is checked between blocks and raises :class:`app.session.Cancelled`, leaving
+    never amplified. ``cancel()`` is checked between blocks and raises :class:`app.jobs.Cancelled`, leaving
     no file behind.
     """
     from app.audio import SILENCE_PEAK
-    from app.session import Cancelled
+    from app.jobs import Cancelled
 
     passes = 2 if normalize else 1
     done = [0]
@@ -224,7 +224,7 @@ def export_batch(
     :func:`lnf_core.pianoroll.roll_to_midi`, updated for the i-th roll by ``per_roll[i]`` (e.g. its own
     ``steps_per_beat``, ``time_signature`` and ``key``). ``progress(done, total, message)`` (``done`` of
     ``total`` = 1000) reports along the way; ``cancel()`` is checked between blocks and pieces and raises
-    :class:`app.session.Cancelled`, removing the files of the piece being written. ``velocities`` (one grid or
+    :class:`app.jobs.Cancelled`, removing the files of the piece being written. ``velocities`` (one grid or
     None per roll) gives edited pieces their notes' velocities. Returns the written paths in order (roll by roll,
     format by format).
     """
@@ -264,7 +264,7 @@ def _export_numbered(
     velocities: Sequence[np.ndarray | None] | None = None,
     per_roll: list[dict[str, Any]] | None = None,
 ) -> list[Path]:
-    from app.session import Cancelled
+    from app.jobs import Cancelled
 
     written: list[Path] = []
     index = next_index(folder, stem)

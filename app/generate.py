@@ -29,7 +29,10 @@ import sys
 import time
 from pathlib import Path
 
-from app import session
+from app import generation, models
+from app.jobs import run_job
+from app.pieces import Piece
+from lnf_core.config import DECODE_MODES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,13 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--model", metavar="CKPT", help="checkpoint (.lnf); default: the shipped default model")
     ap.add_argument("--num", "-n", type=int, default=None,
-                    help=f"number of pieces (1-{session.MAX_BATCH}, default 8); with --from: candidates (default 4)")
+                    help=f"number of pieces (1-{generation.MAX_BATCH}, default 8); with --from: candidates (default 4)")
     ap.add_argument("--length", "-T", type=int, default=None,
                     help="length in time steps (default: drawn from the model's length distribution p(T))")
     ap.add_argument("--temperature", "-t", type=float, default=None,
                     help="prior temperature (default: the model's recommended setting, else 1)")
     ap.add_argument("--seed", "-s", type=int, default=None, help="random seed (default: a new one, printed)")
-    ap.add_argument("--decode", choices=session.DECODE_MODES, default=None,
+    ap.add_argument("--decode", choices=DECODE_MODES, default=None,
                     help="keys from the emission: draw a sample (bernoulli) or take the likeliest (threshold: the "
                          "likeliest chord, or keys with p > 0.5); default: the model's recommended setting, else "
                          "bernoulli")
@@ -53,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="divide the emission's logits by this: < 1 plays safer chords (default: the model's "
                          "recommended setting, else 1)")
     ap.add_argument("--best-of", type=int, default=None, metavar="N",
-                    help=f"draw N candidates per piece and keep the most likely (1-{session.MAX_BEST_OF}; default: "
+                    help=f"draw N candidates per piece and keep the most likely (1-{generation.MAX_BEST_OF}; default: "
                          "the model's recommended setting, else 1)")
     ap.add_argument("--continuity", type=float, default=None, metavar="RHO",
                     help="0..<1: correlate the sampling noise of neighbouring steps, so voices hold and move by step "
@@ -90,13 +93,13 @@ def _error(message: str, code: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    session.configure_threads()
-    model_path = Path(args.model) if args.model else session.default_model_path()
+    models.configure_threads()
+    model_path = Path(args.model) if args.model else models.default_model_path()
     if model_path is None:
-        return _error(f"no model given and none found in {session.MODELS_DIR}; pass --model CKPT", 2)
+        return _error(f"no model given and none found in {models.MODELS_DIR}; pass --model CKPT", 2)
     try:
-        loaded = session.load_music_model(model_path)
-    except session.ModelLoadError as exc:
+        loaded = models.load_music_model(model_path)
+    except models.ModelLoadError as exc:
         return _error(str(exc), 2)
     if not 0 <= args.program <= 127:
         return _error(f"--program must be a General MIDI program 0-127, not {args.program}", 2)
@@ -118,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         resolve_key(args.key, seed)
     except ValueError as exc:
         return _error(str(exc), 2)
-    settings = session.GenerationSettings(
+    settings = generation.GenerationSettings(
         n=args.num, length=args.length, temperature=args.temperature, seed=seed, decode=args.decode,
         key_temperature=args.key_temperature, best_of=args.best_of, continuity=args.continuity, key=args.key,
         meter=meter,
@@ -129,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         return _error(str(exc), 2)
 
     t0 = time.perf_counter()
-    model_rolls = [roll for _, _, chunk in session.iter_generate(loaded.model, settings) for roll in chunk]
+    model_rolls = [roll for _, _, chunk in generation.iter_generate(loaded.model, settings) for roll in chunk]
     sample_s = time.perf_counter() - t0
     sounding = sound_batch(space, model_rolls, args.key, seed)
     rolls = [s.roll for s in sounding]
@@ -146,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     return _write(args, loaded, rolls, meter, [(s.key.tonic, s.key.mode) for s in sounding])
 
 
-def _meter(args: argparse.Namespace, loaded: session.LoadedModel, default: tuple[int, int]) -> tuple[int, int]:
+def _meter(args: argparse.Namespace, loaded: models.LoadedModel, default: tuple[int, int]) -> tuple[int, int]:
     """``--meter`` (else ``default``), checked against the model's grid; raises ValueError."""
     from lnf_core.dataspace import meter_fits, parse_meter
 
@@ -157,7 +160,7 @@ def _meter(args: argparse.Namespace, loaded: session.LoadedModel, default: tuple
     return meter
 
 
-def _write(args: argparse.Namespace, loaded: session.LoadedModel, rolls: list, meter: tuple[int, int],
+def _write(args: argparse.Namespace, loaded: models.LoadedModel, rolls: list, meter: tuple[int, int],
            keys: list[tuple[int, str]]) -> int:
     """Write the rolls (at sounding pitch) with the time signature ``meter`` and each roll's key signature."""
     from app.export import ExportError, export_batch
@@ -196,7 +199,7 @@ def _write(args: argparse.Namespace, loaded: session.LoadedModel, rolls: list, m
     return code
 
 
-def _edit_piece(args: argparse.Namespace, loaded: session.LoadedModel, seed: int) -> int:
+def _edit_piece(args: argparse.Namespace, loaded: models.LoadedModel, seed: int) -> int:
     """``--from``: regenerate a region / continue / add an intro, write the ranked candidates.
 
     The file is read at sounding pitch on the model's grid and quantisation (:func:`app.pitchspace.read_midi_for`),
@@ -234,10 +237,10 @@ def _edit_piece(args: argparse.Namespace, loaded: session.LoadedModel, seed: int
     except ValueError as exc:
         return _error(str(exc), 2)
     n = 4 if args.num is None else args.num
-    if not 1 <= n <= session.MAX_BATCH:
-        return _error(f"--num must be between 1 and {session.MAX_BATCH}, not {n}", 2)
+    if not 1 <= n <= generation.MAX_BATCH:
+        return _error(f"--num must be between 1 and {generation.MAX_BATCH}, not {n}", 2)
     try:
-        bar = rg.bar_of(session.Piece(roll, "", meter=meter, steps_per_quarter=spb))  # the piece's bars
+        bar = rg.bar_of(Piece(roll, "", meter=meter, steps_per_quarter=spb))  # the piece's bars
         if args.regenerate is not None:
             start, end = rg.parse_range(args.regenerate, spb, roll.shape[0], bar)
             keys = rg.parse_keys(args.pitch) if args.pitch else None
@@ -247,14 +250,12 @@ def _edit_piece(args: argparse.Namespace, loaded: session.LoadedModel, seed: int
             request = rg.RegenRequest("continue" if args.continue_bars is not None else "intro",
                                       steps=rg.bars_to_steps(bars, spb, bar))
         key = detect_key(roll)
-        piece = session.Piece(roll, Path(args.source).stem, "midi", steps_per_quarter=spb, meter=meter,
+        piece = Piece(roll, Path(args.source).stem, "midi", steps_per_quarter=spb, meter=meter,
                               key_name=key.name)
         t0 = time.perf_counter()
-        result = None
-        for item in rg.run_regenerate(loaded.model, piece, request, n=n, seed=seed, decode=args.decode,
-                                      method=args.method, steps_per_beat=spb, max_len=loaded.max_len, space=space):
-            if isinstance(item, rg.RegenResult):
-                result = item
+        result = run_job(rg.run_regenerate(loaded.model, piece, request, n=n, seed=seed, decode=args.decode,
+                                           method=args.method, steps_per_beat=spb, max_len=loaded.max_len,
+                                           space=space))
         seconds = time.perf_counter() - t0
     except ValueError as exc:
         return _error(str(exc), 2)

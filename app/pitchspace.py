@@ -24,8 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from app import session
+from app import latent
 from app.midi_import import MidiPiece
+from app.models import LoadedModel
+from app.pieces import Piece
 from lnf_core.dataspace import DataSpace, Placement, place, space_from_metadata, to_sounding
 from lnf_core.keys import Key, detect_key, parse_tonic, transpose_roll
 
@@ -33,7 +35,7 @@ KEY_TRAINED = "trained"
 KEY_RANDOM = "random"
 
 
-def space_of(loaded: session.LoadedModel) -> DataSpace:
+def space_of(loaded: LoadedModel) -> DataSpace:
     """The model's data space (from its metadata, or the measured defaults by dataset name)."""
     cached = getattr(loaded, "_data_space", None)
     if cached is None:
@@ -60,7 +62,7 @@ def read_midi(path: str | Path, steps_per_quarter: int = 1, quantise: str = "cov
     return out
 
 
-def read_midi_for(loaded: session.LoadedModel | None, path: str | Path) -> MidiPiece:
+def read_midi_for(loaded: LoadedModel | None, path: str | Path) -> MidiPiece:
     """:func:`read_midi` on a model's grid and quantisation (one step per quarter note without a model)."""
     if loaded is None:
         return read_midi(path, 1)
@@ -68,7 +70,7 @@ def read_midi_for(loaded: session.LoadedModel | None, path: str | Path) -> MidiP
     return read_midi(path, loaded.steps_per_beat, space.quantisation)
 
 
-def place_in(loaded: session.LoadedModel, roll: np.ndarray) -> Placement:
+def place_in(loaded: LoadedModel, roll: np.ndarray) -> Placement:
     """How a roll at sounding pitch moves into the model's space."""
     return place(roll, space_of(loaded))
 
@@ -80,7 +82,7 @@ _calibrations: dict[str, Any] = {}
 _cal_lock = threading.Lock()
 
 
-def _calibration_key(loaded: session.LoadedModel) -> tuple[str, int]:
+def _calibration_key(loaded: LoadedModel) -> tuple[str, int]:
     """The file and its modification time: a run's ``best.lnf`` rewritten by training is calibrated anew."""
     try:
         mtime = Path(loaded.path).stat().st_mtime_ns
@@ -89,7 +91,7 @@ def _calibration_key(loaded: session.LoadedModel) -> tuple[str, int]:
     return str(loaded.path), mtime
 
 
-def calibration_for(loaded: session.LoadedModel, compute: bool = True, n_samples: int = 30):
+def calibration_for(loaded: LoadedModel, compute: bool = True, n_samples: int = 30):
     """The model's typicality calibration: ``metadata["typicality"]``, else computed from the test split of its
     dataset when that can be loaded (once per process and file version), else None. With ``compute=False`` only
     what is known without computing (metadata, or an earlier computation) is returned, at once."""
@@ -125,7 +127,7 @@ def calibration_for(loaded: session.LoadedModel, compute: bool = True, n_samples
         return cal
 
 
-def calibration_pending(loaded: session.LoadedModel) -> bool:
+def calibration_pending(loaded: LoadedModel) -> bool:
     """Whether :func:`calibration_for` would still have to compute (nothing known yet for this file version)."""
     return _calibration_key(loaded) not in _calibrations and calibration_for(loaded, compute=False) is None
 
@@ -193,7 +195,7 @@ def format_typicality(value: float) -> str:
     return f"{value:.2f}" if value >= 0.01 else "<0.01"
 
 
-def score_roll(loaded: session.LoadedModel, roll: np.ndarray, n_samples: int = 30, seed: int = 0,
+def score_roll(loaded: LoadedModel, roll: np.ndarray, n_samples: int = 30, seed: int = 0,
                placement: Placement | None = None, calibrate: bool = True) -> ScoreReport:
     """Score a roll at sounding pitch: moved into the model's space, IW log-likelihood, llr, typicality."""
     from lnf_core.typicality import llr_per_step, log_likelihoods
@@ -229,7 +231,7 @@ def with_calibration(report: ScoreReport, cal) -> ScoreReport:
     return replace(report, typicality=typ, explanation=cal.explain(typ))
 
 
-def score_roll_now(loaded: session.LoadedModel, roll: np.ndarray, n_samples: int = 30, seed: int = 0
+def score_roll_now(loaded: LoadedModel, roll: np.ndarray, n_samples: int = 30, seed: int = 0
                    ) -> ScoreReport:
     """:func:`score_roll` with the calibration only when it is already known (metadata or computed before): never
     waits for the model's test pieces to be scored; :func:`calibration_for` then gives the typicality later."""
@@ -237,7 +239,7 @@ def score_roll_now(loaded: session.LoadedModel, roll: np.ndarray, n_samples: int
     return with_calibration(report, calibration_for(loaded, compute=False))
 
 
-def score_file(loaded: session.LoadedModel, path: str | Path, n_samples: int = 30, seed: int = 0) -> ScoreReport:
+def score_file(loaded: LoadedModel, path: str | Path, n_samples: int = 30, seed: int = 0) -> ScoreReport:
     """Read a MIDI file on the model's grid and score it (:func:`score_roll`)."""
     midi = read_midi_for(loaded, path)
     return score_roll(loaded, midi.roll, n_samples, seed)
@@ -247,28 +249,28 @@ def score_file(loaded: session.LoadedModel, path: str | Path, n_samples: int = 3
 # Posterior edits at sounding pitch
 
 
-def variations(loaded: session.LoadedModel, roll: np.ndarray, n: int = 8, temperature: float = 1.0,
+def variations(loaded: LoadedModel, roll: np.ndarray, n: int = 8, temperature: float = 1.0,
                seed: int | None = 0, decode: str = "bernoulli", placement: Placement | None = None
                ) -> tuple[list[np.ndarray], Placement]:
-    """Variations of a piece at sounding pitch: into the model's space, ``session.variations``, and back."""
+    """Variations of a piece at sounding pitch: into the model's space, ``latent.variations``, and back."""
     roll = np.asarray(roll, dtype=bool)
     placement = placement or place_in(loaded, roll)
-    out = session.variations(loaded.model, placement.apply(roll), n, temperature, seed, decode)
+    out = latent.variations(loaded.model, placement.apply(roll), n, temperature, seed, decode)
     return [placement.undo(r) for r in out], placement
 
 
-def variations_at_zero(loaded: session.LoadedModel, roll: np.ndarray) -> np.ndarray:
+def variations_at_zero(loaded: LoadedModel, roll: np.ndarray) -> np.ndarray:
     """The posterior mean decoded by threshold (a reconstruction), at the piece's own pitch."""
     out, _ = variations(loaded, roll, 1, 0.0, 0, "threshold")
     return out[0]
 
 
-def interpolate(loaded: session.LoadedModel, roll_a: np.ndarray, roll_b: np.ndarray, steps: int = 8,
+def interpolate(loaded: LoadedModel, roll_a: np.ndarray, roll_b: np.ndarray, steps: int = 8,
                 spherical: bool = False) -> tuple[list[np.ndarray], Placement, Placement]:
     """Interpolation between two pieces in the model's space; the first half of the path comes back in the first
     piece's key and register, the second half in the second's."""
     pa, pb = place_in(loaded, roll_a), place_in(loaded, roll_b)
-    path = session.interpolate(loaded.model, pa.apply(roll_a), pb.apply(roll_b), steps, spherical)
+    path = latent.interpolate(loaded.model, pa.apply(roll_a), pb.apply(roll_b), steps, spherical)
     back = [(pa if i / max(1, steps - 1) < 0.5 else pb).undo(r) for i, r in enumerate(path)]
     return back, pa, pb
 
@@ -311,7 +313,7 @@ def sound_batch(space: DataSpace, rolls: list[np.ndarray], key: str | int | None
     return [sound(space, r, tonic) for r in rolls]
 
 
-def retranspose(space: DataSpace, piece: session.Piece, key: str | int | None, seed: int | None = None) -> None:
+def retranspose(space: DataSpace, piece: Piece, key: str | int | None, seed: int | None = None) -> None:
     """Change the key of a generated piece in place (it remembers its shift from the model's space)."""
     if piece.transpose is None:
         return
@@ -339,7 +341,7 @@ def transpose_grid(grid: np.ndarray, semitones: int) -> np.ndarray:
     return out
 
 
-def shift_into(loaded_or_space: session.LoadedModel | DataSpace, piece: session.Piece,
+def shift_into(loaded_or_space: LoadedModel | DataSpace, piece: Piece,
                roll: np.ndarray | None = None) -> int:
     """Semitones that move ``piece`` (or ``roll``, its current notes) from sounding pitch into the model's space:
     the exact inverse of its shift for a generated piece, else by detecting its key and register (:func:`place`)."""
@@ -357,7 +359,7 @@ def piece_key(roll: np.ndarray) -> Key:
     return detect_key(roll)
 
 
-def key_signature_of(piece: session.Piece) -> tuple[int, str] | None:
+def key_signature_of(piece: Piece) -> tuple[int, str] | None:
     """The key signature a piece is written with: its key (``key_name``: the key it was generated in, read as, or
     inherited from the piece it is a version of), else the key detected from its notes; None for a silent piece."""
     if piece.key_name:

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from app.session import N_KEYS, PITCH_OFFSET, Piece
+from app.jobs import Job
+from app.pieces import N_KEYS, PITCH_OFFSET, Piece
 
 BEATS_PER_BAR = 4
 _NAMES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
@@ -150,8 +150,9 @@ class RegenResult:
 
 def run_regenerate(model, piece: Piece, request: RegenRequest, n: int = 4, seed: int = 0, decode: str | None = None,
                    method: str | None = None, steps_per_beat: int = 1, max_len: int | None = None,
-                   space=None) -> Iterator[tuple[int, int, str] | RegenResult]:
-    """Worker job: progress tuples, then a :class:`RegenResult` whose pieces are the ranked candidates.
+                   space=None) -> Job[RegenResult]:
+    """Worker job (:mod:`app.jobs`): yields progress tuples and returns a :class:`RegenResult` whose pieces are
+    the ranked candidates.
 
     ``piece.roll`` is at sounding pitch. With the model's data space ``space``
     (:class:`lnf_core.dataspace.DataSpace`), the piece is moved into it first (its key and register detected, or
@@ -197,4 +198,4 @@ def run_regenerate(model, piece: Piece, request: RegenRequest, n: int = 4, seed:
                             note=f"{what}, candidate {i + 1} of {len(result.candidates)}{moved}",
                             steps_per_quarter=piece.steps_per_quarter, meter=piece.meter, key_name=piece.key_name))
     s, e = result.region
-    yield RegenResult(pieces, request, (s, e), request.keys, time.perf_counter() - t0, result.method)
+    return RegenResult(pieces, request, (s, e), request.keys, time.perf_counter() - t0, result.method)

@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from app import session
+from app import models
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,14 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    session.configure_threads()
-    model_path = Path(args.model) if args.model else session.default_model_path()
+    models.configure_threads()
+    model_path = Path(args.model) if args.model else models.default_model_path()
     if model_path is None:
-        print(f"error: no model given and none found in {session.MODELS_DIR}; pass --model CKPT", file=sys.stderr)
+        print(f"error: no model given and none found in {models.MODELS_DIR}; pass --model CKPT", file=sys.stderr)
         return 2
     try:
-        loaded = session.load_music_model(model_path)
-    except session.ModelLoadError as exc:
+        loaded = models.load_music_model(model_path)
+    except models.ModelLoadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.samples < 1:

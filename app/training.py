@@ -946,7 +946,7 @@ def _nll_samples(run_dir: Path) -> int:
 def install_model(checkpoint: str | Path, name: str, models_dir: Path | None = None,
                   result: dict[str, Any] | None = None) -> Path:
     """Copy a run's checkpoint into the user's model folder as ``NAME.lnf``, with its label and test metrics."""
-    from app.session import user_models_dir
+    from app.models import user_models_dir
     from lnf_core.checkpoint import load_checkpoint, save_checkpoint
 
     models_dir = models_dir or user_models_dir()

@@ -2,9 +2,11 @@
 
 A :class:`Worker` is a ``QRunnable`` on the global ``QThreadPool`` that talks to the UI only through the
 signals of its :class:`WorkerSignals`: ``started``, ``progress(done, total, message)``, ``result(object)``,
-``error(str)``, ``cancelled()`` and ``finished()`` (always last). The job is a plain function, or a generator
-function that yields progress tuples ``(done, total, message)`` and yields (or returns) its result last;
-cancelling is cooperative: the flag is checked between yields and the generator is closed there.
+``failed(object)`` (the exception) with ``error(str)`` (its message for the user, :func:`error_message`),
+``cancelled()`` and ``finished()`` (always last). The job follows :mod:`app.jobs`: a plain function, whose
+return value is the result, or a generator function that yields progress tuples ``(done, total, message)`` and
+returns its result; cancelling is cooperative: the flag is checked between yields and the generator is closed
+there.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal
 
-from app.session import Cancelled, ModelLoadError
+from app.jobs import Cancelled, run_job
+from app.models import ModelLoadError
 
 
 class WorkerSignals(QObject):
@@ -26,7 +29,8 @@ class WorkerSignals(QObject):
     started = Signal()
     progress = Signal(int, int, str)
     result = Signal(object)
-    error = Signal(str)
+    failed = Signal(object)  # the exception the job raised
+    error = Signal(str)  # its message for the user (error_message)
     cancelled = Signal()
     finished = Signal()
 
@@ -58,55 +62,35 @@ class Worker(QRunnable):
         try:
             sig.started.emit()
             if inspect.isgeneratorfunction(self.fn):
-                outcome = self._run_generator()
+                result = run_job(self.fn(*self.args, **self.kwargs), sig.progress.emit, lambda: self.is_cancelled)
             else:
-                outcome = ("result", self.fn(*self.args, **self.kwargs))
-            if outcome[0] == "cancelled" or self.is_cancelled:
+                result = self.fn(*self.args, **self.kwargs)
+            if self.is_cancelled:
                 sig.cancelled.emit()
             else:
-                sig.result.emit(outcome[1])
+                sig.result.emit(result)
         except Cancelled:
             sig.cancelled.emit()
-        except (ModelLoadError, ValueError) as exc:
-            sig.error.emit(str(exc))
-        except Exception as exc:  # anything else still reaches the user as a message, not a crash
-            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-            traceback.print_exc()
-            sig.error.emit(f"Unexpected error: {detail}")
+        except Exception as exc:
+            if not isinstance(exc, MESSAGE_ERRORS):  # a bug: its traceback goes to the log
+                traceback.print_exc()
+            sig.failed.emit(exc)
+            sig.error.emit(error_message(exc))
         finally:
             sig.finished.emit()
 
-    def _run_generator(self) -> tuple[str, Any]:
-        gen = self.fn(*self.args, **self.kwargs)
-        result: Any = None
-        try:
-            while True:
-                if self.is_cancelled:
-                    gen.close()
-                    return ("cancelled", None)
-                try:
-                    item = next(gen)
-                except StopIteration as stop:
-                    if stop.value is not None:
-                        result = stop.value
-                    return ("result", result)
-                if _is_progress(item):
-                    done, total, message = item
-                    self.signals.progress.emit(int(done), int(total), str(message))
-                else:
-                    result = item
-        finally:
-            gen.close()
+
+MESSAGE_ERRORS = (ModelLoadError, ValueError)
+"""Exceptions whose message is meant for the user; anything else is reported as an unexpected error."""
 
 
-def _is_progress(item: Any) -> bool:
-    return (
-        isinstance(item, tuple)
-        and len(item) == 3
-        and isinstance(item[0], int)
-        and isinstance(item[1], int)
-        and isinstance(item[2], str)
-    )
+def error_message(exc: BaseException) -> str:
+    """What the user is told about a job's exception: a :data:`MESSAGE_ERRORS` message as it is, anything else as
+    ``Unexpected error: Type: message`` (it still reaches the user as a message, not a crash)."""
+    if isinstance(exc, MESSAGE_ERRORS):
+        return str(exc)
+    detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    return f"Unexpected error: {detail}"
 
 
 class WorkerPool(QObject):

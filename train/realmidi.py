@@ -174,9 +174,9 @@ def note_recovery(original, reconstruction) -> float:
 def evaluate(model_path: str | None = None, n_chorales: int = 24, n_others: int = 24, samples: int = 30,
              progress: bool = True) -> dict:
     """Score the corpus sets under a model (see the module docstring); returns a JSON-ready dict."""
-    from app import pitchspace, session
+    from app import latent, models, pitchspace
 
-    loaded = session.load_music_model(model_path or session.default_model_path())
+    loaded = models.load_music_model(model_path or models.default_model_path())
     rows = []
     sources = chorale_sources(n_chorales) + other_sources(n_others)
     for i, src in enumerate(sources):
@@ -191,13 +191,13 @@ def evaluate(model_path: str | None = None, n_chorales: int = 24, n_others: int 
         from lnf_core.pianoroll import midi_to_roll
 
         before = midi_to_roll(path, steps_per_beat=loaded.steps_per_beat)
-        row["nll_before"] = session.score_roll(loaded.model, before, samples).nll_per_step
+        row["nll_before"] = latent.score_roll(loaded.model, before, samples).nll_per_step
         if src.is_chorale and loaded.has_latent:
             placed = pitchspace.variations_at_zero(loaded, report.roll)
             row["recovery"] = note_recovery(report.roll, placed)
-            raw = session.variations(loaded.model, report.roll, 1, 0.0, 0, "threshold")[0]
+            raw = latent.variations(loaded.model, report.roll, 1, 0.0, 0, "threshold")[0]
             row["recovery_unplaced"] = note_recovery(report.roll, raw)
-            raw_before = session.variations(loaded.model, before, 1, 0.0, 0, "threshold")[0]
+            raw_before = latent.variations(loaded.model, before, 1, 0.0, 0, "threshold")[0]
             row["recovery_before"] = note_recovery(before, raw_before)
         rows.append(row)
         if progress:
@@ -251,9 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", type=int, default=30, help="importance samples per score")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     args = p.parse_args(argv)
-    from app import session
+    from app import models
 
-    session.configure_threads()
+    models.configure_threads()
     try:
         result = evaluate(args.model, args.chorales, args.others, args.samples, progress=not args.json)
     except CorpusUnavailable as exc:

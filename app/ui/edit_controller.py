@@ -14,7 +14,7 @@ from PySide6.QtCore import QObject, Signal
 
 from app import regenerate as rg
 from app.editing import EditModel
-from app.session import Piece
+from app.pieces import Piece
 from app.ui.roll_editor import EditBar, RollEditor
 from app.workers import Worker, WorkerPool
 

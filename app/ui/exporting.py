@@ -14,7 +14,7 @@ from typing import Any
 
 from PySide6.QtWidgets import QFileDialog, QWidget
 
-from app.session import Piece
+from app.pieces import Piece
 from app.ui.settings import AppSettings
 
 RunJob = Callable[..., Any]  # run(fn, description, on_result) -> Worker: starts fn on a worker, tracked in the UI

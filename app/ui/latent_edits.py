@@ -1,6 +1,6 @@
 """Latent-space tools of the window: variations, interpolation, scoring, and MIDI files scored by the model.
 
-The maths is in :mod:`app.session` and :mod:`app.pitchspace` (Qt-free): every piece is moved into the model's
+The maths is in :mod:`app.latent` and :mod:`app.pitchspace` (Qt-free): every piece is moved into the model's
 data space (its key and register detected) before it is encoded or scored, and the results come back in the
 piece's own key and register. This controller runs that on workers and reports through signals, so the main
 window only adds the resulting pieces to the gallery and shows the messages.
@@ -13,7 +13,8 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from app import pitchspace
-from app.session import LoadedModel, Piece
+from app.models import LoadedModel
+from app.pieces import Piece
 from app.workers import Worker, WorkerPool
 
 NLL_SAMPLES = 30
@@ -23,7 +24,7 @@ class LatentEditor(QObject):
     """Starts the jobs; every outcome arrives as a signal on the UI thread."""
 
     pieces_ready = Signal(list, str, str)  # new pieces, a gallery caption, a status line
-    scored = Signal(object, object)  # Piece, session.Score
+    scored = Signal(object, object)  # Piece, latent.Score
     status = Signal(str)
     error = Signal(str, str)  # title, message
 

@@ -34,13 +34,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app import session
+from app import generation, jobs, models
 from app.audio import AudioUnavailable
-from app.session import GenerationResult, GenerationSettings, LoadedModel, ModelInfo, Piece
+from app.generation import GenerationResult, GenerationSettings
+from app.models import LoadedModel, ModelInfo
+from app.pieces import Piece, note_count
 from app.ui.actions import WindowActions
 from app.ui.edit_controller import EditController
 from app.ui.exporting import Exporter, piece_stem
 from app.ui.latent_edits import LatentEditor
+from app.ui.model_loader import ModelLoader
 from app.ui.playback import PlaybackController, midi_factory
 from app.ui.roll_editor import EditBar, RollEditor
 from app.ui.settings import AppSettings
@@ -83,20 +86,19 @@ class MainWindow(WindowActions, QMainWindow):
     def __init__(
         self,
         settings: AppSettings | None = None,
-        models_dir: Path | str = session.MODELS_DIR,
+        models_dir: Path | str = models.MODELS_DIR,
         interactive: bool = True,
         configure_threads: bool = False,
         user_models_dir: Path | str | None = None,
         runs_dir: Path | str | None = None,
     ) -> None:
         super().__init__()
-        self.user_models_dir = Path(user_models_dir) if user_models_dir else session.user_models_dir()
+        self.user_models_dir = Path(user_models_dir) if user_models_dir else models.user_models_dir()
         self.runs_dir = Path(runs_dir) if runs_dir else None  # None: app.training.runs_dir()
         self.train_window = None  # app.ui.train_window.TrainWindow, made on first use
         self.training_models: dict[str, ModelInfo] = {}  # run's best.lnf -> what the model panel shows
         # Closing while a run trains: ask (interactive), else "stop" or "keep" (scripts and tests).
         self.close_policy = "ask" if interactive else "stop"
-        self.configure_threads = configure_threads  # set torch's threads when loading (the app, not tests)
         self.settings = settings or AppSettings()
         self.models_dir = Path(models_dir)
         self.interactive = interactive  # False: errors go to the status bar/log only (scripts, screenshots)
@@ -108,7 +110,6 @@ class MainWindow(WindowActions, QMainWindow):
         self.io_workers = WorkerPool(self, max_threads=2)  # file tasks, so they never hold up the model's work
         self._gen_worker: Worker | None = None
         self._piece_models: dict[int, str] = {}  # piece uid -> file stem of the model that made it
-        self._loading: Path | None = None
         self._playing_uid: int | None = None
         self.audio_status = None
 
@@ -118,6 +119,8 @@ class MainWindow(WindowActions, QMainWindow):
         self.playback = PlaybackController(self)
         self.playback.set_soundfont(self.settings.soundfont or None)
         self.editor = LatentEditor(self.workers, self)
+        # configure_threads: set torch's threads when loading (the app, not tests)
+        self.model_loader = ModelLoader(self.workers, configure_threads, self)
         self.exporter = Exporter(
             self, self.settings, self.midi_options, self.playback.synthesizer,
             lambda text: self.status(text, 8000), self.show_error, self.run_task, self.piece_file_stem,
@@ -284,6 +287,11 @@ class MainWindow(WindowActions, QMainWindow):
         self.edits.running_changed.connect(lambda _r: self._update_edit_actions())
         self.roll_view.edited.connect(lambda _label: self._update_edit_actions())
         self.roll_view.region_changed.connect(lambda _r: self._update_edit_actions())
+        ml = self.model_loader
+        ml.loading.connect(self._model_loading)
+        ml.model_loaded.connect(self.set_model)
+        ml.model_failed.connect(self._model_error)
+        ml.idle.connect(self._model_load_finished)
         ed = self.editor
         ed.pieces_ready.connect(self._pieces_ready)
         ed.scored.connect(self._scored)
@@ -346,7 +354,7 @@ class MainWindow(WindowActions, QMainWindow):
             worker = holder["worker"]
             try:
                 return fn(progress=worker.signals.progress.emit, cancel=lambda: worker.is_cancelled)
-            except session.Cancelled:
+            except jobs.Cancelled:
                 raise
             except (OSError, RuntimeError, LookupError) as exc:  # file, audio, MIDI errors: their message
                 raise ValueError(str(exc) or type(exc).__name__) from exc
@@ -370,12 +378,12 @@ class MainWindow(WindowActions, QMainWindow):
 
     # ================================================================================== models
     def refresh_model_list(self) -> None:
-        shipped = session.discover_models(self.models_dir)
-        own = session.discover_user_models(self.user_models_dir)
+        shipped = models.discover_models(self.models_dir)
+        own = models.discover_user_models(self.user_models_dir)
         recent = []
         for p in self.settings.recent_models:
             if Path(p).is_file() and not self._is_managed(Path(p)):
-                recent.append(session.read_model_info(p))
+                recent.append(models.read_model_info(p))
         training = [i for i in self.training_models.values() if i.path.is_file()]
         self.model_panel.set_models(shipped, recent, own, training)
         if self.loaded is not None:
@@ -387,25 +395,19 @@ class MainWindow(WindowActions, QMainWindow):
         return key in self.training_models or _resolved(path.parent) == _resolved(self.user_models_dir)
 
     def default_model(self) -> Path | None:
-        return session.default_model_path(self.models_dir)
+        return models.default_model_path(self.models_dir)
 
     def load_model(self, path: Path | str) -> Worker | None:
-        """Load a checkpoint in the background; on failure the previous model stays in use."""
-        path = Path(path)
-        if self._loading is not None:
-            return None
-        self._loading = path
+        """Load a checkpoint in the background (:class:`ModelLoader`); on failure the previous model stays in use.
+        None while another load runs."""
+        return self.model_loader.load(path)
+
+    def _model_loading(self, path: Path) -> None:
         self.model_panel.set_busy(True)
         name = self._model_name(path)
         self.model_panel.set_loading(name)
         self.model_status.setText(f"Loading {name}…")
         self.status(f"Loading {name}…")
-        worker = Worker(self._load_job, path)
-        worker.signals.result.connect(self._model_ready)
-        worker.signals.error.connect(lambda msg, p=path: self._model_error(p, msg))
-        worker.signals.finished.connect(self._model_load_finished)
-        self.workers.start(worker)
-        return worker
 
     def _model_name(self, path: Path) -> str:
         """The label the model list shows for ``path`` (its file name when it is not listed)."""
@@ -421,19 +423,9 @@ class MainWindow(WindowActions, QMainWindow):
                 continue
         return path.name
 
-    def _load_job(self, path: Path) -> LoadedModel:
-        """Runs on a worker thread: the first load also imports torch."""
-        if self.configure_threads:
-            session.configure_threads()
-        return session.load_music_model(path)
-
     def _model_load_finished(self) -> None:
-        self._loading = None
         self.model_panel.set_busy(False)
         self._update_actions()
-
-    def _model_ready(self, loaded: LoadedModel) -> None:
-        self.set_model(loaded)
 
     def set_model(self, loaded: LoadedModel) -> None:
         """Use ``loaded`` from now on (also callable directly with a model loaded elsewhere)."""
@@ -500,7 +492,7 @@ class MainWindow(WindowActions, QMainWindow):
             self.show_error("Cannot generate", str(exc))
             return None
         self._gen_started = time.perf_counter()
-        worker = Worker(session.run_generation, self.loaded, settings)
+        worker = Worker(generation.run_generation, self.loaded, settings)
         worker.signals.progress.connect(self._gen_progress)
         worker.signals.result.connect(self._gen_result)
         worker.signals.error.connect(lambda m: self.show_error("Generation failed", m))
@@ -615,7 +607,7 @@ class MainWindow(WindowActions, QMainWindow):
         parts = [f"{piece.length} steps ({bars:.3g} bars of {meter[0]}/{meter[1]})"]
         if piece.key_name:
             parts.append(piece.key_name)
-        parts.append(f"{session.note_count(piece.roll)} notes")
+        parts.append(f"{note_count(piece.roll)} notes")
         if piece.seed is not None and piece.source == "generated":
             parts.append(f"seed {piece.seed}")
         if piece.placement:
@@ -1002,7 +994,7 @@ class MainWindow(WindowActions, QMainWindow):
         if event.source() is not None or not event.mimeData().hasUrls():
             return []  # our own drags (gallery -> desktop) are not re-imported
         paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
-        return [p for p in paths if p.suffix.lower() in (*self.MIDI_SUFFIXES, session.CHECKPOINT_SUFFIX)]
+        return [p for p in paths if p.suffix.lower() in (*self.MIDI_SUFFIXES, models.CHECKPOINT_SUFFIX)]
 
     def dragEnterEvent(self, event) -> None:
         if self._droppable(event):
@@ -1019,7 +1011,7 @@ class MainWindow(WindowActions, QMainWindow):
     def open_paths(self, paths: Sequence[Path | str]) -> None:
         """Open dropped files: MIDI files become pieces (scored by the model), a checkpoint is loaded."""
         for path in map(Path, paths):
-            if path.suffix.lower() == session.CHECKPOINT_SUFFIX:
+            if path.suffix.lower() == models.CHECKPOINT_SUFFIX:
                 self.load_model(path)
             elif path.suffix.lower() in self.MIDI_SUFFIXES:
                 self.open_midi(path)
@@ -1049,7 +1041,7 @@ class MainWindow(WindowActions, QMainWindow):
     def _training_checkpoint(self, path: Path, label: str) -> None:
         """A run saved a better ``best.lnf``: list it as a training model; reload it if it is in use."""
         path = Path(path)
-        base = session.read_model_info(path)
+        base = models.read_model_info(path)
         note = label[label.find("(") + 1:-1] if "(" in label else "training"
         name = label.split(" (")[0]
         self.training_models[_resolved(path)] = replace(base, label=f"{name} (training)", training=True, note=note)

@@ -42,7 +42,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.editing import DEFAULT_VELOCITY, EditModel, Note
-from app.session import N_KEYS, PITCH_OFFSET
+from app.pieces import N_KEYS, PITCH_OFFSET
 from app.ui.rollpaint import BEATS_PER_BAR, note_name
 from app.ui.widgets.elided_label import ElidedLabel
 from app.ui.widgets.pianoroll_view import KEYBOARD_W, RULER_H, PianoRollView

@@ -13,7 +13,7 @@ import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPalette, QPen
 
-from app.session import N_KEYS, PITCH_OFFSET
+from app.pieces import N_KEYS, PITCH_OFFSET
 from app.ui.theme import RollColors, dark_palette, light_palette
 
 BLACK_PCS = frozenset({1, 3, 6, 8, 10})

@@ -36,7 +36,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app import session, training
+from app import models, training
 from app.training import Curves, LineFollower, MetricsFollower, TrainingProcess, TrainRequest
 from app.ui.theme import is_dark
 from lnf_core.config import PRIOR_LABELS
@@ -102,7 +102,7 @@ class TrainWindow(QWidget):
         self.setObjectName("trainWindow")
         self.setWindowTitle("Train a model — LNF Studio")
         self.runs_dir = Path(runs_dir) if runs_dir else training.runs_dir()
-        self.models_dir = Path(models_dir) if models_dir else session.user_models_dir()
+        self.models_dir = Path(models_dir) if models_dir else models.user_models_dir()
         self.data_dir = data_dir
         self.interactive = interactive
         self.proc: TrainingProcess | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app import session
+from app import models
 
 
 @pytest.mark.parametrize("model_type,meta", [
@@ -25,8 +25,8 @@ def test_read_model_info_matches_info_from_metadata(tmp_path, model_type, meta):
     save_checkpoint(path, build_model(cfg, [0, 0, 1, 2]), meta)
     _, stored = load_checkpoint(path)
     header_count = sum(int(t.numel()) for t in build_model(cfg, [0, 0, 1, 2]).state_dict().values())
-    expected = session.info_from_metadata(
+    expected = models.info_from_metadata(
         path, stored, stored["parameters"] if isinstance(stored.get("parameters"), int) else header_count)
-    assert session.read_model_info(path) == expected
-    loaded = session.load_music_model(path)
-    assert loaded.info == session.info_from_metadata(path, stored, loaded.n_params, shipped=False)
+    assert models.read_model_info(path) == expected
+    loaded = models.load_music_model(path)
+    assert loaded.info == models.info_from_metadata(path, stored, loaded.n_params, shipped=False)

@@ -19,7 +19,8 @@ from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QFontMetrics, QImage, QPainter
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
 
-from app import audio, midi_import, session
+from app import audio, midi_import
+from app.pieces import Piece
 from app.ui.main_window import MainWindow
 from app.ui.rollpaint import MAX_IMAGE_WIDTH, RollGeometry, paint_keyboard
 from app.ui.theme import RollColors
@@ -42,8 +43,8 @@ def chorale_texture(steps: int, seed: int = 0) -> np.ndarray:
     return roll
 
 
-def add_piece(w: MainWindow, roll: np.ndarray, title: str = "long") -> session.Piece:
-    piece = session.Piece(roll, title, "midi")
+def add_piece(w: MainWindow, roll: np.ndarray, title: str = "long") -> Piece:
+    piece = Piece(roll, title, "midi")
     w.add_pieces([piece])
     return piece
 
@@ -127,10 +128,10 @@ def test_save_dialogs_name_pieces_and_open_in_a_created_folder(qtbot, window, mo
         assert stat.S_IMODE((out / name).stat().st_mode) == 0o644  # not mkstemp's 0600
     assert QImage(str(out / "default-seed123-1.png")).width() > 100
     # a variation is named after its parent, an opened MIDI file keeps its name
-    var = session.Piece(window.gallery.pieces()[0].roll, "#1 var 3", "variation", seed=9, index=3)
+    var = Piece(window.gallery.pieces()[0].roll, "#1 var 3", "variation", seed=9, index=3)
     window.add_pieces([var])
     assert window.piece_file_stem(var) == "default-seed9-1-var-3"
-    assert window.piece_file_stem(session.Piece(var.roll, "My Song", "midi")) == "My-Song"
+    assert window.piece_file_stem(Piece(var.roll, "My Song", "midi")) == "My-Song"
 
 
 def test_default_export_folder_is_created_before_the_dialog(qtbot, window, monkeypatch):

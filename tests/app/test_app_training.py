@@ -15,7 +15,7 @@ import pytest
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
 
-from app import session, training
+from app import generation, training
 from app.training import Curves, LineFollower, MetricsFollower, TrainRequest
 from lnf_core.checkpoint import load_checkpoint, load_tensors
 
@@ -228,7 +228,7 @@ def test_train_window_run_cancel_resume_finish_and_generate(qtbot, studio, tmp_p
     # (a newer best.lnf may be loading meanwhile: the panel says "Loading …" until it is in)
     qtbot.waitUntil(lambda: studio.model_panel.current_label.text() == "mine (training)", timeout=WAIT)
     with qtbot.waitSignal(studio.batch_ready, timeout=WAIT) as blocker:
-        studio.generate(session.GenerationSettings(n=2, length=16, seed=3))
+        studio.generate(generation.GenerationSettings(n=2, length=16, seed=3))
     assert len(blocker.args[0].pieces) == 2
     # Cancel: stops within seconds with a loadable checkpoint.
     if not tw.active:
@@ -262,7 +262,7 @@ def test_train_window_run_cancel_resume_finish_and_generate(qtbot, studio, tmp_p
     qtbot.waitUntil(lambda: studio.loaded is not None and studio.loaded.path == Path(status.model_path),
                     timeout=WAIT)
     with qtbot.waitSignal(studio.batch_ready, timeout=WAIT) as blocker:
-        studio.generate(session.GenerationSettings(n=3, length=16, seed=4))
+        studio.generate(generation.GenerationSettings(n=3, length=16, seed=4))
     assert len(blocker.args[0].pieces) == 3
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["resumed"] for r in records if r.get("event") == "start"] == [False, True]

@@ -11,7 +11,7 @@ from PySide6.QtCore import QPointF, QSettings, Qt
 from PySide6.QtGui import QColor, QImage
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from app import audio, session
+from app import audio, generation
 from app.ui.main_window import MainWindow
 from app.ui.settings import AppSettings
 from app.ui.theme import apply_theme
@@ -47,8 +47,8 @@ def window(qtbot, models_dir, settings):
     w.workers.shutdown()
 
 
-def generate(qtbot, w: MainWindow, **kw) -> session.GenerationResult:
-    s = session.GenerationSettings(**{"n": 6, "length": 24, "temperature": 1.0, "seed": 7, **kw})
+def generate(qtbot, w: MainWindow, **kw) -> generation.GenerationResult:
+    s = generation.GenerationSettings(**{"n": 6, "length": 24, "temperature": 1.0, "seed": 7, **kw})
     w.generate_panel.apply_settings(s)
     with qtbot.waitSignal(w.batch_ready, timeout=WAIT) as blocker:
         qtbot.mouseClick(w.generate_panel.generate_button, Qt.MouseButton.LeftButton)
@@ -125,15 +125,15 @@ def test_cancel_stops_a_large_batch(qtbot, window, monkeypatch):
     import threading
 
     gate = threading.Event()
-    real = session.iter_generate
+    real = generation.iter_generate
 
     def slow(model, settings):
         for item in real(model, settings):
             gate.wait(5)
             yield item
 
-    monkeypatch.setattr(session, "iter_generate", slow)
-    window.generate_panel.apply_settings(session.GenerationSettings(n=64, length=8, seed=1))
+    monkeypatch.setattr(generation, "iter_generate", slow)
+    window.generate_panel.apply_settings(generation.GenerationSettings(n=64, length=8, seed=1))
     worker = window.generate(window.generate_panel.settings())
     assert window.is_generating and window.generate_panel.progress_visible
     with qtbot.waitSignal(worker.signals.cancelled, timeout=WAIT):
@@ -160,6 +160,29 @@ def test_damaged_and_text_checkpoints_show_an_error_and_keep_the_model(qtbot, wi
     assert "text model" in window.last_error
     generate(qtbot, window, n=2)  # the app still works
     assert len(window.gallery.pieces()) == 2
+
+
+def test_model_loader_loads_one_checkpoint_at_a_time(qtbot, models_dir, tmp_path):
+    from app.ui.model_loader import ModelLoader
+    from app.workers import WorkerPool
+
+    pool = WorkerPool()
+    loader = ModelLoader(pool)
+    started, loaded = [], []
+    loader.loading.connect(started.append)
+    loader.model_loaded.connect(loaded.append)
+    path = models_dir / "default.lnf"
+    with qtbot.waitSignals([loader.model_loaded, loader.idle], order="strict", timeout=WAIT):
+        assert loader.load(path) is not None
+        assert loader.busy and loader.load(models_dir / "second.lnf") is None  # one at a time
+    assert [m.label for m in loaded] == ["Default JSB"]
+    assert started == [path] and not loader.busy
+    bad = tmp_path / "broken.lnf"
+    bad.write_bytes(b"this is not a checkpoint at all" * 10)
+    with qtbot.waitSignal(loader.model_failed, timeout=WAIT) as failed:
+        loader.load(bad)
+    assert failed.args[0] == bad and "broken.lnf" in failed.args[1]
+    assert pool.shutdown()
 
 
 def test_opening_another_checkpoint_adds_it_to_recent(qtbot, window, tmp_path):

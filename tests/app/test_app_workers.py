@@ -14,6 +14,7 @@ def _collect(w: Worker) -> dict:
     s.progress.connect(lambda d, t, m: got["progress"].append((d, t, m)))
     s.result.connect(lambda r: (got.__setitem__("result", r), got["order"].append("result")))
     s.error.connect(lambda e: (got.__setitem__("error", e), got["order"].append("error")))
+    s.failed.connect(lambda e: got.__setitem__("failed", e))
     s.cancelled.connect(lambda: got["order"].append("cancelled"))
     s.finished.connect(lambda: got["order"].append("finished"))
     return got
@@ -57,6 +58,18 @@ def test_errors_and_cooperative_cancel(qtbot):
     with qtbot.waitSignal(w.signals.finished, timeout=5000):
         pool.start(w)
     assert got["error"] == "length must be at least 1 step" and "result" not in got
+    assert isinstance(got["failed"], ValueError) and str(got["failed"]) == got["error"]
+
+    def shaped():  # a generator job returns its result; a yielded non-progress item is a bug, not the result
+        yield 1, 2, "half"
+        yield "the result?"
+
+    w = Worker(shaped)
+    got = _collect(w)
+    with qtbot.waitSignal(w.signals.finished, timeout=5000):
+        pool.start(w)
+    assert isinstance(got["failed"], TypeError) and got["error"].startswith("Unexpected error: TypeError")
+    assert "result" not in got and got["progress"] == [(1, 2, "half")]
 
     gate = threading.Event()
     running = threading.Event()

@@ -177,7 +177,7 @@ def test_exported_files_get_normal_permissions(tmp_path: Path) -> None:
 
 
 def test_long_wav_is_written_block_by_block_and_cancel_leaves_nothing(tmp_path: Path, synth: Synthesizer) -> None:
-    from app.session import Cancelled
+    from app.jobs import Cancelled
 
     roll = np.tile(random_roll(6, T=32), (8, 1))  # 256 beats at 240 BPM: 64 s
     seen: list[tuple[int, int, str]] = []

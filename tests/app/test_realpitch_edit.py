@@ -13,9 +13,11 @@ from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
 
 import lnf_core.infill as infill_module
-from app import pitchspace, session
+from app import models, pitchspace
 from app import regenerate as rg
 from app.generate import main as generate_main
+from app.jobs import run_job
+from app.pieces import Piece
 from lnf_core.keys import detect_key, mean_pitch
 from lnf_core.pianoroll import midi_key_signature, midi_meter, midi_to_roll
 
@@ -60,7 +62,7 @@ def e_major_file(path: Path, tempo: float = 90.0) -> Path:
 
 @pytest.fixture(scope="module")
 def jsb():
-    return session.load_music_model(JSB_MODEL)
+    return models.load_music_model(JSB_MODEL)
 
 
 @pytest.fixture
@@ -93,13 +95,12 @@ def test_a_region_is_regenerated_in_the_models_key_and_the_rest_comes_back_at_it
         e_major, jsb, monkeypatch, keys):
     midi = pitchspace.read_midi_for(jsb, e_major)
     roll = midi.roll
-    piece = session.Piece(roll, "E major", "midi", steps_per_quarter=1, meter=midi.meter,
+    piece = Piece(roll, "E major", "midi", steps_per_quarter=1, meter=midi.meter,
                           key_name=detect_key(roll).name)
     seen = _spy_canvases(monkeypatch)
     request = rg.RegenRequest("region", 6, 12, keys)
-    out = list(rg.run_regenerate(jsb.model, piece, request, n=3, seed=2, steps_per_beat=1, max_len=jsb.max_len,
-                                 space=pitchspace.space_of(jsb)))
-    result = out[-1]
+    result = run_job(rg.run_regenerate(jsb.model, piece, request, n=3, seed=2, steps_per_beat=1, max_len=jsb.max_len,
+                                       space=pitchspace.space_of(jsb)))
     # what the model saw: the piece moved to C major at the JSB rolls' register (E -> C: 8 semitones up)
     (canvas,) = seen
     inside = detect_key(canvas.roll)
@@ -128,10 +129,10 @@ def test_a_region_is_regenerated_in_the_models_key_and_the_rest_comes_back_at_it
 
 def test_continue_in_the_models_space_keeps_the_piece_and_its_key(e_major, jsb):
     midi = pitchspace.read_midi_for(jsb, e_major)
-    piece = session.Piece(midi.roll, "E major", "midi", meter=midi.meter)
-    out = list(rg.run_regenerate(jsb.model, piece, rg.RegenRequest("continue", steps=6), n=2, seed=0,
-                                 steps_per_beat=1, max_len=jsb.max_len, space=pitchspace.space_of(jsb)))
-    for cand in out[-1].pieces:
+    piece = Piece(midi.roll, "E major", "midi", meter=midi.meter)
+    result = run_job(rg.run_regenerate(jsb.model, piece, rg.RegenRequest("continue", steps=6), n=2, seed=0,
+                                       steps_per_beat=1, max_len=jsb.max_len, space=pitchspace.space_of(jsb)))
+    for cand in result.pieces:
         assert cand.roll.shape[0] == 30
         np.testing.assert_array_equal(cand.roll[:24], midi.roll)
         if cand.roll[24:].any():

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QApplication
 
 from app import regenerate as rg
 from app.editing import EditModel, Note
-from app.session import Piece
+from app.pieces import Piece
 from app.ui.main_window import MainWindow
 from app.ui.roll_editor import RollEditor
 from app.ui.settings import AppSettings

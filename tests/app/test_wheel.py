@@ -87,10 +87,10 @@ def test_installed_wheel_generates_from_outside_the_repository(wheel, tmp_path):
     env.update(OMP_NUM_THREADS="1", LNF_STUDIO_THREADS="1")
     where = subprocess.run([str(python), "-c", (
         "import sys, app, assets, lnf_core, train\n"
-        "from app import session\n"
+        "from app import models\n"
         "from train.datasets.locations import find_dataset_file\n"
         "print(app.__file__); print(assets.__file__); print(lnf_core.__file__); print(train.__file__)\n"
-        "print(session.MODELS_DIR); print(find_dataset_file('jsb'))\n"
+        "print(models.MODELS_DIR); print(find_dataset_file('jsb'))\n"
         "print('PATH', *sys.path, sep='|')\n")], cwd=work, env=env, capture_output=True, text=True, timeout=300)
     assert where.returncode == 0, where.stderr[-3000:]
     lines = where.stdout.strip().splitlines()

@@ -230,7 +230,7 @@ def _mutate_checkpoint(rng: random.Random, corpus: list[bytes]) -> tuple[str, by
 
 
 def _checkpoint_case(path: Path, data: bytes) -> str | None:
-    from app.session import read_model_info
+    from app.models import read_model_info
     from lnf_core.checkpoint import CheckpointError, load_checkpoint, read_metadata
 
     path.write_bytes(data)

@@ -9,7 +9,8 @@ import torch
 
 from app import regenerate as rg
 from app.generate import main as generate_main
-from app.session import Piece
+from app.jobs import run_job
+from app.pieces import Piece
 from lnf_core.config import ModelConfig
 from lnf_core.infill import (
     METHODS,
@@ -148,8 +149,7 @@ def test_ranges_in_steps_and_bars():
 
 def test_run_regenerate_gives_ranked_pieces_of_the_source(model):
     piece = Piece(chorale(), "Bach")
-    out = list(rg.run_regenerate(model, piece, rg.RegenRequest("region", 4, 12), n=2, seed=1))
-    result = out[-1]
+    result = run_job(rg.run_regenerate(model, piece, rg.RegenRequest("region", 4, 12), n=2, seed=1))
     assert isinstance(result, rg.RegenResult) and len(result.pieces) == 2
     assert all(p.parent_uid == piece.uid and p.source == "regenerated" for p in result.pieces)
     assert result.pieces[0].title == "Bach · 1/2" and "bars 2-3" in result.pieces[0].note

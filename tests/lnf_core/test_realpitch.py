@@ -15,7 +15,7 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from app import pitchspace, session
+from app import generation, models, pitchspace
 from lnf_core.checkpoint import load_tensors, read_metadata
 from lnf_core.dataspace import (
     DataSpace,
@@ -241,9 +241,9 @@ def test_grid_for_meters():
 
 
 def test_generated_pieces_come_out_at_sounding_pitch_in_the_chosen_key():
-    loaded = session.load_music_model(JSB_MODEL)
+    loaded = models.load_music_model(JSB_MODEL)
     space = pitchspace.space_of(loaded)
-    rolls = session.generate_batch(loaded.model, 4, 32, seed=3)
+    rolls = generation.generate_batch(loaded.model, 4, 32, seed=3)
     model_mean = np.mean([mean_pitch(r) for r in rolls])
     for choice, tonic in (("trained", None), ("G", 7), ("Bb", 10)):
         out = pitchspace.sound_batch(space, rolls, choice, seed=3)
@@ -305,7 +305,7 @@ def _chorale_path(tmp_path: Path, name: str, transpose: int = 0) -> Path:
 
 
 def test_a_chorale_scores_the_same_in_all_12_keys(tmp_path):
-    loaded = session.load_music_model(JSB_MODEL)
+    loaded = models.load_music_model(JSB_MODEL)
     original = _chorale_path(tmp_path, "bach/bwv269")  # written by music21, G major
     scores, model_rolls = [], []
     for k in range(-5, 7):
@@ -328,7 +328,7 @@ def test_typicality_separates_chorales_from_other_real_music(tmp_path):
     _music21()
     from train.realmidi import Source, midi_file, roc_auc
 
-    loaded = session.load_music_model(JSB_MODEL)
+    loaded = models.load_music_model(JSB_MODEL)
     cal = pitchspace.calibration_for(loaded, compute=False)
     assert cal is not None and cal.source == "metadata"
     chorales = ["bach/bwv269", "bach/bwv311", "bach/bwv256", "bach/bwv30.6", "bach/bwv285"]
@@ -348,7 +348,7 @@ def test_typicality_separates_chorales_from_other_real_music(tmp_path):
 def test_a_variation_at_temperature_zero_brings_back_most_notes(tmp_path):
     from train.realmidi import note_recovery
 
-    loaded = session.load_music_model(JSB_MODEL)
+    loaded = models.load_music_model(JSB_MODEL)
     for name in ("bach/bwv269", "bach/bwv285"):
         midi = pitchspace.read_midi_for(loaded, _chorale_path(tmp_path, name))
         back = pitchspace.variations_at_zero(loaded, midi.roll)
@@ -389,15 +389,15 @@ def test_pieces_keep_their_grid_and_key_after_a_model_switch(qtbot, tmp_path):
     settings = AppSettings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
     win = MainWindow(settings, models_dir=tmp_path / "none", interactive=False)
     qtbot.addWidget(win)
-    nott = session.load_music_model(NOTT_MODEL)
+    nott = models.load_music_model(NOTT_MODEL)
     win.set_model(nott)
     assert win.generate_panel.current_meter() == (4, 4)
     win.generate_panel.set_key_choice("D")
     with qtbot.waitSignal(win.batch_ready, timeout=60000):
-        win.generate(session.GenerationSettings(n=2, length=32, seed=1, key="D", meter=(6, 8)))
+        win.generate(generation.GenerationSettings(n=2, length=32, seed=1, key="D", meter=(6, 8)))
     piece = win.gallery.pieces()[0]
     assert piece.steps_per_quarter == 2 and piece.meter == (6, 8) and piece.key_name.startswith("D ")
-    win.set_model(session.load_music_model(JSB_MODEL))  # one step per quarter note
+    win.set_model(models.load_music_model(JSB_MODEL))  # one step per quarter note
     win.gallery.setCurrentIndex(win.gallery.model().index(0, 0))
     opts = win.midi_options(piece)
     assert opts["steps_per_beat"] == 2 and opts["time_signature"] == (6, 8) and opts["key"][0] == 2

@@ -30,7 +30,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QColor, QFont, QPainter, QPainterPath, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
-from app.session import Piece, note_count
+from app.pieces import Piece, note_count
 from app.ui.rollpaint import note_runs, render_thumbnail
 from app.ui.theme import RollColors
 

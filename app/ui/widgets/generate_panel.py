@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.session import MAX_BATCH, MAX_BEST_OF, GenerationSettings
+from app.generation import MAX_BATCH, MAX_BEST_OF, GenerationSettings
 
 SEED_MAX = 2**31 - 1
 LENGTH_STEPS, LENGTH_BARS, LENGTH_MODEL = "steps", "bars", "model"

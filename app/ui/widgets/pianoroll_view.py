@@ -15,7 +15,7 @@ from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPainterPath, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import QAbstractScrollArea, QWidget
 
-from app.session import N_KEYS, PITCH_OFFSET
+from app.pieces import N_KEYS, PITCH_OFFSET
 from app.ui.rollpaint import (
     BEATS_PER_BAR,
     RollGeometry,
