@@ -284,8 +284,8 @@ class ChordHead(nn.Module):
             probs = torch.softmax(scaled, 1)
             p_vocab = torch.sigmoid(gate * inv_t)
             p_keys = torch.sigmoid(b[sl] * inv_t)
-            top, idx = scaled.topk(k, 1)
-            top = top - torch.logsumexp(scaled, 1, keepdim=True)  # log softmax of the k likeliest chords
+            top, idx = probs.topk(k, 1)
+            top = top.clamp_min(1e-38).log()  # the k likeliest chords' log-probabilities (the first is >= 1/V)
             keys = p_keys > 0.5
             log_keys = torch.log(torch.where(keys, p_keys, 1.0 - p_keys).clamp(min=1e-30)).sum(1, keepdim=True)
             scores.append(torch.cat([F.logsigmoid(gate * inv_t).unsqueeze(1) + top,
