@@ -227,7 +227,7 @@ class GeneratePanel(QWidget):
         self.generate_button.setFont(f)
         self.generate_button.setToolTip("Sample a new batch (Ctrl+G)")
         self.generate_button.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.generate_button.clicked.connect(self._generate_clicked)
+        self.generate_button.clicked.connect(self.request_batch)
         self.reproduce_button = QPushButton("Reproduce")
         self.reproduce_button.setObjectName("reproduceButton")
         self.reproduce_button.setMinimumHeight(34)
@@ -417,7 +417,9 @@ class GeneratePanel(QWidget):
     def last_settings(self) -> GenerationSettings | None:
         return self._last
 
-    def _generate_clicked(self) -> None:
+    def request_batch(self) -> None:
+        """Ask for a batch with the panel's settings, as the Generate button does (with "New seed for every batch"
+        a new seed first, unless one was typed); nothing while a batch is sampled."""
         if self._running:
             return
         if self.auto_seed.isChecked() and self._last is not None and not self._seed_chosen:
