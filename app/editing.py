@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-N_KEYS = 88
+from lnf_core.piano import N_KEYS, PITCH_OFFSET
+
 DEFAULT_VELOCITY = 80
 MAX_UNDO = 500
 
@@ -73,7 +74,7 @@ def notes_to_roll(notes: Iterable[Note], length: int) -> tuple[np.ndarray, np.nd
 def roll_midi(roll: np.ndarray, velocities: np.ndarray | None = None, **midi_kwargs: Any):
     """:func:`lnf_core.pianoroll.roll_to_midi` with each note's velocity taken from ``velocities`` (the grid value
     at the note's first frame; 0 or None: the ``velocity`` argument)."""
-    from lnf_core.pianoroll import PITCH_OFFSET, roll_to_midi
+    from lnf_core.pianoroll import roll_to_midi
 
     pm = roll_to_midi(roll, **midi_kwargs)
     if velocities is None or not pm.instruments:

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from app.generation import make_generator
-from app.pieces import N_KEYS
 from lnf_core.config import DEFAULT_DECODE
+from lnf_core.piano import N_KEYS
 
 
 def _seed_from(seed: int | None):

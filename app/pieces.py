@@ -1,7 +1,8 @@
 """The pieces of the gallery: a piano roll at sounding pitch plus where it came from (no Qt).
 
-Every roll in the studio is a bool array [T, :data:`N_KEYS`], one column per piano key from MIDI pitch
-:data:`PITCH_OFFSET` (A0) up; a :class:`Piece` carries one with its time grid, meter, key and history.
+Every roll in the studio is a bool array [T, :data:`lnf_core.piano.N_KEYS`], one column per piano key from MIDI
+pitch :data:`lnf_core.piano.PITCH_OFFSET` (A0) up; a :class:`Piece` carries one with its time grid, meter, key
+and history.
 """
 
 from __future__ import annotations
@@ -10,9 +11,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
-
-N_KEYS = 88
-PITCH_OFFSET = 21
 
 
 @dataclass

@@ -20,7 +20,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from app.jobs import Job
-from app.pieces import N_KEYS, PITCH_OFFSET, Piece
+from app.pieces import Piece
+from lnf_core.piano import N_KEYS, PITCH_OFFSET, note_name
 
 BEATS_PER_BAR = 4
 _NAMES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
@@ -132,7 +133,6 @@ class RegenRequest:
         if self.start % bar == 0 and self.end % bar == 0:
             text = f"bars {self.start // bar + 1}-{self.end // bar}"
         if self.keys is not None:
-            from lnf_core.pianoroll import note_name
 
             text += f", {note_name(self.keys[0] + PITCH_OFFSET)}-{note_name(self.keys[1] + PITCH_OFFSET)}"
         return f"regenerated {text}"

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from lnf_core.keys import Key, detect_key, nearest_shift, tonic_name, transpose_roll
+from lnf_core.piano import PITCH_OFFSET
 
 FORMAT = 1
 #: Mean MIDI pitch of real music at sounding pitch (see docs/data-space.md for how it was measured).
@@ -170,7 +171,7 @@ def measure_data_space(
     keys_as_is: bool | None = None,
     register_offset: int | None = None,
     reference_pitch: float = REFERENCE_PITCH,
-    pitch_offset: int = 21,
+    pitch_offset: int = PITCH_OFFSET,
     profiles: str = DEFAULT_PROFILES,
     quantisation: str = "cover",
     source: str = "measured",
@@ -328,7 +329,7 @@ class Placement:
         return {"detected_key": self.key.name, "shift": self.shift, "model_key": self.moved_key.name}
 
 
-def place(roll: np.ndarray, space: DataSpace, pitch_offset: int = 21) -> Placement:
+def place(roll: np.ndarray, space: DataSpace, pitch_offset: int = PITCH_OFFSET) -> Placement:
     """How to move a roll at sounding pitch into the model's data space (see the module docstring)."""
     key = detect_key(roll, pitch_offset, space.profiles)
     residue = 0 if space.key_tonics is None else space.key_tonics.get(key.mode, 0) - key.tonic
@@ -338,7 +339,8 @@ def place(roll: np.ndarray, space: DataSpace, pitch_offset: int = 21) -> Placeme
     return Placement(key, nearest_shift(roll, residue, target, pitch_offset))
 
 
-def to_sounding(roll: np.ndarray, space: DataSpace, tonic: int | None = None, pitch_offset: int = 21) -> Placement:
+def to_sounding(roll: np.ndarray, space: DataSpace, tonic: int | None = None,
+                pitch_offset: int = PITCH_OFFSET) -> Placement:
     """How to move a roll in the model's space to sounding pitch: to ``tonic`` (0-11; None keeps the key the model
     sampled) at the data's sounding register. ``Placement.key`` is the key in the model's space."""
     key = detect_key(roll, pitch_offset, space.profiles)

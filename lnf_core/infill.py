@@ -43,9 +43,9 @@ import torch
 from torch import Tensor
 
 from lnf_core.config import DECODE_MODES, DEFAULT_DECODE
+from lnf_core.piano import N_KEYS
 from lnf_core.prior import _LSTMStepper, standard_normal_log_prob
 
-N_KEYS = 88
 METHODS = ("resample", "rank", "mala")
 DEFAULT_METHOD = "rank"
 

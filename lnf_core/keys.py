@@ -22,9 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-PITCH_OFFSET = 21
-TONIC_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
-"""Tonic names as a key is usually spelled (Eb major rather than D# major)."""
+from lnf_core.piano import PITCH_OFFSET, TONIC_NAMES
+
 MODES = ("major", "minor")
 
 #: Krumhansl & Kessler (1982) probe-tone profiles, tonic first.

@@ -37,11 +37,8 @@ import mido
 import numpy as np
 
 from lnf_core.midi_lib import pretty_midi
+from lnf_core.piano import N_KEYS, PITCH_OFFSET, note_name
 
-PITCH_OFFSET = 21
-"""MIDI pitch of roll column 0 (A0, the lowest piano key)."""
-N_KEYS = 88
-"""Number of roll columns: the 88 piano keys A0 (21) .. C8 (108)."""
 QUANTISE_MODES = ("cover", "onset")
 """How :func:`midi_to_roll` puts notes on steps: ``"cover"`` (a note is active in the step it starts in and in
 every step it covers most of: short notes are never lost) or ``"onset"`` (active where it sounds at the step's
@@ -49,7 +46,6 @@ start, as the Boulanger-Lewandowski benchmark rolls were made: notes that sound 
 END_MARKER = "lnf:end"
 """Text of the meta event :func:`roll_to_midi` writes where the roll ends, so trailing silence survives."""
 
-_NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 _BASE_RESOLUTION = 480  # MIDI ticks per quarter note; made divisible by steps_per_beat
 _SNAP = 1e-6  # note boundaries this close (in steps) to a grid line are on it (float error of tick->time)
 
@@ -61,14 +57,6 @@ class MidiReadError(Exception):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"Could not read the MIDI file {self.path}: {reason}")
-
-
-def note_name(pitch: int) -> str:
-    """Scientific pitch name of a MIDI pitch: 60 -> "C4" (middle C), 69 -> "A4", 21 -> "A0", 61 -> "C#4"."""
-    pitch = int(pitch)
-    if not 0 <= pitch <= 127:
-        raise ValueError(f"MIDI pitch must be in 0..127, got {pitch}")
-    return f"{_NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
 
 
 def _as_roll(roll: np.ndarray, pitch_offset: int) -> np.ndarray:

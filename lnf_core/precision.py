@@ -19,7 +19,7 @@ The LSTMs (the prior's pass or steps and the decoder BiLSTM) are most of the sam
 ``auto`` (what ``lnf_core.sampling`` uses) picks ``int8`` on a CPU with native bf16 and VNNI, ``bf16`` with native
 bf16 only, else ``float32``. In ``bf16`` and ``int8`` IAF/SCF's coupling stack (run over all steps at once) also
 computes its products in bf16 (:func:`bf16_linears`). The float64 cubic, the readout and the emission stay as
-they are. Training and likelihoods never use any of this. ``python -m lnf_core.bench`` reports, per prior, the
+they are. Training and likelihoods never use any of this. ``python -m benchmarks.bench`` reports, per prior, the
 time against float32 and the fraction of keys equal to float32's under the same noise.
 
 Mechanism: inside :func:`lstm_precision` each affected ``nn.LSTM`` gets a replacement ``forward`` (whole-module

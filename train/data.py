@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lnf_core.fsutil import atomic_write
+from lnf_core.piano import N_KEYS, PITCH_OFFSET
 from train.datasets.batching import Batch, MusicBatch, bucket_batches, collate, iterate_batches
 from train.datasets.locations import (
     find_dataset_file,
@@ -42,7 +43,7 @@ from train.datasets.registry import (
 )
 from train.datasets.safe_pickle import RestrictedUnpickler, safe_load_pickle
 from train.datasets.text import PTB_FILES, PTB_MAX_LEN, _read_lines, load_ptb, ptb_dir
-from train.datasets.types import N_KEYS, PITCH_OFFSET, SPLITS, DataError, MusicDataset, TextDataset
+from train.datasets.types import SPLITS, DataError, MusicDataset, TextDataset
 
 __all__ = [
     "DATASETS", "MUSIC_DATASETS", "N_KEYS", "PITCH_OFFSET", "PTB_MAX_LEN", "SPLITS",

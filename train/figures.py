@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lnf_core.pianoroll import PITCH_OFFSET
+from lnf_core.piano import PITCH_OFFSET
 
 
 def _pick(rolls: Sequence[np.ndarray], n: int, seed: int) -> list[np.ndarray]:

@@ -28,10 +28,11 @@ import numpy as np
 
 from lnf_core.fsutil import atomic_write
 from lnf_core.keys import transpose_roll
+from lnf_core.piano import N_KEYS
 from lnf_core.pianoroll import MidiReadError, midi_to_roll
 from train.datasets.locations import user_cache_dir
 from train.datasets.registry import own_dataset_name
-from train.datasets.types import N_KEYS, SPLITS, DataError, MusicDataset
+from train.datasets.types import SPLITS, DataError, MusicDataset
 
 MIDI_SUFFIXES = (".mid", ".midi")
 CACHE_DIR_NAME = ".lnf-cache"

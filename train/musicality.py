@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from lnf_core.pianoroll import PITCH_OFFSET
+from lnf_core.piano import PITCH_OFFSET
 
 # Krumhansl & Kessler (1982) probe-tone profiles, tonic first.
 MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])

@@ -39,7 +39,7 @@ class WindowActions:
             "Show a MIDI file as a roll and score it under the model (NLL per step)", SP.SP_FileIcon,
         )
         self.act_generate = self._action(
-            "Generate", self.generate_panel._generate_clicked, "Ctrl+G", "Sample a new batch", SP.SP_MediaPlay,
+            "Generate", self.generate_panel.request_batch, "Ctrl+G", "Sample a new batch", SP.SP_MediaPlay,
         )
         self.act_reproduce = self._action(
             "Reproduce", self.generate_panel.reproduce, "Ctrl+R", "Generate the last batch again (same seed)",

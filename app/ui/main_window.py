@@ -9,7 +9,6 @@ reacts to their signals. File tasks show their progress, with Cancel, in the sta
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -34,7 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app import generation, jobs, models
+from app import jobs, models
 from app.audio import AudioUnavailable
 from app.generation import GenerationResult, GenerationSettings
 from app.models import LoadedModel, ModelInfo
@@ -42,6 +41,7 @@ from app.pieces import Piece, note_count
 from app.ui.actions import WindowActions
 from app.ui.edit_controller import EditController
 from app.ui.exporting import Exporter, piece_stem
+from app.ui.generator import Generator
 from app.ui.latent_edits import LatentEditor
 from app.ui.model_loader import ModelLoader
 from app.ui.playback import PlaybackController, midi_factory
@@ -105,10 +105,8 @@ class MainWindow(WindowActions, QMainWindow):
         self.loaded: LoadedModel | None = None
         self.last_error: str | None = None
         self.last_status: str = ""
-        self.last_result: GenerationResult | None = None
         self.workers = WorkerPool(self)
         self.io_workers = WorkerPool(self, max_threads=2)  # file tasks, so they never hold up the model's work
-        self._gen_worker: Worker | None = None
         self._piece_models: dict[int, str] = {}  # piece uid -> file stem of the model that made it
         self._playing_uid: int | None = None
         self.audio_status = None
@@ -121,6 +119,7 @@ class MainWindow(WindowActions, QMainWindow):
         self.editor = LatentEditor(self.workers, self)
         # configure_threads: set torch's threads when loading (the app, not tests)
         self.model_loader = ModelLoader(self.workers, configure_threads, self)
+        self.generator = Generator(self.workers, self)
         self.exporter = Exporter(
             self, self.settings, self.midi_options, self.playback.synthesizer,
             lambda text: self.status(text, 8000), self.show_error, self.run_task, self.piece_file_stem,
@@ -292,6 +291,13 @@ class MainWindow(WindowActions, QMainWindow):
         ml.model_loaded.connect(self.set_model)
         ml.model_failed.connect(self._model_error)
         ml.idle.connect(self._model_load_finished)
+        gen = self.generator
+        gen.started.connect(self._generation_started)
+        gen.progress.connect(lambda done, total, _message: self.generate_panel.set_progress(done, total))
+        gen.idle.connect(self._generation_idle)
+        gen.batch_ready.connect(self._show_batch)
+        gen.error.connect(self.show_error)
+        gen.cancelled.connect(lambda: self.status("Generation cancelled", 5000))
         ed = self.editor
         ed.pieces_ready.connect(self._pieces_ready)
         ed.scored.connect(self._scored)
@@ -481,41 +487,23 @@ class MainWindow(WindowActions, QMainWindow):
         """Sample a batch in a worker; the gallery fills when it is done."""
         if settings is None:
             settings = self.generate_panel.settings()
-        if self.loaded is None:
-            self.show_error("No model", "Load a model first (File ▸ Open Checkpoint…).")
-            return None
-        if self._gen_worker is not None:
-            return None
-        try:
-            settings.validated(self.loaded.max_len)
-        except ValueError as exc:
-            self.show_error("Cannot generate", str(exc))
-            return None
-        self._gen_started = time.perf_counter()
-        worker = Worker(generation.run_generation, self.loaded, settings)
-        worker.signals.progress.connect(self._gen_progress)
-        worker.signals.result.connect(self._gen_result)
-        worker.signals.error.connect(lambda m: self.show_error("Generation failed", m))
-        worker.signals.cancelled.connect(lambda: self.status("Generation cancelled", 5000))
-        worker.signals.finished.connect(self._gen_finished)
-        self._gen_worker = worker
+        return self.generator.generate(self.loaded, settings)
+
+    def cancel_generation(self) -> None:
+        if self.generator.cancel():
+            self.status("Cancelling…")
+
+    @property
+    def last_result(self) -> GenerationResult | None:
+        """The last finished batch."""
+        return self.generator.last_result
+
+    def _generation_started(self, settings: GenerationSettings) -> None:
         self.generate_panel.set_running(True)
         self._update_actions()
         self.status(f"Sampling {settings.n} pieces…")
-        self.workers.start(worker)
-        return worker
 
-    def cancel_generation(self) -> None:
-        if self._gen_worker is not None:
-            self._gen_worker.cancel()
-            self.status("Cancelling…")
-
-    def _gen_progress(self, done: int, total: int, message: str) -> None:
-        self.generate_panel.set_progress(done, total)
-
-    def _gen_result(self, result: GenerationResult) -> None:
-        self._gen_finished()  # the batch is final: the UI is ready for the next one before ``finished``
-        self.last_result = result
+    def _show_batch(self, result: GenerationResult) -> None:
         from app.pitchspace import space_of
 
         self._batch_space = space_of(self.loaded) if self.loaded is not None else None  # the space it was made in
@@ -565,14 +553,13 @@ class MainWindow(WindowActions, QMainWindow):
         keys = sorted({p.key_name for p in changed if p.key_name})
         self.status(f"Batch transposed: {', '.join(keys)}", 6000)
 
-    def _gen_finished(self) -> None:
-        self._gen_worker = None
+    def _generation_idle(self) -> None:
         self.generate_panel.set_running(False)
         self._update_actions()
 
     @property
     def is_generating(self) -> bool:
-        return self._gen_worker is not None
+        return self.generator.busy
 
     # ================================================================================== pieces
     def _show_piece(self, piece: Piece | None) -> None:
@@ -658,7 +645,7 @@ class MainWindow(WindowActions, QMainWindow):
 
     def _update_actions(self) -> None:
         has_model = self.loaded is not None
-        busy = self._gen_worker is not None
+        busy = self.generator.busy
         piece = self.current_piece()
         sel = self.gallery.selected_pieces()
         latent = has_model and self.loaded.has_latent
@@ -1109,8 +1096,7 @@ class MainWindow(WindowActions, QMainWindow):
         if self.train_window is not None:
             self.train_window.close()
         self.playback.shutdown()
-        if self._gen_worker is not None:
-            self._gen_worker.cancel()
+        self.generator.cancel()
         self.tasks.cancel_all()
         self.workers.shutdown(3000)
         self.io_workers.shutdown(3000)

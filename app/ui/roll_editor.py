@@ -42,10 +42,10 @@ from PySide6.QtWidgets import (
 )
 
 from app.editing import DEFAULT_VELOCITY, EditModel, Note
-from app.pieces import N_KEYS, PITCH_OFFSET
-from app.ui.rollpaint import BEATS_PER_BAR, note_name
+from app.ui.rollpaint import BEATS_PER_BAR
 from app.ui.widgets.elided_label import ElidedLabel
 from app.ui.widgets.pianoroll_view import KEYBOARD_W, RULER_H, PianoRollView
+from lnf_core.piano import N_KEYS, PITCH_OFFSET, note_name
 
 RESIZE_PX = 6  # a press this close to a note's right edge resizes it
 REGION_COLOR = QColor(232, 89, 12)  # the playhead's orange: "this part will change"

@@ -13,22 +13,15 @@ import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPalette, QPen
 
-from app.pieces import N_KEYS, PITCH_OFFSET
 from app.ui.theme import RollColors, dark_palette, light_palette
+from lnf_core.piano import N_KEYS, PITCH_OFFSET, note_name
 
 BLACK_PCS = frozenset({1, 3, 6, 8, 10})
-_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 BEATS_PER_BAR = 4  # the rolls carry no meter; the app assumes 4/4
 LABEL_ALL_MIN_KEY_H = 9.0
 """Rows at least this tall (pixels) get every key's name on the keyboard; shorter ones only the Cs."""
 MAX_IMAGE_WIDTH = 16_000
 """Widest roll picture :func:`render_roll_image` makes, in pixels (PNG export of very long pieces)."""
-
-
-def note_name(pitch: int) -> str:
-    """Scientific pitch name, 60 -> "C4" (as ``lnf_core.pianoroll.note_name``; importing that package here
-    would import torch before the window is shown)."""
-    return f"{_NAMES[pitch % 12]}{pitch // 12 - 1}"
 
 
 def is_black(key: int) -> bool:
@@ -245,11 +238,12 @@ def paint_keyboard(
             if is_black(key):  # on the black key itself, in the white keys' colour
                 p.setPen(colors.key_white)
                 rect = QRectF(2, cy - label_h / 2, black_w - 3, label_h)
-                p.drawText(rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, note_name(key + 21))
+                p.drawText(rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                           note_name(key + PITCH_OFFSET))
                 p.setPen(colors.key_label)
                 continue
             rect = QRectF(black_w * 0.55, cy - label_h / 2, width - black_w * 0.55 - 4, label_h)
-            p.drawText(rect, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, note_name(key + 21))
+            p.drawText(rect, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, note_name(key + PITCH_OFFSET))
     p.setPen(QPen(colors.key_border, 1))
     p.drawLine(QPointF(width - 0.5, 0), QPointF(width - 0.5, h))
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .types import N_KEYS
+from lnf_core.piano import N_KEYS
 
 if TYPE_CHECKING:
     import torch

@@ -11,9 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from lnf_core.piano import N_KEYS, PITCH_OFFSET
+
 from .registry import DatasetSpec, get_dataset_spec, identify_music_by_counts, own_dataset_name, spec_for_filename
 from .safe_pickle import safe_load_pickle
-from .types import N_KEYS, PITCH_OFFSET, SPLITS, DataError, MusicDataset, safe_repr
+from .types import SPLITS, DataError, MusicDataset, safe_repr
 
 _LOW, _HIGH = PITCH_OFFSET, PITCH_OFFSET + N_KEYS - 1  # 21 .. 108
 _STEP_TYPES = (tuple, list, set, frozenset)

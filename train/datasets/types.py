@@ -9,10 +9,8 @@ from typing import Any
 
 import numpy as np
 
-#: Column k of a piano roll is MIDI pitch ``PITCH_OFFSET + k`` (A0 = 21 .. C8 = 108).
-PITCH_OFFSET = 21
-#: Number of piano keys, i.e. the width of a roll (the emission has one Bernoulli per key).
-N_KEYS = 88
+from lnf_core.piano import N_KEYS, PITCH_OFFSET
+
 SPLITS = ("train", "valid", "test")
 
 

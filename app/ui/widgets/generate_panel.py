@@ -24,11 +24,11 @@ from PySide6.QtWidgets import (
 )
 
 from app.generation import MAX_BATCH, MAX_BEST_OF, GenerationSettings
+from lnf_core.piano import TONIC_NAMES
 
 SEED_MAX = 2**31 - 1
 LENGTH_STEPS, LENGTH_BARS, LENGTH_MODEL = "steps", "bars", "model"
 BEATS_PER_BAR = 4
-KEY_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 METER_CHOICES = ((2, 4), (3, 4), (4, 4), (6, 8), (2, 2), (3, 8), (9, 8), (12, 8))
 
 
@@ -103,7 +103,7 @@ class GeneratePanel(QWidget):
         self.key.setObjectName("keyCombo")
         self.key.addItem("as trained", "trained")
         self.key.addItem("random", "random")
-        for name in KEY_NAMES:
+        for name in TONIC_NAMES:
             self.key.addItem(name, name)
         self.key.setToolTip(
             "Key of the batch (tonic; major or minor is what the model sampled). 'as trained' keeps the key the model "
@@ -227,7 +227,7 @@ class GeneratePanel(QWidget):
         self.generate_button.setFont(f)
         self.generate_button.setToolTip("Sample a new batch (Ctrl+G)")
         self.generate_button.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.generate_button.clicked.connect(self._generate_clicked)
+        self.generate_button.clicked.connect(self.request_batch)
         self.reproduce_button = QPushButton("Reproduce")
         self.reproduce_button.setObjectName("reproduceButton")
         self.reproduce_button.setMinimumHeight(34)
@@ -417,7 +417,9 @@ class GeneratePanel(QWidget):
     def last_settings(self) -> GenerationSettings | None:
         return self._last
 
-    def _generate_clicked(self) -> None:
+    def request_batch(self) -> None:
+        """Ask for a batch with the panel's settings, as the Generate button does (with "New seed for every batch"
+        a new seed first, unless one was typed); nothing while a batch is sampled."""
         if self._running:
             return
         if self.auto_seed.isChecked() and self._last is not None and not self._seed_chosen:

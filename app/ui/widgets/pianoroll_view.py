@@ -15,11 +15,9 @@ from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPainterPath, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import QAbstractScrollArea, QWidget
 
-from app.pieces import N_KEYS, PITCH_OFFSET
 from app.ui.rollpaint import (
     BEATS_PER_BAR,
     RollGeometry,
-    note_name,
     note_runs,
     paint_grid,
     paint_keyboard,
@@ -30,6 +28,7 @@ from app.ui.rollpaint import (
     render_roll_image,
 )
 from app.ui.theme import RollColors
+from lnf_core.piano import N_KEYS, PITCH_OFFSET, note_name
 
 KEYBOARD_W = 54
 RULER_H = 24

@@ -7,15 +7,15 @@ app's precision (``lnf_core.sampling``, precision ``auto``) with the fraction of
 training step (ELBO, backward, gradient clipping, Adam) at batch 5 and T ~ 62 (the official JSB batches), for each
 prior, plus IAF/SCF sampling with the NADE emission.
 
-    python -m lnf_core.bench [--json] [--repeats N] [--T 32 64 128 256] [--quick] [--profile] [--no-bf16] [--no-nade]
-    python -m lnf_core.bench --profile --priors iaf-scf      # where the time goes, per component
-    python -m lnf_core.bench --against-reference DIR [--T 128 256] [--priors ...] [--threads 1] [--no-train]
+    python -m benchmarks.bench [--json] [--repeats N] [--T 32 64 128 256] [--quick] [--profile] [--no-bf16] [--no-nade]
+    python -m benchmarks.bench --profile --priors iaf-scf      # where the time goes, per component
+    python -m benchmarks.bench --against-reference DIR [--T 128 256] [--priors ...] [--threads 1] [--no-train]
 
 ``--profile`` breaks sampling (16 x 128) and a training step into components for every prior (and the NADE),
-the optimised paths beside the straightforward ones in the same run (``lnf_core.bench_profile``).
+the optimised paths beside the straightforward ones in the same run (``benchmarks.bench_profile``).
 ``--against-reference DIR`` times the official code (a folder with ``TextFlow/``, ``patch_textflow.sh`` and
 ``side_by_side.py``, kept outside this repository) and ours side by side, interleaved in one process
-(``lnf_core.bench_reference``): the only comparison with the official code that this benchmark makes; the
+(``benchmarks.bench_reference``): the only comparison with the official code that this benchmark makes; the
 "reference (measured separately)" rows of the plain report are old figures from other runs, for orientation.
 
 Models are untrained (speed does not depend on the weights, except AF/AF whose Jacobi inversion needs more
@@ -334,9 +334,9 @@ def run(lengths: Sequence[int], repeats: int, train: bool, bf16: bool, profile: 
 
 def run_profiles(repeats: int, train: bool, emission: bool, log: Callable[[str], None],
                  steps: int = 128, priors: Sequence[str] = PRIORS) -> dict[str, Any]:
-    """Per-component profiles (``lnf_core.bench_profile``): sampling (and a training step) for every prior, and
+    """Per-component profiles (``benchmarks.bench_profile``): sampling (and a training step) for every prior, and
     IAF/SCF sampling with the NADE emission; each optimised beside straightforward, interleaved."""
-    from lnf_core import bench_profile as bp
+    from benchmarks import bench_profile as bp
 
     variants = {"optimised": ("auto", True), "straightforward": ("float32", False)}
     lines: list[str] = []
@@ -453,7 +453,7 @@ def format_report(lengths: Sequence[int], extra: dict[str, Any], threads: int, l
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lnf_core.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print a JSON list of timing records only")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median reported)")
     parser.add_argument("--T", type=int, nargs="+", default=None,
@@ -471,7 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also time sampling of these trained .lnf models (and count AF/AF sweeps)")
     parser.add_argument("--against-reference", metavar="DIR",
                         help="time the official code in DIR (TextFlow/, patch_textflow.sh, side_by_side.py) and ours "
-                             "side by side, interleaved in one run (lnf_core.bench_reference)")
+                             "side by side, interleaved in one run (benchmarks.bench_reference)")
     parser.add_argument("--priors", nargs="+", default=list(PRIORS), choices=PRIORS,
                         help="priors to measure (default all)")
     args = parser.parse_args(argv)
@@ -508,7 +508,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _against_reference(args: argparse.Namespace) -> int:
-    from lnf_core import bench_reference
+    from benchmarks import bench_reference
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)

@@ -1,4 +1,4 @@
-"""Side-by-side speed against the paper's official code: ``python -m lnf_core.bench --against-reference DIR``.
+"""Side-by-side speed against the paper's official code: ``python -m benchmarks.bench --against-reference DIR``.
 
 ``DIR`` is a folder laid out like the project's reference harness (kept outside this repository): ``TextFlow/``
 (the official harvardnlp/TextFlow code), ``patch_textflow.sh`` (the minimal edits that make a copy run on today's
@@ -98,7 +98,7 @@ def run(ref_dir: str, priors: Sequence[str], lengths: Sequence[int], threads: in
                                   "cpus": os.cpu_count(), "auto_precision": auto, "loadavg_before": _load(),
                                   "sample": [], "train": []}
         log(f"side by side with {ref_dir}: {threads} thread(s), precision auto = {auto}, load {_load()}")
-        from lnf_core.bench import NADE_SIZES, build_nade_model
+        from benchmarks.bench import NADE_SIZES, build_nade_model
 
         for prior in priors:
             ref_models: dict[int, Any] = {}

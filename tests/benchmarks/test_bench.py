@@ -1,4 +1,4 @@
-"""The speed benchmark (lnf_core.bench) runs end to end, with tiny models standing in for the paper-size ones."""
+"""The speed benchmark (benchmarks.bench) runs end to end, with tiny models standing in for the paper-size ones."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lnf_core import bench
+from benchmarks import bench
 from lnf_core.config import ModelConfig
 
 
@@ -82,7 +82,7 @@ def test_trained_checkpoint_rows(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 
 def test_against_reference_table_and_missing_dir(tmp_path: Path) -> None:
-    from lnf_core import bench_reference
+    from benchmarks import bench_reference
 
     cell = {"median": 1.0, "min": 0.9, "max": 1.2, "n": 3, "times": [0.9, 1.0, 1.2], "warmup": [1.1]}
     half = {**cell, "median": 0.25, "min": 0.2, "max": 0.3}

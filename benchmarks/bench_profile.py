@@ -1,5 +1,5 @@
 """Where the time goes: per-component profiles of sampling and of one training step, for every prior
-(``python -m lnf_core.bench --profile``).
+(``python -m benchmarks.bench --profile``).
 
 Sampling: wall time per component of ``lnf_core.sampling.sample`` (perf_counter around the real calls, through
 temporary wrappers and module hooks; medians over runs after a warm-up).
@@ -196,7 +196,7 @@ def _train_stages(t: dict[str, float]) -> dict[str, float]:
 
 def profile_training(model: LatentFlowVAE, repeats: int, lengths: tuple[int, ...]) -> dict[str, dict[str, Any]]:
     """Forward stages, backward split and optimizer time of one training step, optimised and straightforward."""
-    from lnf_core.bench import training_batch
+    from benchmarks.bench import training_batch
 
     x, lengths_t = training_batch(model, lengths)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)

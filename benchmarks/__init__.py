@@ -1,0 +1,1 @@
+"""Speed benchmarks of the library (``python -m benchmarks.bench``); not part of the installed package."""
