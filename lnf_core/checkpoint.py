@@ -34,6 +34,7 @@ from lnf_core.header import check_format as _check_format
 from lnf_core.header import open_checked
 from lnf_core.header import read_checked_header as read_checked_header
 from lnf_core.header import validate_metadata as validate_metadata
+from lnf_core.piano import PITCH_OFFSET
 from lnf_core.safetensors_header import SafetensorsHeader
 
 EXTENSION = ".lnf"
@@ -146,7 +147,7 @@ def save_checkpoint(
         parameters=sum(p.numel() for p in model.parameters()),
     )
     meta.setdefault("data_kind", config.data_kind)
-    meta.setdefault("pitch_offset", 21 if config.data_kind == "music" else None)
+    meta.setdefault("pitch_offset", PITCH_OFFSET if config.data_kind == "music" else None)
     state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
     save_tensors(path, state, meta)
 

@@ -40,11 +40,11 @@ from typing import Any
 import numpy as np
 
 from lnf_core.config import DECODE_MODES, DEFAULT_DECODE
-from lnf_core.pianoroll import PITCH_OFFSET, note_name, roll_to_notes
+from lnf_core.piano import NOTE_NAMES, PITCH_OFFSET, note_name
+from lnf_core.pianoroll import roll_to_notes
 from train.clitext import plain
 from train.jsonsafe import json_safe
 
-PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 DURATION_BIN_LABELS = ("1", "2", "3", "4", "5-6", "7-8", ">8")
 # upper edges (inclusive) of the duration bins; anything longer falls in the last bin
 _DURATION_EDGES = (1, 2, 3, 4, 6, 8)
@@ -318,7 +318,7 @@ def format_table(checks: Sequence[Check], data: RollStats, samples: RollStats) -
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    for title, labels, attr in (("pitch class", PITCH_CLASSES, "pitch_class_hist"),
+    for title, labels, attr in (("pitch class", NOTE_NAMES, "pitch_class_hist"),
                                 ("duration (steps)", DURATION_BIN_LABELS, "duration_hist")):
         hist = [(title, "data", "samples")] + [(lab, f"{d:.3f}", f"{s:.3f}") for lab, d, s in
                                                zip(labels, getattr(data, attr), getattr(samples, attr))]
