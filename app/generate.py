@@ -28,11 +28,15 @@ import secrets
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app import generation, models
 from app.jobs import run_job
 from app.pieces import Piece
 from lnf_core.config import DECODE_MODES
+
+if TYPE_CHECKING:
+    from lnf_core.sampling import SamplingSettings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,13 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= args.program <= 127:
         return _error(f"--program must be a General MIDI program 0-127, not {args.program}", 2)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31 - 1)
-    recommended = loaded.recommended()  # what the model was tuned for, where no option says otherwise
-    for name in ("temperature", "key_temperature", "best_of", "continuity", "decode"):
-        if getattr(args, name) is None:
-            setattr(args, name, getattr(recommended, name))
+    # what the model was tuned for, where no option says otherwise
+    sampling = loaded.recommended().overridden(temperature=args.temperature, key_temperature=args.key_temperature,
+                                               best_of=args.best_of, continuity=args.continuity, decode=args.decode)
     edits = [args.regenerate, args.continue_bars, args.intro]
     if args.source is not None or any(e is not None for e in edits):
-        return _edit_piece(args, loaded, seed)
+        return _edit_piece(args, loaded, seed, sampling)
     if args.num is None:
         args.num = 8
     from app.pitchspace import resolve_key, sound_batch, space_of
@@ -121,11 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         resolve_key(args.key, seed)
     except ValueError as exc:
         return _error(str(exc), 2)
-    settings = generation.GenerationSettings(
-        n=args.num, length=args.length, temperature=args.temperature, seed=seed, decode=args.decode,
-        key_temperature=args.key_temperature, best_of=args.best_of, continuity=args.continuity, key=args.key,
-        meter=meter,
-    )
+    settings = generation.GenerationSettings.of(sampling, n=args.num, length=args.length, seed=seed, key=args.key,
+                                                meter=meter)
     try:
         settings.validated(loaded.max_len)
     except ValueError as exc:
@@ -199,7 +199,7 @@ def _write(args: argparse.Namespace, loaded: models.LoadedModel, rolls: list, me
     return code
 
 
-def _edit_piece(args: argparse.Namespace, loaded: models.LoadedModel, seed: int) -> int:
+def _edit_piece(args: argparse.Namespace, loaded: models.LoadedModel, seed: int, sampling: SamplingSettings) -> int:
     """``--from``: regenerate a region / continue / add an intro, write the ranked candidates.
 
     The file is read at sounding pitch on the model's grid and quantisation (:func:`app.pitchspace.read_midi_for`),
@@ -253,7 +253,7 @@ def _edit_piece(args: argparse.Namespace, loaded: models.LoadedModel, seed: int)
         piece = Piece(roll, Path(args.source).stem, "midi", steps_per_quarter=spb, meter=meter,
                               key_name=key.name)
         t0 = time.perf_counter()
-        result = run_job(rg.run_regenerate(loaded.model, piece, request, n=n, seed=seed, decode=args.decode,
+        result = run_job(rg.run_regenerate(loaded.model, piece, request, n=n, seed=seed, decode=sampling.decode,
                                            method=args.method, steps_per_beat=spb, max_len=loaded.max_len,
                                            space=space))
         seconds = time.perf_counter() - t0

@@ -45,6 +45,13 @@ class GenerationSettings:
     key: str = "trained"  # "trained" (the key the model sampled), "random" (drawn from the seed) or a tonic ("G")
     meter: tuple[int, int] | None = None  # the batch's time signature (None: the model's)
 
+    @classmethod
+    def of(cls, sampling, **batch) -> GenerationSettings:
+        """The settings of a batch (``n``, ``length``, ``seed``, ``key``, ``meter``) drawn with ``sampling`` (an
+        ``lnf_core.sampling.SamplingSettings``); :meth:`sampling` gives it back."""
+        return cls(temperature=sampling.temperature, key_temperature=sampling.key_temperature, decode=sampling.decode,
+                   best_of=sampling.best_of, continuity=sampling.continuity, **batch)
+
     def sampling(self):
         """The ``lnf_core.sampling.SamplingSettings`` of this batch."""
         from lnf_core.sampling import SamplingSettings
