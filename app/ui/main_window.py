@@ -1,7 +1,8 @@
 """The main window: wires the panels, the workers, playback and export together through signals.
 
-Layout: a sidebar (model panel, generate panel) beside a vertical splitter holding the large piano-roll
-view with its transport bar above the gallery of the current batch. Long work (loading a model,
+Layout: a sidebar (model panel, generate panel) beside a vertical splitter holding the roll area (the large
+piano-roll view with its transport bar, :class:`RollArea`) above the batch area (the gallery of the current batch,
+:class:`BatchArea`); the window wires their parts to the rest. Long work (loading a model,
 sampling, scoring, variations, interpolation, opening MIDI files, checking the sound chain, rendering audio
 for playback, writing MIDI/WAV/PNG files) runs on :class:`app.workers.Worker` threads; the UI thread only
 reacts to their signals. File tasks show their progress, with Cancel, in the status bar.
@@ -14,19 +15,17 @@ from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, Qt, Signal
-from PySide6.QtGui import QCloseEvent, QFont, QPalette
+from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QApplication,
     QFileDialog,
     QFrame,
     QGroupBox,
-    QHBoxLayout,
     QInputDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
     QScrollArea,
-    QSizePolicy,
     QSplitter,
     QToolButton,
     QVBoxLayout,
@@ -47,8 +46,7 @@ from app.ui.model_loader import ModelLoader
 from app.ui.playback import PlaybackController, midi_factory
 from app.ui.settings import AppSettings
 from app.ui.theme import apply_theme
-from app.ui.widgets.elided_label import ElidedLabel, PartsLabel
-from app.ui.widgets.gallery import GalleryView
+from app.ui.widgets.batch_area import BatchArea
 from app.ui.widgets.generate_panel import GeneratePanel
 from app.ui.widgets.model_panel import ModelPanel
 from app.ui.widgets.roll_area import RollArea
@@ -138,9 +136,6 @@ class MainWindow(WindowActions, QMainWindow):
     def _build_widgets(self) -> None:
         self.model_panel = ModelPanel()
         self.generate_panel = GeneratePanel()
-        self.gallery = GalleryView()
-        self.gallery.piece_model.midi_writer = self._write_piece_midi
-        self.gallery.piece_model.file_stem = self.piece_file_stem
 
         sidebar = QWidget()
         sidebar.setObjectName("sidebar")
@@ -174,33 +169,17 @@ class MainWindow(WindowActions, QMainWindow):
             ra.zoom_out_button, ra.zoom_fit_button, ra.zoom_in_button,
         )
 
-        gallery_area = QWidget()
-        ga = QVBoxLayout(gallery_area)
-        ga.setContentsMargins(6, 4, 10, 8)
-        ga.setSpacing(4)
-        self.batch_label = ElidedLabel("Batch")
-        self.batch_label.setObjectName("batchLabel")
-        self.batch_label.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
-        bf = QFont(self.batch_label.font())
-        bf.setBold(True)
-        self.batch_label.setFont(bf)
-        # Parts in order of importance: as many whole parts as fit are shown (drag-out is mentioned nowhere else).
-        self.batch_hint = PartsLabel(
-            ["Drag a piece out to save it as .mid", "double-click to play", "Ctrl-click two pieces to interpolate"]
-        )
-        self.batch_hint.setObjectName("batchHint")
-        self.batch_hint.setForegroundRole(QPalette.ColorRole.PlaceholderText)
-        self.batch_hint.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        gh = QHBoxLayout()
-        gh.addWidget(self.batch_label, 3)
-        gh.addWidget(self.batch_hint, 2)
-        ga.addLayout(gh)
-        ga.addWidget(self.gallery, 1)
+        # Batch area: the batch's label and the hint over the gallery.
+        self.batch_area = BatchArea()
+        self.gallery = self.batch_area.gallery
+        self.batch_label, self.batch_hint = self.batch_area.batch_label, self.batch_area.batch_hint
+        self.gallery.piece_model.midi_writer = self._write_piece_midi
+        self.gallery.piece_model.file_stem = self.piece_file_stem
 
         self.center_split = QSplitter(Qt.Orientation.Vertical)
         self.center_split.setObjectName("centerSplit")
         self.center_split.addWidget(self.roll_area)
-        self.center_split.addWidget(gallery_area)
+        self.center_split.addWidget(self.batch_area)
         self.center_split.setStretchFactor(0, 3)
         self.center_split.setStretchFactor(1, 2)
         self.center_split.setChildrenCollapsible(False)
