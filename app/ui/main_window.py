@@ -1,7 +1,8 @@
 """The main window: wires the panels, the workers, playback and export together through signals.
 
-Layout: a sidebar (model panel, generate panel) beside a vertical splitter holding the large piano-roll
-view with its transport bar above the gallery of the current batch. Long work (loading a model,
+Layout: a sidebar (model panel, generate panel) beside a vertical splitter holding the roll area (the large
+piano-roll view with its transport bar, :class:`RollArea`) above the batch area (the gallery of the current batch,
+:class:`BatchArea`); the window wires their parts to the rest. Long work (loading a model,
 sampling, scoring, variations, interpolation, opening MIDI files, checking the sound chain, rendering audio
 for playback, writing MIDI/WAV/PNG files) runs on :class:`app.workers.Worker` threads; the UI thread only
 reacts to their signals. File tasks show their progress, with Cancel, in the status bar.
@@ -13,20 +14,18 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QSize, Qt, Signal
-from PySide6.QtGui import QCloseEvent, QFont, QPalette
+from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QApplication,
     QFileDialog,
     QFrame,
     QGroupBox,
-    QHBoxLayout,
     QInputDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
     QScrollArea,
-    QSizePolicy,
     QSplitter,
     QToolButton,
     QVBoxLayout,
@@ -45,15 +44,13 @@ from app.ui.generator import Generator
 from app.ui.latent_edits import LatentEditor
 from app.ui.model_loader import ModelLoader
 from app.ui.playback import PlaybackController, midi_factory
-from app.ui.roll_editor import EditBar, RollEditor
 from app.ui.settings import AppSettings
 from app.ui.theme import apply_theme
-from app.ui.widgets.elided_label import ElidedLabel, PartsLabel
-from app.ui.widgets.gallery import GalleryView
+from app.ui.widgets.batch_area import BatchArea
 from app.ui.widgets.generate_panel import GeneratePanel
 from app.ui.widgets.model_panel import ModelPanel
+from app.ui.widgets.roll_area import RollArea
 from app.ui.widgets.tasks import TaskIndicator
-from app.ui.widgets.transport import TransportBar
 from app.workers import Worker, WorkerPool
 
 APP_NAME = "LNF Studio"
@@ -139,12 +136,6 @@ class MainWindow(WindowActions, QMainWindow):
     def _build_widgets(self) -> None:
         self.model_panel = ModelPanel()
         self.generate_panel = GeneratePanel()
-        self.roll_view = RollEditor()  # the large roll is the editor (app/ui/roll_editor.py)
-        self.edit_bar = EditBar()
-        self.transport = TransportBar()
-        self.gallery = GalleryView()
-        self.gallery.piece_model.midi_writer = self._write_piece_midi
-        self.gallery.piece_model.file_stem = self.piece_file_stem
 
         sidebar = QWidget()
         sidebar.setObjectName("sidebar")
@@ -168,60 +159,27 @@ class MainWindow(WindowActions, QMainWindow):
         self.sidebar = scroll
 
         # Roll area: title line with zoom buttons, the view, the transport.
-        roll_area = QWidget()
-        ra = QVBoxLayout(roll_area)
-        ra.setContentsMargins(6, 10, 10, 4)
-        ra.setSpacing(6)
-        head = QHBoxLayout()
-        head.setSpacing(8)
-        self.piece_title = QLabel("No piece selected")
-        self.piece_title.setObjectName("pieceTitle")
-        tf = QFont(self.piece_title.font())
-        tf.setPointSizeF(tf.pointSizeF() * 1.25)
-        tf.setBold(True)
-        self.piece_title.setFont(tf)
-        self.piece_info = ElidedLabel("")
-        self.piece_info.setObjectName("pieceInfo")
-        self.piece_info.setForegroundRole(QPalette.ColorRole.PlaceholderText)
-        head.addWidget(self.piece_title)
-        head.addWidget(self.piece_info, 1)
-        self.zoom_out_button = self._tool_button("−", "Zoom out (Ctrl+−, Ctrl+wheel)", self.roll_view.zoom_out)
-        self.zoom_fit_button = self._tool_button("Fit", "Fit the piece to the view (Ctrl+0)", self.roll_view.fit)
-        self.zoom_in_button = self._tool_button("+", "Zoom in (Ctrl++, Ctrl+wheel)", self.roll_view.zoom_in)
-        for b in (self.zoom_out_button, self.zoom_fit_button, self.zoom_in_button):
-            head.addWidget(b)
-        ra.addLayout(head)
-        ra.addWidget(self.edit_bar)
-        ra.addWidget(self.roll_view, 1)
-        ra.addWidget(self.transport)
-
-        gallery_area = QWidget()
-        ga = QVBoxLayout(gallery_area)
-        ga.setContentsMargins(6, 4, 10, 8)
-        ga.setSpacing(4)
-        self.batch_label = ElidedLabel("Batch")
-        self.batch_label.setObjectName("batchLabel")
-        self.batch_label.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
-        bf = QFont(self.batch_label.font())
-        bf.setBold(True)
-        self.batch_label.setFont(bf)
-        # Parts in order of importance: as many whole parts as fit are shown (drag-out is mentioned nowhere else).
-        self.batch_hint = PartsLabel(
-            ["Drag a piece out to save it as .mid", "double-click to play", "Ctrl-click two pieces to interpolate"]
+        self.roll_area = RollArea()
+        ra = self.roll_area
+        self.roll_view = ra.roll_view  # the large roll is the editor (app/ui/roll_editor.py)
+        self.edit_bar = ra.edit_bar
+        self.transport = ra.transport
+        self.piece_title, self.piece_info = ra.piece_title, ra.piece_info
+        self.zoom_out_button, self.zoom_fit_button, self.zoom_in_button = (
+            ra.zoom_out_button, ra.zoom_fit_button, ra.zoom_in_button,
         )
-        self.batch_hint.setObjectName("batchHint")
-        self.batch_hint.setForegroundRole(QPalette.ColorRole.PlaceholderText)
-        self.batch_hint.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        gh = QHBoxLayout()
-        gh.addWidget(self.batch_label, 3)
-        gh.addWidget(self.batch_hint, 2)
-        ga.addLayout(gh)
-        ga.addWidget(self.gallery, 1)
+
+        # Batch area: the batch's label and the hint over the gallery.
+        self.batch_area = BatchArea()
+        self.gallery = self.batch_area.gallery
+        self.batch_label, self.batch_hint = self.batch_area.batch_label, self.batch_area.batch_hint
+        self.gallery.piece_model.midi_writer = self._write_piece_midi
+        self.gallery.piece_model.file_stem = self.piece_file_stem
 
         self.center_split = QSplitter(Qt.Orientation.Vertical)
         self.center_split.setObjectName("centerSplit")
-        self.center_split.addWidget(roll_area)
-        self.center_split.addWidget(gallery_area)
+        self.center_split.addWidget(self.roll_area)
+        self.center_split.addWidget(self.batch_area)
         self.center_split.setStretchFactor(0, 3)
         self.center_split.setStretchFactor(1, 2)
         self.center_split.setChildrenCollapsible(False)
@@ -252,14 +210,6 @@ class MainWindow(WindowActions, QMainWindow):
         # while a task shows its progress the model's name (also on top of the sidebar) makes room for it
         self.tasks.changed.connect(lambda n: self.model_status.setVisible(n == 0))
         sb.addPermanentWidget(self.audio_label)
-
-    def _tool_button(self, text: str, tip: str, slot) -> QToolButton:
-        b = QToolButton()
-        b.setText(text)
-        b.setToolTip(tip)
-        b.setMinimumSize(QSize(30, 26))
-        b.clicked.connect(slot)
-        return b
 
     def _connect(self) -> None:
         mp, gp = self.model_panel, self.generate_panel

@@ -9,7 +9,7 @@ import pretty_midi
 import pytest
 from PySide6.QtCore import QPointF, QSettings, Qt
 from PySide6.QtGui import QColor, QImage
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QApplication, QLabel, QMessageBox
 
 from app import audio, generation
 from app.ui.main_window import MainWindow
@@ -70,6 +70,23 @@ def test_window_opens_on_the_default_model(window, models_dir):
     assert labels == ["Default JSB", "Second"]
     assert window.settings.last_model == str(models_dir / "default.lnf")
     assert window.act_generate.isEnabled()
+
+
+def test_roll_and_batch_areas_are_the_windows_parts(window):
+    """The window reaches the areas' parts under its own names; the splitter holds the roll over the batch."""
+    ra, ba = window.roll_area, window.batch_area
+    assert [window.center_split.widget(i) for i in range(2)] == [ra, ba]
+    for name in ("roll_view", "edit_bar", "transport", "piece_title", "piece_info",
+                 "zoom_out_button", "zoom_fit_button", "zoom_in_button"):
+        assert getattr(window, name) is getattr(ra, name)
+    for name in ("gallery", "batch_label", "batch_hint"):
+        assert getattr(window, name) is getattr(ba, name)
+    assert ra.findChild(QLabel, "pieceTitle") is window.piece_title
+    assert ba.findChild(QLabel, "batchLabel") is window.batch_label
+    assert ba.findChild(QLabel, "batchHint") is window.batch_hint
+    w0 = window.roll_view.step_width
+    window.zoom_in_button.click()  # the area's buttons drive its roll
+    assert window.roll_view.step_width > w0
 
 
 def test_generate_fills_gallery_and_reproduce_gives_same_rolls(qtbot, window):
