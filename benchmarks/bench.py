@@ -40,7 +40,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from lnf_core.config import PRIOR_LABELS, PRIORS, ModelConfig
+from lnf_core import bench as paper  # the paper-size models, shared with the reference harness
+from lnf_core.config import PRIOR_LABELS, PRIORS
 from lnf_core.flows import MADELayer
 from lnf_core.model import LatentFlowVAE
 from lnf_core.precision import bf16_lstms  # noqa: F401  (re-exported for callers)
@@ -60,19 +61,13 @@ REFERENCE_TRAIN = {"af-af": 0.85, "af-scf": 0.96, "iaf-scf": 2.19}
 REFERENCE_LABEL = "reference (measured separately, reference-speed.md)"
 
 
-def paper_config(prior: str) -> ModelConfig:
-    """The paper's music model: H=50, 500-wide embedding/LSTMs, 2x500 prior LSTM, 5 NLSq hidden-flow layers of
-    2x100 conditioners, dropout 0.2; compact position codes (the one difference from the official setup)."""
-    return ModelConfig(prior=prior, pos_encoding="compact")
-
-
 NADE_SIZES = (128, 256)
 
 
 def build_nade_model(nade_hidden: int, seed: int = 0) -> LatentFlowVAE:
     """The paper-size IAF/SCF model with the NADE emission (``lnf_core.nade``)."""
     torch.manual_seed(seed)
-    config = dataclasses.replace(paper_config("iaf-scf"), emission="nade", nade_hidden=nade_hidden)
+    config = dataclasses.replace(paper.paper_config("iaf-scf"), emission="nade", nade_hidden=nade_hidden)
     return LatentFlowVAE(config, [0] * 10 + [1] * 200)
 
 
@@ -83,7 +78,7 @@ CHORD_VOCAB = 2420
 def build_chord_model(n_chords: int = CHORD_VOCAB, seed: int = 0) -> LatentFlowVAE:
     """The paper-size IAF/SCF model with the chord emission over ``n_chords`` random four-note chords."""
     torch.manual_seed(seed)
-    config = dataclasses.replace(paper_config("iaf-scf"), emission="chords", chord_vocab=n_chords)
+    config = dataclasses.replace(paper.paper_config("iaf-scf"), emission="chords", chord_vocab=n_chords)
     model = LatentFlowVAE(config, [0] * 10 + [1] * 200)
     keys = torch.rand(n_chords, config.vocab_size).argsort(1)[:, :4]
     chords = torch.zeros(n_chords, config.vocab_size, dtype=torch.bool).scatter_(1, keys, True)
@@ -92,8 +87,8 @@ def build_chord_model(n_chords: int = CHORD_VOCAB, seed: int = 0) -> LatentFlowV
 
 
 def build_model(prior: str, seed: int = 0) -> LatentFlowVAE:
-    torch.manual_seed(seed)
-    return LatentFlowVAE(paper_config(prior), length_counts=[0] + [1] * 320)
+    """``lnf_core.bench.build_model``: the paper-size model the reference harness measures too."""
+    return paper.build_model(prior, seed)
 
 
 def _median_time(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> tuple[float, list[float]]:
@@ -162,9 +157,12 @@ def training_batch(model: LatentFlowVAE, lengths: Sequence[int]) -> tuple[torch.
 
 def time_training_step(model: LatentFlowVAE, repeats: int, lengths: Sequence[int] = TRAIN_LENGTHS) -> float:
     """One step of the official JSB training: ELBO (KL weight 1, one sample), backward, clip 0.25, Adam 1e-3."""
+    from lnf_core.precision import forget_derived_weights
+    from train.loop import make_optimizer
+
     model.train()
     x, lengths_t = training_batch(model, lengths)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = make_optimizer("adam", model.parameters(), 1e-3)  # as the trainer builds it
 
     def step() -> None:
         loss = model.elbo(x, lengths_t, kl_weight=1.0).loss
@@ -172,6 +170,7 @@ def time_training_step(model: LatentFlowVAE, repeats: int, lengths: Sequence[int
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 0.25)
         optimizer.step()
+        forget_derived_weights(model)
 
     seconds = _median_time(step, repeats, warmup=2)[0]
     model.eval()

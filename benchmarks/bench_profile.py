@@ -197,9 +197,10 @@ def _train_stages(t: dict[str, float]) -> dict[str, float]:
 def profile_training(model: LatentFlowVAE, repeats: int, lengths: tuple[int, ...]) -> dict[str, dict[str, Any]]:
     """Forward stages, backward split and optimizer time of one training step, optimised and straightforward."""
     from benchmarks.bench import training_batch
+    from train.loop import make_optimizer
 
     x, lengths_t = training_batch(model, lengths)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = make_optimizer("adam", model.parameters(), 1e-3)  # as the trainer builds it
     clock = _Clock()
     model.train()
 

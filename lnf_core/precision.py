@@ -90,6 +90,17 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 _CACHE: weakref.WeakKeyDictionary[nn.LSTM, dict[str, tuple[tuple, Any]]] = weakref.WeakKeyDictionary()
 
 
+def forget_derived_weights(model: nn.Module) -> None:
+    """Drop every value derived from ``model``'s weights and cached between calls (the low-precision LSTM weights
+    here, the fused readout, the chord embeddings). The caches notice an ordinary in-place update through the
+    tensors' version counters; an optimizer that writes the weights in one fused kernel (``Adam(fused=True)``)
+    does not bump them, so whoever steps one calls this after each step."""
+    for m in model.modules():
+        _CACHE.pop(m, None)  # type: ignore[call-overload]
+        for name in ("_readout_cache", "_vocab_cache"):
+            m.__dict__.pop(name, None)
+
+
 def _cached(module: nn.LSTM, kind: str, build: Any) -> Any:
     """``build(module)``, rebuilt whenever a parameter was replaced or changed in place since the last build."""
     key = tuple((p.data_ptr(), p._version) for p in module.parameters())

@@ -19,7 +19,7 @@ def tiny_models(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         return ModelConfig(prior=prior, z_dim=4, emb_dim=16, hidden=16, prior_units=16, flow_layers=2,
                            flow_hidden=12)
 
-    monkeypatch.setattr(bench, "paper_config", tiny)
+    monkeypatch.setattr(bench.paper, "paper_config", tiny)  # lnf_core.bench, where the paper-size models are built
     previous = torch.get_num_threads()
     yield
     torch.set_num_threads(previous)

@@ -501,3 +501,29 @@ def test_curves_survive_nan_and_inf_losses(tmp_path):
     only_nan.mkdir()
     (only_nan / "metrics.jsonl").write_text(json.dumps({"event": "epoch", "epoch": 1, "valid_loss": float("nan")}))
     assert plot_curves(only_nan) is None
+
+
+def test_evaluation_after_a_step_sees_the_new_weights(tmp_path):
+    """Adam's fused kernel writes the weights without bumping their version counters, which the evaluation caches
+    (fused readout, chord embeddings, low-precision LSTM weights) key on; the trainer forgets them after each
+    step, so an evaluation equals that of a fresh copy of the stepped weights."""
+    import copy
+
+    cfg, ms = _config(tmp_path, "--emission", "chords", "--lr", "1e-2")
+    trainer = Trainer(cfg, ms)
+    before = trainer.evaluate("valid")["valid_loss"]  # fills the caches
+    idx = list(range(5))
+    for _ in range(3):
+        out = trainer.forward_backward(idx, 1.0)
+        assert trainer.optimizer_step(out.loss)
+    torch.manual_seed(7)  # the ELBO draws z: the same draws for both evaluations
+    after = trainer.evaluate("valid")["valid_loss"]
+    fresh = copy.deepcopy(trainer.model)
+    fresh.load_state_dict(trainer.model.state_dict())
+    trainer.model, kept = fresh, trainer.model
+    try:
+        torch.manual_seed(7)
+        expected = trainer.evaluate("valid")["valid_loss"]
+    finally:
+        trainer.model = kept
+    assert after != before and after == pytest.approx(expected, rel=1e-5)
