@@ -155,24 +155,29 @@ def training_batch(model: LatentFlowVAE, lengths: Sequence[int]) -> tuple[torch.
     return x * (torch.arange(steps)[None, :, None] < lengths_t[:, None, None]), lengths_t
 
 
-def time_training_step(model: LatentFlowVAE, repeats: int, lengths: Sequence[int] = TRAIN_LENGTHS) -> float:
-    """One step of the official JSB training: ELBO (KL weight 1, one sample), backward, clip 0.25, Adam 1e-3."""
+def training_step(model: LatentFlowVAE, x: torch.Tensor, lengths: torch.Tensor) -> Callable[[], None]:
+    """One step of the official JSB training on ``(x, lengths)``: ELBO (KL weight 1, one sample), backward, clip
+    0.25, Adam 1e-3, with the optimizer as ``train.loop`` builds it (fused Adam where available)."""
     from lnf_core.precision import forget_derived_weights
     from train.loop import make_optimizer
 
-    model.train()
-    x, lengths_t = training_batch(model, lengths)
-    optimizer = make_optimizer("adam", model.parameters(), 1e-3)  # as the trainer builds it
+    optimizer = make_optimizer("adam", model.parameters(), 1e-3)
 
     def step() -> None:
-        loss = model.elbo(x, lengths_t, kl_weight=1.0).loss
+        model.train()
+        loss = model.elbo(x, lengths, kl_weight=1.0).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 0.25)
         optimizer.step()
         forget_derived_weights(model)
 
-    seconds = _median_time(step, repeats, warmup=2)[0]
+    return step
+
+
+def time_training_step(model: LatentFlowVAE, repeats: int, lengths: Sequence[int] = TRAIN_LENGTHS) -> float:
+    """Median seconds of :func:`training_step` on a batch of random keys of ``lengths``."""
+    seconds = _median_time(training_step(model, *training_batch(model, lengths)), repeats, warmup=2)[0]
     model.eval()
     return seconds
 

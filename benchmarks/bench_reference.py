@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from benchmarks.bench import training_step
 from lnf_core.config import PRIOR_LABELS
 
 JSB_ASSET = Path(__file__).resolve().parent.parent / "assets" / "data" / "JSB_Chorales.pickle"
@@ -141,7 +142,7 @@ def run(ref_dir: str, priors: Sequence[str], lengths: Sequence[int], threads: in
                 ref_m, ref_a = ref.build(prior, max_T)
                 ours_t = sbs.build_ours(prior)
                 trainers = {"ref": ref.trainer(ref_m, ref_a, log_p_T, (ref_x, ref_len))[0],
-                            "ours": ours_trainer(ours_t, our_x, our_len)}
+                            "ours": training_step(ours_t, our_x, our_len)}
                 la = _load()
                 cell = sbs.interleave(trainers, dict.fromkeys(trainers, 2), dict.fromkeys(trainers, train_repeats))
                 result["train"].append({"prior": prior, "loadavg_start": la, "loadavg_end": _load(), **cell})
@@ -153,26 +154,6 @@ def run(ref_dir: str, priors: Sequence[str], lengths: Sequence[int], threads: in
         return result
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-def ours_trainer(model: Any, x: torch.Tensor, lengths: torch.Tensor) -> Callable[[], None]:
-    """The harness's training step (ELBO, zero_grad, backward, clip 0.25, Adam 1e-3) with the optimizer as
-    ``train.loop`` builds it (fused Adam where available)."""
-    from lnf_core.precision import forget_derived_weights
-    from train.loop import make_optimizer
-
-    optimizer = make_optimizer("adam", model.parameters(), 1e-3)
-
-    def step() -> None:
-        model.train()
-        loss = model.elbo(x, lengths, kl_weight=1.0).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.25)
-        optimizer.step()
-        forget_derived_weights(model)
-
-    return step
 
 
 def _cell(c: dict[str, Any]) -> str:

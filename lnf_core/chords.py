@@ -217,8 +217,7 @@ class ChordHead(nn.Module):
         if decode not in DECODE_MODES:
             raise ValueError(f"decode must be one of {', '.join(DECODE_MODES)}, not {decode!r}")
         if decode.startswith("voiced") and base.dim() == 3:
-            return self._voiced(context, base, temperature, lengths, generator if decode == "voiced-sample" else None,
-                                decode == "voiced-sample")
+            return self._voiced(context, base, temperature, lengths, generator, draw=decode == "voiced-sample")
         if decode.startswith("voiced"):  # one step has no neighbours: the likeliest chord, or a draw
             decode = "threshold" if decode == "voiced" else "bernoulli"
         lead = base.shape[:-1]
