@@ -96,3 +96,19 @@ def test_against_reference_table_and_missing_dir(tmp_path: Path) -> None:
     assert "| IAF/SCF | 128 |" in table and "**4.00x**" in table
     with pytest.raises(FileNotFoundError):
         bench_reference.prepare_reference(tmp_path, str(tmp_path / "work"))
+
+
+def test_lstm_kernel_benchmark_runs_and_its_loops_compute_the_lstm(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import bench_lstm
+
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(82, bench_lstm.UNITS, batch_first=True, bidirectional=True).eval()
+    x = torch.randn(bench_lstm.BATCH, 5, 82)
+    with torch.no_grad():
+        want = lstm(x)[0]
+        for loop in (bench_lstm._int8_loop(lstm), bench_lstm._bf16_loop(lstm)):
+            assert (loop(x) - want).abs().max().item() < 0.05
+    assert bench_lstm.main(["--T", "3", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    for name in ("float32", "bf16", "int8 loop", "int8 products alone", "layer reading 1000 inputs"):
+        assert name in out
