@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     sched.add_argument("--lr", type=float, help="learning rate (lowered on validation plateaus)")
     sched.add_argument("--patience", type=int, metavar="N", help="epochs without improvement before the learning "
                                                                   "rate is lowered")
+    sched.add_argument("--early-stop", action=argparse.BooleanOptionalAction, default=None,
+                       help="stop once the validation loss has not improved for --patience epochs at the lowest "
+                            "learning rate (default: on for small, off for paper, which trains all its epochs "
+                            "as the paper's code does)")
     sched.add_argument("--seed", type=int, help="random seed (initialisation, batches, sampling)")
     sched.add_argument("--kl-zero-epochs", type=float, metavar="E", help="epochs at a near-zero KL weight")
     sched.add_argument("--kl-ramp-epochs", type=float, metavar="E", help="epochs over which the KL weight then "

@@ -527,3 +527,16 @@ def test_evaluation_after_a_step_sees_the_new_weights(tmp_path):
     finally:
         trainer.model = kept
     assert after != before and after == pytest.approx(expected, rel=1e-5)
+
+
+def test_early_stop_can_be_asked_of_the_paper_preset_and_ends_a_run_at_the_lr_floor(tmp_path):
+    cfg, _ = _config(tmp_path, "--preset", "paper")
+    assert cfg.early_stop is False  # the paper's code trains all its epochs
+    cfg, ms = _config(tmp_path, "--prior", "iaf-scf", "--epochs", "30", "--early-stop", "--patience", "1",
+                      "--lr", "1e-6")
+    assert cfg.early_stop is True and _config(tmp_path, "--no-early-stop")[0].early_stop is False
+    cfg.min_lr = 1e-6  # already at the floor: the first epoch without improvement after annealing ends the run
+    Trainer(cfg, ms).train()
+    records = [json.loads(line) for line in (Path(cfg.out) / "metrics.jsonl").read_text().splitlines()]
+    end = records[-1]
+    assert end["event"] == "end" and end["reason"] == "early_stop" and end["epoch"] < 30
