@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 import time
 import warnings
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
+
+from benchmarks.bench import _interleaved
+from lnf_core.precision import _int8_cells, _layer_weights
 
 UNITS = 500
 BATCH = 16
@@ -45,27 +47,14 @@ def _quantized(w: Tensor) -> object:
         return torch.ops.quantized.linear_prepack(q, None)
 
 
-def _int8_cells(lstm: nn.LSTM) -> list[object]:
-    cells = []
-    for suffix in ("", "_reverse"):
-        w_ih, w_hh, b_ih, b_hh = (getattr(lstm, f"{n}_l0{suffix}").detach()
-                                  for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            cells.append(torch.ops.quantized.make_quantized_cell_params_dynamic(
-                _quantized(w_ih), _quantized(w_hh), b_ih, b_hh, False))
-    return cells
-
-
 def _int8_loop(lstm: nn.LSTM) -> Callable[[Tensor], Tensor]:
     """One direction after the other, step by step from Python: the int8 recurrent product, the input projection
     of all steps up front, tanh(g) as 2 sigmoid(2g) - 1 so one sigmoid covers all four gates."""
     dirs = []
     scale = torch.ones(4 * UNITS)
     scale[2 * UNITS:3 * UNITS] = 2.0
-    for suffix in ("", "_reverse"):
-        w_ih, w_hh, b_ih, b_hh = (getattr(lstm, f"{n}_l0{suffix}").detach()
-                                  for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+    for d in (0, 1):
+        w_ih, w_hh, b_ih, b_hh = (w.detach() for w in _layer_weights(lstm, 0, d))
         dirs.append((_quantized(w_ih * scale[:, None]), _quantized(w_hh * scale[:, None]), (b_ih + b_hh) * scale))
 
     def run(x: Tensor) -> Tensor:
@@ -90,9 +79,8 @@ def _int8_loop(lstm: nn.LSTM) -> Callable[[Tensor], Tensor]:
 
 def _bf16_loop(lstm: nn.LSTM) -> Callable[[Tensor], Tensor]:
     dirs = []
-    for suffix in ("", "_reverse"):
-        w_ih, w_hh, b_ih, b_hh = (getattr(lstm, f"{n}_l0{suffix}").detach()
-                                  for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+    for d in (0, 1):
+        w_ih, w_hh, b_ih, b_hh = (w.detach() for w in _layer_weights(lstm, 0, d))
         dirs.append((w_ih.t().contiguous().bfloat16(), w_hh.t().contiguous().bfloat16(), b_ih + b_hh))
 
     def run(x: Tensor) -> Tensor:
@@ -112,18 +100,6 @@ def _bf16_loop(lstm: nn.LSTM) -> Callable[[Tensor], Tensor]:
         return torch.cat(outs, -1)
 
     return run
-
-
-def _time(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    for fn in fns.values():
-        fn()
-    runs: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            runs[name].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in runs.items()}
 
 
 def measure(width: int, steps: int, repeats: int, compile_: bool = False) -> dict[str, float]:
@@ -162,7 +138,7 @@ def measure(width: int, steps: int, repeats: int, compile_: bool = False) -> dic
         result["compile time"] = time.perf_counter() - start
         fns["compiled bf16 loop"] = lambda: compiled(x)
     with torch.no_grad():
-        result.update(_time(fns, repeats))
+        result.update(_interleaved(fns, repeats))
     return result
 
 
