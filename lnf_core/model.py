@@ -425,7 +425,8 @@ class LatentFlowVAE(nn.Module):
 
     # -- generation ---------------------------------------------------------------------------------------
     def int8_layers(self) -> dict[nn.Module, list[int]]:
-        """LSTM layers that ``precision="int8"`` runs in int8 (``lnf_core.precision``; the others in bf16): the
+        """LSTM layers that ``precision="int8"`` runs in int8 (``lnf_core.precision``; the others in bf16, or
+        float32 on a CPU without native bf16): the
         layers above the first, of the decoder and of the prior. Upper layers read LSTM outputs, bounded by tanh,
         which one 8-bit activation scale per step fits well; a first layer reads z or eps and the position code,
         whose Gaussian tails make that scale coarse, and its input projection is a small product that oneDNN's bf16

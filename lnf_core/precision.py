@@ -6,18 +6,23 @@ The LSTMs (the prior's pass or steps and the decoder BiLSTM) are most of the sam
 * ``bf16``: every LSTM in bfloat16 (oneDNN; about 2x faster than float32 on a CPU with native bf16, AVX512-BF16 or
   AMX), outputs cast back to float32.
 * ``int8``: the layers ``LatentFlowVAE.int8_layers`` names (the decoder's and the prior LSTM's layers above the
-  first, in LSTMs of at least 384 units; smaller ones gain nothing and stay bf16) with int8 weights (one symmetric
-  scale per weight row) and int8 activations quantised per step (fbgemm's dynamic quantisation, through
+  first, in LSTMs of at least 384 units; smaller ones gain nothing and stay as the rest) with int8 weights (one
+  symmetric scale per weight row) and int8 activations quantised per step (fbgemm's dynamic quantisation, through
   ``torch.quantized_lstm``; at 16 rows per step an int8 2000 x 500 matrix stays in cache where a float32 one
   streams from memory: ~2.4x faster per product than bf16 on a CPU with VNNI), every other LSTM layer in bf16
-  where the CPU has it natively (else float32). The prior's first layer stays out of int8: it
+  where the CPU has it natively, else in float32 (emulated bf16 is ~8x slower than float32 on an AVX2 CPU). On an
+  AVX2 CPU without VNNI fbgemm's int8 kernels still beat float32 (``python -m benchmarks.bench_lstm --T 128
+  --threads 1``, one layer reading 1000 inputs: int8 220 ms, float32 491 ms), with 7-bit activations there
+  (:func:`int8_reduce_range`). The prior's first layer stays out of int8: it
   reads eps or z and the position code, whose Gaussian tails make one shared 8-bit scale per step coarse, and its
   errors move z and with it every key of a frame (on the shipped JSB model, forced to int8: prior first layer in
   int8 99.94% of keys equal to float32's, upper layers only 99.97%; every LSTM layer in int8 with fbgemm's default
   7-bit activations: 99.62%).
 
-``auto`` (what ``lnf_core.sampling`` uses) picks ``int8`` on a CPU with native bf16 and VNNI, ``bf16`` with native
-bf16 only, else ``float32``. In ``bf16`` and ``int8`` IAF/SCF's coupling stack (run over all steps at once) also
+``auto`` (what ``lnf_core.sampling`` uses) picks, on a CPU, ``int8`` with native bf16 and VNNI, ``bf16`` with
+native bf16 only, ``int8`` without native bf16 where fbgemm runs (AVX2: int8 layers beside float32 ones; 16 x 128
+IAF/SCF at the paper's size 1.31x faster than float32, 99.994% of keys equal), else ``float32``; ``float32`` on a
+GPU. In ``bf16`` and ``int8`` IAF/SCF's coupling stack (run over all steps at once) also
 computes its products in bf16 (:func:`bf16_linears`). The float64 cubic, the readout and the emission stay as
 they are. Training and likelihoods never use any of this. ``python -m benchmarks.bench`` reports, per prior, the
 time against float32 and the fraction of keys equal to float32's under the same noise.
@@ -55,32 +60,45 @@ def cpu_has_fast_bf16() -> bool:
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_has_vnni() -> bool:
-    """True when the CPU has 8-bit dot-product instructions (AVX512-VNNI or AVX-VNNI) and torch has fbgemm.
-
-    Without VNNI fbgemm's int8 kernels saturate 16-bit partial sums at full 8-bit range, and are not faster than
-    bf16 anyway, so ``auto`` never picks int8 there."""
-    if "fbgemm" not in torch.backends.quantized.supported_engines:
-        return False
+def _cpu_flags() -> frozenset[str]:
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_vnni", "avx_vnni"})
+                    return frozenset(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return False
+    return frozenset()
+
+
+def cpu_has_vnni() -> bool:
+    """True when the CPU has 8-bit dot-product instructions (AVX512-VNNI or AVX-VNNI) and torch has fbgemm."""
+    return "fbgemm" in torch.backends.quantized.supported_engines and bool(_cpu_flags() & {"avx512_vnni", "avx_vnni"})
+
+
+def cpu_has_int8() -> bool:
+    """True when fbgemm's int8 kernels run here (AVX2 at least, VNNI or not)."""
+    return "fbgemm" in torch.backends.quantized.supported_engines and "avx2" in _cpu_flags()
+
+
+def int8_reduce_range() -> bool:
+    """Whether int8 activations use 7 bits (fbgemm's ``reduce_range``): on a CPU without VNNI fbgemm multiplies
+    8-bit pairs into 16-bit sums that saturate at full range (AVX2's ``vpmaddubsw``); with VNNI the sums are
+    32-bit and all 8 bits are used."""
+    return not cpu_has_vnni()
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` -> ``int8`` (native bf16 + VNNI) or ``bf16`` (native bf16) on a CPU, else ``float32``."""
+    """``auto`` on a CPU -> ``int8`` (native bf16 + VNNI, or no native bf16 but fbgemm's AVX2 int8 kernels: the
+    int8 layers against float32 ones) or ``bf16`` (native bf16 without VNNI), else ``float32``."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     if precision == "auto":
-        if device.type != "cpu" or not cpu_has_fast_bf16():
+        if device.type != "cpu":
             return "float32"
-        return "int8" if cpu_has_vnni() else "bf16"
+        if cpu_has_fast_bf16():
+            return "int8" if cpu_has_vnni() else "bf16"
+        return "int8" if cpu_has_int8() else "float32"
     if precision == "int8" and device.type != "cpu":
         return "bf16"  # fbgemm is CPU only
     return precision
@@ -135,9 +153,8 @@ def _int8_cells(module: nn.LSTM) -> list[Any]:
                     zero = torch.zeros(w.shape[0], dtype=torch.long)
                     packed.append(torch.ops.quantized.linear_prepack(
                         torch.quantize_per_channel(w, scale, zero, 0, torch.qint8), b))
-                # reduce_range=False: full 8-bit activations (no 16-bit saturation with VNNI)
                 cells.append(torch.ops.quantized.make_quantized_cell_params_dynamic(packed[0], packed[1], b_ih, b_hh,
-                                                                                    False))
+                                                                                    int8_reduce_range()))
     return cells
 
 
@@ -152,6 +169,10 @@ class _LowPrecisionLSTM:
         """Layer ``k``, directions ``dirs`` (both = one bidirectional call): ``(out, h, c)``, float32 ``out``."""
         m = self.module
         bidirectional = len(dirs) == 2
+        if self.kinds[k] == "float32":
+            weights = m._flat_weights
+            flat = [w for d in dirs for w in weights[4 * (k * self.dirs + d) : 4 * (k * self.dirs + d + 1)]]
+            return torch.lstm(x.float(), hx, flat, True, 1, 0.0, False, bidirectional, m.batch_first)
         if self.kinds[k] == "int8":
             cells = _cached(m, "int8", _int8_cells)
             out, h, c = torch.quantized_lstm(x.float(), hx, [cells[k * self.dirs + d] for d in dirs], True, 1, 0.0,
@@ -202,10 +223,12 @@ def lstm_precision(model: nn.Module, precision: str,
                 continue
             kinds = ["bf16"] * module.num_layers
             if precision == "int8" and next(module.parameters()).device.type == "cpu":
+                if not cpu_has_fast_bf16():  # emulated bf16 is ~8x slower than float32 (AVX2): those stay float32
+                    kinds = ["float32"] * module.num_layers
                 for k in int8_layers.get(module, ()):
                     kinds[k] = "int8"
-                if "int8" not in kinds and not cpu_has_fast_bf16():
-                    continue  # bf16 without native support would be slower than float32
+                if set(kinds) == {"float32"}:
+                    continue
             runner = _LowPrecisionLSTM(module, kinds)
             module.forward = runner.forward  # type: ignore[method-assign]
             module._lnf_layer = runner.layer
@@ -237,6 +260,8 @@ def step_linear(module: nn.LSTM, k: int, kind: str, build: Callable[[], tuple[Te
                 zero = torch.zeros(weight.shape[0], dtype=torch.long)
                 return torch.ops.quantized.linear_prepack(
                     torch.quantize_per_channel(weight.cpu(), scale, zero, 0, torch.qint8), bias)
+        if kind == "float32":
+            return weight.t().contiguous(), bias
         return weight.t().contiguous().to(torch.bfloat16), bias
 
     packed = _cached(module, f"step{k}-{kind}", make)
@@ -247,6 +272,13 @@ def step_linear(module: nn.LSTM, k: int, kind: str, build: Callable[[], tuple[Te
 
         return int8
     w_t, bias = packed
+    if kind == "float32":
+        def float32(x: Tensor, add: Tensor | None = None) -> Tensor:
+            if bias is not None:
+                add = bias if add is None else add + bias
+            return torch.mm(x, w_t) if add is None else torch.addmm(add, x, w_t)
+
+        return float32
 
     def bf16(x: Tensor, add: Tensor | None = None) -> Tensor:
         y = torch.mm(x.to(torch.bfloat16), w_t)

@@ -243,3 +243,69 @@ def test_lstm_precision_layer_kinds_for_unequal_lengths() -> None:
             low = model._decoder_outputs(z, lengths)
     assert (low - ref).abs().max() < 0.05
     assert (low[1, 5:] == 0).all() and (low[2, 2:] == 0).all()  # padding stays zero
+
+
+@pytest.mark.parametrize("prior", PRIORS)
+def test_int8_without_native_bf16_keeps_the_other_layers_float32(prior: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a CPU without native bf16 (AVX2) the layers int8 does not take run in float32, exactly as the module."""
+    import lnf_core.precision as precision
+
+    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: False)
+    model = tiny(prior).eval()
+    lengths = torch.tensor([20, 13, 20])
+    full = model.generate(lengths, generator=torch.Generator().manual_seed(1))
+    # no layer in int8: nothing is patched
+    with lstm_precision(model, "int8", {}):
+        assert not any("forward" in vars(m) for m in model.modules())
+    # every layer named float32: the replacement reproduces the module (whole-module, per-layer and AF-step paths)
+    kinds_seen = []
+    real = precision._LowPrecisionLSTM.__init__
+
+    def spy(self: precision._LowPrecisionLSTM, module: torch.nn.LSTM, kinds: list[str]) -> None:
+        kinds_seen.append(list(kinds))
+        real(self, module, kinds)
+
+    monkeypatch.setattr(precision._LowPrecisionLSTM, "__init__", spy)
+    with lstm_precision(model, "int8", {model.decoder: [1]}):
+        low = model.generate(lengths, generator=torch.Generator().manual_seed(1), precision="float32")
+    assert kinds_seen == [["float32", "int8"]]
+    assert (full.x == low.x).float().mean() > 0.99
+    kinds_seen.clear()
+    with lstm_precision(model, "int8", {model.decoder: [], model.prior.rnn: []}):  # no layer named: all float32
+        same = model.generate(lengths, generator=torch.Generator().manual_seed(1), precision="float32")
+    assert kinds_seen == []
+    assert torch.equal(same.x, full.x)
+
+
+def test_float32_layer_kind_matches_the_module() -> None:
+    import lnf_core.precision as precision
+
+    model = tiny("af-af").eval()
+    x = torch.randn(3, 7, model.decoder.input_size)
+    with torch.no_grad():
+        ref, (h, c) = model.decoder(x)
+        out, (h2, c2) = precision._LowPrecisionLSTM(model.decoder, ["float32", "float32"]).forward(x)
+        torch.testing.assert_close(out, ref)
+        torch.testing.assert_close(h2, h)
+        step = precision.step_linear(model.prior.rnn, 0, "float32",
+                                     lambda: (torch.ones(4, 3), torch.arange(4.0)))
+        torch.testing.assert_close(step(torch.ones(2, 3), torch.ones(2, 4)), torch.tensor([[4.0, 5, 6, 7]] * 2))
+        torch.testing.assert_close(step(torch.ones(2, 3), None), torch.tensor([[3.0, 4, 5, 6]] * 2))
+
+
+@pytest.mark.parametrize(("bf16", "flags", "expected"), [
+    (True, {"avx2", "avx512_vnni"}, "int8"),
+    (True, {"avx2"}, "bf16"),
+    (False, {"avx2"}, "int8"),  # AVX2 without bf16: int8 layers against float32 ones
+    (False, set(), "float32"),
+])
+def test_auto_precision_per_cpu(bf16: bool, flags: set[str], expected: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import lnf_core.precision as precision
+
+    if "fbgemm" not in torch.backends.quantized.supported_engines:
+        pytest.skip("this torch build has no fbgemm")
+    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: bf16)
+    monkeypatch.setattr(precision, "_cpu_flags", lambda: frozenset(flags))
+    assert precision.resolve_precision("auto", torch.device("cpu")) == expected
+    assert precision.resolve_precision("auto", torch.device("meta")) == "float32"
+    assert precision.int8_reduce_range() == ("avx512_vnni" not in flags)
