@@ -7,6 +7,8 @@ under ``docs/runs/NAME/`` instead, small enough to commit:
 * ``curves.png`` (the run's, or drawn from ``metrics.jsonl`` when the run has none),
 * ``evaluate.json``: ``python -m train.evaluate --json`` of ``best.lnf`` (copied when the run directory has one,
   else computed here with ``--samples S``; ``--samples 0`` skips it),
+* ``sampling.json``: seconds to sample 16 pieces of 128 steps on one thread with the app's sampler and the
+  model's recommended settings (:mod:`train.sampletime`; ``--no-timing`` skips it),
 * ``checkpoint.json``: what identifies the checkpoint evaluated: its size, SHA-256, parameter count and stored
   metadata (metrics, training facts, configuration), so a number in the report can be traced to one file.
 
@@ -54,7 +56,7 @@ def checkpoint_record(path: Path) -> dict[str, Any]:
 
 
 def archive(run_dir: str | Path, dest: str | Path, samples: int = 30, threads: int | None = None,
-            data_dir: str | None = None) -> list[Path]:
+            data_dir: str | None = None, timing: bool = True) -> list[Path]:
     """Copy the record of ``run_dir`` into ``dest``; returns the files written."""
     run, out = Path(run_dir), Path(dest)
     for name in ("config.json", "metrics.jsonl"):
@@ -91,6 +93,11 @@ def archive(run_dir: str | Path, dest: str | Path, samples: int = 30, threads: i
         raise ArchiveError(str(exc)) from exc
     (out / "checkpoint.json").write_text(json.dumps(record, indent=1) + "\n")
     written.append(out / "checkpoint.json")
+    if timing:
+        from train.sampletime import measure
+
+        (out / "sampling.json").write_text(json.dumps(measure(best), indent=1) + "\n")
+        written.append(out / "sampling.json")
     return written
 
 
@@ -103,9 +110,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="importance samples of the test NLL when the run has no evaluate.json (0: skip)")
     p.add_argument("--threads", type=int, help="CPU threads for the evaluation")
     p.add_argument("--data-dir", help="where datasets are looked up first (also $LNF_DATA_DIR)")
+    p.add_argument("--no-timing", action="store_true", help="do not time sampling (sampling.json)")
     args = p.parse_args(argv)
     try:
-        for path in archive(args.run_dir, args.dest, args.samples, args.threads, args.data_dir):
+        for path in archive(args.run_dir, args.dest, args.samples, args.threads, args.data_dir,
+                            timing=not args.no_timing):
             print(path)
     except ArchiveError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -27,7 +27,7 @@ def test_every_option_has_help_and_the_text_is_plain(parser: argparse.ArgumentPa
 
 
 @pytest.mark.parametrize("module", ["train.report", "train.bench", "train.ship", "train.musicstats", "train.sample",
-                                    "train.archive"])
+                                    "train.archive", "train.sampletime"])
 def test_other_tools_describe_themselves_in_plain_text(module: str, capsys) -> None:
     with pytest.raises(SystemExit):
         importlib.import_module(module).main(["--help"])
