@@ -7,7 +7,8 @@ recommended settings (its ``sampling`` metadata; precision ``auto``). A record w
 git (the paper-size ones are over 20 MiB) is timed on a model of the same configuration with fresh weights: no
 step of the samplers depends on the weights' values (a fixed number of LSTM steps, flow layers and, for AF/AF, one
 step per time step), so the time is the trained model's. ``--write`` puts the result beside the record as
-``sampling.json``; the JSON names the machine, torch, the settings, whether the weights were the trained ones and the 1-minute load average before the runs.
+``sampling.json``; the JSON names the machine, torch, the settings, whether the weights were the trained ones
+and the 1-minute load average before the runs.
 """
 
 from __future__ import annotations

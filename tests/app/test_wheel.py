@@ -63,8 +63,9 @@ def test_wheel_carries_the_models_and_the_data(wheel):
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert {n.split("/")[0] for n in names} == {"app", "assets", "lnf_core", "train", wheel.name.split("-")[0] + "-"
                                                 + wheel.name.split("-")[1] + ".dist-info"}
+    # the shipped models (< 20 MiB each, float16; four of ~12.5 MiB) and the code: the wheel stays a normal download
     size = wheel.stat().st_size
-    assert size < 40 * 2**20, size
+    assert size < 64 * 2**20, size
 
 
 def test_installed_wheel_generates_from_outside_the_repository(wheel, tmp_path):
