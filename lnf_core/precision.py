@@ -60,7 +60,8 @@ def cpu_has_fast_bf16() -> bool:
 
 
 @functools.lru_cache(maxsize=1)
-def _cpu_flags() -> frozenset[str]:
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as /proc/cpuinfo lists them (empty where there is no such file)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -73,12 +74,12 @@ def _cpu_flags() -> frozenset[str]:
 
 def cpu_has_vnni() -> bool:
     """True when the CPU has 8-bit dot-product instructions (AVX512-VNNI or AVX-VNNI) and torch has fbgemm."""
-    return "fbgemm" in torch.backends.quantized.supported_engines and bool(_cpu_flags() & {"avx512_vnni", "avx_vnni"})
+    return "fbgemm" in torch.backends.quantized.supported_engines and bool(cpu_flags() & {"avx512_vnni", "avx_vnni"})
 
 
 def cpu_has_int8() -> bool:
     """True when fbgemm's int8 kernels run here (AVX2 at least, VNNI or not)."""
-    return "fbgemm" in torch.backends.quantized.supported_engines and "avx2" in _cpu_flags()
+    return "fbgemm" in torch.backends.quantized.supported_engines and "avx2" in cpu_flags()
 
 
 def int8_reduce_range() -> bool:

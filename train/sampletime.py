@@ -27,24 +27,20 @@ import torch
 
 from lnf_core.checkpoint import CheckpointError, build_model, load_checkpoint
 from lnf_core.config import ModelConfig
-from lnf_core.precision import resolve_precision
+from lnf_core.precision import cpu_flags, resolve_precision
 from lnf_core.sampling import SamplingSettings, sample
 from train.clitext import plain
 
 
 def cpu_name() -> str:
     """The CPU's model name and its vector extensions that matter for the samplers."""
-    name, flags = platform.processor() or platform.machine(), set()
+    name = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and name in ("", platform.machine()):
-                    name = line.split(":", 1)[1].strip()
-                elif line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
     except OSError:
         pass
+    flags = cpu_flags()
     extensions = [label for flag, label in (("avx2", "AVX2"), ("avx512f", "AVX512"), ("avx512_bf16", "AVX512-BF16"),
                                             ("avx512_vnni", "VNNI"), ("amx_bf16", "AMX")) if flag in flags]
     return f"{name} ({', '.join(extensions)})" if extensions else name
@@ -62,7 +58,7 @@ def load_target(target: Path) -> tuple[torch.nn.Module, dict[str, Any], str]:
     metadata: dict[str, Any] = {}
     record = target / "checkpoint.json"
     if record.is_file():
-        metadata = {k: v for k, v in json.loads(record.read_text()).items() if k == "sampling"}
+        metadata = {"sampling": json.loads(record.read_text()).get("sampling")}
     torch.manual_seed(0)
     return build_model(config), metadata, "fresh weights, the record's configuration (the time does not depend on them)"
 

@@ -305,7 +305,7 @@ def test_auto_precision_per_cpu(bf16: bool, flags: set[str], expected: str, monk
     if "fbgemm" not in torch.backends.quantized.supported_engines:
         pytest.skip("this torch build has no fbgemm")
     monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: bf16)
-    monkeypatch.setattr(precision, "_cpu_flags", lambda: frozenset(flags))
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset(flags))
     assert precision.resolve_precision("auto", torch.device("cpu")) == expected
     assert precision.resolve_precision("auto", torch.device("meta")) == "float32"
     assert precision.int8_reduce_range() == ("avx512_vnni" not in flags)
